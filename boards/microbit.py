@@ -1,6 +1,6 @@
-# BBC micro:bit v1 (nRF51822, MicroPython 1.9.2). Installed on the board as board.py.
-# Inputs use edge-connector pins: the A/B buttons never read in QEMU (no system tick).
-# All inputs are active high (1 = off hook / pressed); outputs drive a common-cathode RGB LED.
+# BBC micro:bit v1 (nRF51822, MicroPython 1.9.2), installed as board.py.
+# Inputs are edge-connector pins (the A/B buttons never read in QEMU), all
+# active high: 1 = off hook / pressed. Outputs drive a common-cathode RGB LED.
 import microbit
 import machine
 import micropython
@@ -11,23 +11,19 @@ NAME = b'microbit'
 STORE = ''
 PINS = {'hook': 0, 'ready': 1, 'wrap': 2, 'help': 8,
         'red': 13, 'green': 14, 'blue': 15}
-
-_in = (microbit.pin0, microbit.pin1, microbit.pin2, microbit.pin8)
-_out = (microbit.pin13, microbit.pin14, microbit.pin15)
-_uart = microbit.uart
+UID = machine.unique_id()
 now = utime.ticks_ms
 diff = utime.ticks_diff
 sleep = utime.sleep_ms
 reset = machine.reset
-
-
-def init():
-    _uart.init(115200)
-    micropython.kbd_intr(-1)
-
-
-def repl():
-    micropython.kbd_intr(3)
+mem = gc.mem_free
+kbd = micropython.kbd_intr
+_in = (microbit.pin0, microbit.pin1, microbit.pin2, microbit.pin8)
+_out = (microbit.pin13, microbit.pin14, microbit.pin15)
+_uart = microbit.uart
+_uart.init(115200)
+read = _uart.readinto  # None at once when nothing has arrived
+kbd(-1)  # from here on a 0x03 byte is data, not Ctrl-C
 
 
 def inputs():
@@ -41,21 +37,6 @@ def light(rgb):
     _out[2].write_digital((rgb >> 2) & 1)
 
 
-def read(buf):
-    if _uart.any():
-        return _uart.readinto(buf) or 0
-    return 0
-
-
 def write(buf, n):
-    # no memoryview on this port: the slice is the one allocation per frame
+    # no memoryview on this port: the slice is one allocation per frame
     _uart.write(buf[:n])
-
-
-def uid():
-    return machine.unique_id()
-
-
-def mem():
-    gc.collect()
-    return gc.mem_free()

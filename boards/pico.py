@@ -28,14 +28,11 @@ now = time.ticks_ms
 diff = time.ticks_diff
 sleep = time.sleep_ms
 reset = machine.reset
+mem = gc.mem_free
+kbd = micropython.kbd_intr
+UID = machine.unique_id()
+kbd(-1)  # from here on a 0x03 byte is data, not Ctrl-C
 
-
-def init():
-    micropython.kbd_intr(-1)
-
-
-def repl():
-    micropython.kbd_intr(3)
 
 
 def inputs():
@@ -69,14 +66,3 @@ def read(buf):
 def write(buf, n):
     # type: (bytearray, int) -> None
     _tx.write(buf, n)  # stream write(buf, max_len): no slice
-
-
-def uid():
-    # type: () -> bytes
-    return machine.unique_id()
-
-
-def mem():
-    # type: () -> int
-    gc.collect()
-    return gc.mem_free()

@@ -1,56 +1,51 @@
-# What the agent does at the desk: headset hook and the READY, WRAP and HELP
-# buttons. READY steps through Not Ready reasons while pressed again within
-# step_ms; a long press logs out. Changes asked for during a call are pending.
+# What the agent does at the desk: headset hook, READY, WRAP and HELP.
+# READY steps through Not Ready reasons when pressed again within step_ms
+# and logs out on a long press; during a call its change is pending.
 import cfg
-from seat import OUT, READY, NR, RING, TALK, ACW, HOOK, HELP, PEND, HK, BTN
+import seat
+from seat import S, IDLE, OFFHOOK, ST, RING, TALK, HK, DOWN, SINCE, PST, PRS, NR
+from seat import BTN, PEND, READY, RS, ACW, HELPING, HELP, HOOK
+from cfg import STEP_MS
+IN_HOOK, IN_READY, IN_WRAP, IN_HELP = 1, 2, 4, 8
 
 
-def hook(s, off):
-    s.hook = off
-    s.idle = 0
-    s.emit(HOOK, off, 0)
-    if off:
-        if s.st == RING:
-            s.answer(HK)
-    elif s.st == TALK:
-        s.release(HK)
-
-
-def ready(s, down):
-    s.idle = 0
-    if down:
-        s.down = 0
-        return
-    held = s.down
-    s.down = -1
-    if held < 0:
-        return
-    step = s.tp < cfg.V[12]
-    s.tp = 0
-    st = s.st
-    if st >= RING:
-        if s.pst == NR and step and 0 < s.prs < 7:
-            s.want(NR, s.prs % 6 + 1, BTN)
-        elif s.pst < 0:
-            s.want(NR, 1, BTN)
+def edge(x, r):
+    # x: inputs that changed, r: their new levels (debounced)
+    S[IDLE] = 0
+    st = S[ST]
+    if x & IN_HOOK:
+        S[OFFHOOK] = r & IN_HOOK
+        seat.emit(HOOK, r & IN_HOOK, 0)
+        if r & IN_HOOK and st == RING:
+            seat.answer(HK)
+        elif not r & IN_HOOK and st == TALK:
+            seat.release(HK)
+        st = S[ST]
+    if x & IN_READY:
+        if r & IN_READY:
+            S[DOWN] = 0
+        elif S[DOWN] >= 0:
+            S[DOWN] = -1
+            step = S[SINCE] < cfg.V[STEP_MS]
+            S[SINCE] = 0
+            if st >= RING:
+                if S[PST] == NR and step and 0 < S[PRS] < 7:
+                    seat.want(NR, S[PRS] % 6 + 1, BTN)
+                elif S[PST] < 0:
+                    seat.want(NR, 1, BTN)
+                else:
+                    S[PST] = -1
+                    seat.emit(PEND, -1, 0)
+            elif st == READY:
+                seat.go(NR, 1, BTN)
+            elif st == NR and step and 0 < S[RS] < 7:
+                seat.go(NR, S[RS] % 6 + 1, BTN)
+            else:
+                seat.go(READY, 0, BTN)
         else:
-            s.pst = -1
-            s.emit(PEND, -1, 0)
-    elif st == READY:
-        s.go(NR, 1, BTN)
-    elif st == NR and step and 0 < s.rs < 7:
-        s.go(NR, s.rs % 6 + 1, BTN)
-    else:
-        s.go(READY, 0, BTN)
-
-
-def wrap(s):
-    s.idle = 0
-    if s.st == ACW:
-        s.acw_end(BTN)
-
-
-def help(s):
-    s.idle = 0
-    s.help ^= 1
-    s.emit(HELP, s.help, 0)
+            S[DOWN] = -1
+    if x & r & IN_WRAP and S[ST] == ACW:
+        seat.end(BTN, -1, 0)
+    if x & r & IN_HELP:
+        S[HELPING] ^= 1
+        seat.emit(HELP, S[HELPING], 0)

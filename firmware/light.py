@@ -1,25 +1,27 @@
 # Status light (docs/seat.md): the state's colour and blink, then overlays
 # on a 2 s cycle: pending change, help requested, link lost.
+from seat import S, ST, T, HOLD, OVER, PST, HELPING
 R, G, B, Y, M, W = 1, 2, 4, 3, 5, 7
 # per state: on colour, off colour, period ms, on ms
-P = ((0, 0, 1, 0), (G, G, 1, 1), (B, B, 1, 1), (R, 0, 1000, 500),
-     (R, R, 1, 1), (Y, 0, 500, 250), (Y, Y, 1, 1))
-OVER = (R, Y, 250, 125)
-REMIND = (W, 0, 200, 100)
+P = (0, 0, 1, 0, G, G, 1, 1, B, B, 1, 1, R, 0, 1000, 500,
+     R, R, 1, 1, Y, 0, 500, 250, Y, Y, 1, 1,
+     R, Y, 250, 125, W, 0, 200, 100)
+OVER_ROW, REMIND_ROW = 7, 8
 
 
-def rgb(s, up, ph, remind):
-    t = s.t
-    p = P[s.st]
-    if s.st == 5:
-        if s.over:
-            p = OVER
+def rgb(up, ph, remind):
+    t = S[T]
+    i = S[ST]
+    if i == HOLD:
+        if S[OVER]:
+            i = OVER_ROW
         elif t >= remind and t % remind < 1000:
-            p = REMIND
-    c = p[0] if t % p[2] < p[3] else p[1]
-    if s.pst >= 0 and ph < 200:
+            i = REMIND_ROW
+    i *= 4
+    c = P[i] if t % P[i + 2] < P[i + 3] else P[i + 1]
+    if S[PST] >= 0 and ph < 200:
         c = B
-    if s.help and 1000 <= ph < 1300:
+    if S[HELPING] and 1000 <= ph < 1300:
         c = M
     if not up and 1600 <= ph < 1700:
         c = W

@@ -1,90 +1,64 @@
 # Seat end of the seat link (docs/protocol.md). Numbered frames wait in a
 # bounded queue until the host acks them (cumulative ack) and are resent
-# go-back-N, one frame per loop pass. Overflow collapses the queue into one
-# snapshot and counts the dropped frames: never a silent loss.
+# go-back-N, one frame per loop pass. A full queue collapses into one
+# snapshot and the dropped frames are counted: never a silent loss.
 import cfg
 import tx
+from seat import S, ST, RS, CALL, CAP
+from tx import L, Q, SIZE, HEAD, COUNT, NEXT, SEQ, RT, HB, MS, SEC, RETX, RTO, UP, DROP
+from tx import EVENT, SNAP
+from cfg import HEARTBEAT_S
+RTO0, RTO_MAX = 300, 3000  # ms before resending; doubles up to RTO_MAX
 
-CAP = 0x20000000
+L[RTO] = RTO0
+L[UP] = CAP
 
 
-class Link:
-    SIZE = 10  # queued frames
-    RTO = 300  # ms before resending; doubles up to RTO_MAX
-    RTO_MAX = 3000
+def enq(code, a, b, k=EVENT):
+    if L[COUNT] == SIZE:
+        L[DROP] += SIZE
+        L[COUNT] = L[NEXT] = 0
+        enq(0, 0, 0, SNAP)
+    j = (L[HEAD] + L[COUNT]) % SIZE * 8
+    L[SEQ] = L[SEQ] % 65535 + 1
+    Q[j] = L[SEQ]
+    Q[j + 1] = k
+    Q[j + 2] = code
+    Q[j + 3] = S[ST]
+    Q[j + 4] = S[RS]
+    Q[j + 5] = S[CALL]
+    Q[j + 6] = a
+    Q[j + 7] = b
+    L[COUNT] += 1
 
-    def __init__(s, seat, board, boot, fw, uid):
-        s.seat = seat
-        s.b = board
-        s.boot = boot
-        s.fw = fw
-        s.uid = uid
-        s.q = [0] * (s.SIZE * 8)  # seq, kind, code, st, rs, call, a, b
-        s.h = s.n = s.nx = s.seq = s.rx = s.rt = s.hb = s.ms = s.sec = 0
-        s.bad = s.drop = s.retx = s.err = s.worst = s.quit = s.rn = 0
-        s.rto = s.RTO
-        s.up = CAP
-        s.tb = bytearray(96)
-        s.rb = bytearray(64)
-        seat.emit = s.ev
-        s.put(66, 0, 0, 0)
-        s.put(83, 0, 0, 0)
 
-    def ev(s, code, a, b):
-        s.put(69, code, a, b)
+def ack(a):
+    while L[COUNT] and (a - Q[L[HEAD] * 8]) % 65535 < 32768:
+        L[HEAD] = (L[HEAD] + 1) % SIZE
+        L[COUNT] -= 1
+        if L[NEXT]:
+            L[NEXT] -= 1
+        L[RTO] = RTO0
+        L[RT] = 0
 
-    def put(s, k, code, a, b):
-        if s.n == s.SIZE:
-            s.drop += s.n
-            s.n = s.nx = 0
-            s.put(83, 0, 0, 0)
-        j = (s.h + s.n) % s.SIZE * 8
-        s.seq = s.seq % 65535 + 1
-        q = s.q
-        z = s.seat
-        q[j] = s.seq
-        q[j + 1] = k
-        q[j + 2] = code
-        q[j + 3] = z.st
-        q[j + 4] = z.rs
-        q[j + 5] = z.call
-        q[j + 6] = a
-        q[j + 7] = b
-        s.n += 1
 
-    def ack(s, a):
-        q = s.q
-        m = 0
-        while s.n and (a - q[s.h * 8]) % 65535 < 32768:
-            s.h = (s.h + 1) % s.SIZE
-            s.n -= 1
-            m = 1
-            if s.nx:
-                s.nx -= 1
-        if m:
-            s.rto = s.RTO
-            s.rt = 0
-
-    def tick(s, dt):
-        if s.up < CAP:
-            s.up += dt
-        s.rt += dt
-        s.hb += dt
-        s.ms += dt
-        while s.ms >= 1000:
-            s.ms -= 1000
-            s.sec += 1
-        if s.hb >= cfg.V[10] * 1000:
-            s.hb = 0
-            tx.beat(s)
-        elif s.nx < s.n:
-            tx.send(s, s.nx)
-            s.nx += 1
-            s.rt = 0
-        elif s.n and s.rt >= s.rto:
-            s.nx = s.rt = 0
-            s.retx += s.n
-            s.rto = min(s.rto * 2, s.RTO_MAX)
-
-    def linked(s):
-        return s.up < 3000 * cfg.V[10]
+def tick(dt):
+    if L[UP] < CAP:
+        L[UP] += dt
+    L[RT] += dt
+    L[HB] += dt
+    L[MS] += dt
+    while L[MS] >= 1000:
+        L[MS] -= 1000
+        L[SEC] += 1
+    if L[HB] >= cfg.V[HEARTBEAT_S] * 1000:
+        L[HB] = 0
+        tx.send(-1, 0)
+    elif L[NEXT] < L[COUNT]:
+        tx.send(L[NEXT], 0)
+        L[NEXT] += 1
+        L[RT] = 0
+    elif L[COUNT] and L[RT] >= L[RTO]:
+        L[NEXT] = L[RT] = 0
+        L[RETX] += L[COUNT]
+        L[RTO] = min(L[RTO] * 2, RTO_MAX)

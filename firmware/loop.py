@@ -1,6 +1,7 @@
 # The seat's main loop, the same on every board and under CPython: inputs
 # with lockout debounce, host frames, timers, link, then the light.
 import gc
+import board
 import cfg
 import seat
 import timers
@@ -8,11 +9,12 @@ import agent
 import link
 import rx
 import light
-FW = b'0.1.0'
+import tx
+from tx import L, BOOT, WORST, QUIT, ERR, UP, HELLO, SNAP
+from cfg import DEBOUNCE_MS, HOLD_REMIND_S, HEARTBEAT_S
 
 
-
-def boots(board):
+def run():
     n = 0
     try:
         with open(board.STORE + 'boot') as f:
@@ -21,63 +23,46 @@ def boots(board):
         pass
     with open(board.STORE + 'boot', 'w') as f:
         f.write(str(n + 1))
-    return n + 1
-
-
-def hexid(u):
-    h = bytearray(len(u) * 2)
-    for i in range(len(u)):
-        h[2 * i] = b'0123456789abcdef'[u[i] >> 4]
-        h[2 * i + 1] = b'0123456789abcdef'[u[i] & 15]
-    return bytes(h)
-
-
-def run(board):
-    s = seat.Seat()
-    l = link.Link(s, board, boots(board), FW, hexid(board.uid()))
+    L[BOOT] = n + 1
+    u = board.UID
+    h = bytearray(2 * len(u))
+    for i in range(2 * len(u)):
+        h[i] = tx.frame.HEX[(u[i // 2] >> (4 - 4 * (i & 1))) & 15]
+    tx.UID = h
+    seat.emit = link.enq
+    link.enq(0, 0, 0, HELLO)
+    link.enq(0, 0, 0, SNAP)
     ib = bytearray(16)
     last = board.now()
-    st = board.inputs()
-    lock = ph = 0
+    held = lock = ph = 0
     c = -1
-    if st & 1:
-        agent.hook(s, 1)
     gc.collect()
-    while not l.quit:
+    while not L[QUIT]:
         t = board.now()
         dt = board.diff(t, last)
         last = t
         try:
-            if dt > l.worst:
-                l.worst = dt
+            if dt > L[WORST]:
+                L[WORST] = dt
             ph = (ph + dt) % 2000
             r = board.inputs()
             if lock > 0:
                 lock -= dt
-            elif r != st:
-                x = r ^ st
-                st = r
-                lock = cfg.V[11]
-                if x & 1:
-                    agent.hook(s, r & 1)
-                if x & 2:
-                    agent.ready(s, r & 2)
-                if x & 4 and r & 4:
-                    agent.wrap(s)
-                if x & 8 and r & 8:
-                    agent.help(s)
+            elif r != held:
+                agent.edge(r ^ held, r)
+                held = r
+                lock = cfg.V[DEBOUNCE_MS]
             n = board.read(ib)
             if n:
-                rx.feed(l, ib, n)
-            timers.tick(s, dt)
-            l.tick(dt)
-            r = light.rgb(s, l.linked(), ph, cfg.V[6] * 1000)
+                rx.feed(ib, n)
+            timers.tick(dt)
+            link.tick(dt)
+            r = light.rgb(L[UP] < 3000 * cfg.V[HEARTBEAT_S], ph, cfg.V[HOLD_REMIND_S] * 1000)
             if r != c:
                 board.light(r)
                 c = r
         except Exception:
-            l.err += 1
+            L[ERR] += 1
         board.sleep(5)
     board.light(0)
-    board.repl()
-
+    board.kbd(3)

@@ -1,7 +1,6 @@
-# Boot. For 0.3 s Ctrl-C still reaches the REPL, so a board whose firmware
-# misbehaves can always be reflashed; after board.init() only a Z frame can.
-import board
-board.sleep(300)
-board.init()
+# Boot. For 0.3 s Ctrl-C still reaches the REPL, so a board is reflashable
+# whatever its firmware does; after that only a Z frame leaves the loop.
+import time
+time.sleep_ms(300)
 import loop
-loop.run(board)
+loop.run()

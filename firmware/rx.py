@@ -1,57 +1,57 @@
-# Host frames in: lines gathered into the link's receive buffer, checked,
-# taken in order (a Q frame resyncs), acked, then applied.
+# Host frames in: bytes gathered into lines, checked, taken in order (a Q
+# frame resyncs the sequence), acked, then applied.
 import frame
 import host
+import link
 import tx
+from tx import L, RN, BAD, UP, HB, RXSEQ, QUIT, SNAP, REJECT
+from seat import CAP
+ACK, PING, SYNC, EXIT = 65, 73, 81, 90
+MAGIC = 24231  # Z frame: leave the firmware for the REPL (reflashing)
+RB = bytearray(64)
 
-MAGIC = 24231  # Z frame: leave the firmware for the REPL (flashing)
 
-
-def feed(l, ib, cnt):
-    i = 0
-    while i < cnt:
+def feed(ib, cnt):
+    for i in range(cnt):
         c = ib[i]
-        i += 1
+        n = L[RN]
         if c == 10:
-            if l.rn:
-                if l.rn < 0:
-                    l.bad += 1  # oversized: dropped whole
-                else:
-                    line(l)
-            l.rn = 0
-        elif l.rn >= 0:
-            if l.rn < 64:
-                l.rb[l.rn] = c
-                l.rn += 1
+            L[RN] = 0
+            if n < 0:
+                L[BAD] += 1  # oversized: dropped whole
+            elif n:
+                line(n)
+        elif n >= 0:
+            if n < 64:
+                RB[n] = c
+                L[RN] = n + 1
             else:
-                l.rn = -1
+                L[RN] = -1
 
 
-def line(l):
-    k = frame.parse(l.rb, l.rn)
+def line(n):
+    k = frame.parse(RB, n)
     F = frame.F
     q = F[0]
-    if not k or (k != 65 and k != 73 and not q):
-        l.bad += 1
+    if not k or (k != ACK and k != PING and not q):
+        L[BAD] += 1
         return
-    l.up = 0
-    if k == 65:  # A seq: cumulative ack
+    L[UP] = 0
+    if k == ACK:
         if frame.N:
-            l.ack(F[1])
-        return
-    if k == 73:  # I: ping, answered by a heartbeat
-        l.hb = 0x20000000
-        return
-    if k != 81 and l.rx and q != l.rx:
-        tx.ack(l, (l.rx - 2) % 65535 + 1)  # resent or early: ack the last
-        return
-    l.rx = q % 65535 + 1
-    tx.ack(l, q)
-    if k == 81:  # Q: resync and snapshot
-        l.put(83, 0, 0, 0)
-    elif k == 90 and frame.N and F[1] == MAGIC:
-        l.quit = 1
+            link.ack(F[1])
+    elif k == PING:
+        L[HB] = CAP
+    elif k != SYNC and L[RXSEQ] and q != L[RXSEQ]:
+        tx.send(-2, (L[RXSEQ] - 2) % 65535 + 1)  # resent or early: ack the last
     else:
-        e = host.do(l.seat, k, F, frame.N)
-        if e:
-            l.put(88, q, e // 100, e % 100)
+        L[RXSEQ] = q % 65535 + 1
+        tx.send(-2, q)
+        if k == SYNC:
+            link.enq(0, 0, 0, SNAP)
+        elif k == EXIT and frame.N and F[1] == MAGIC:
+            L[QUIT] = 1
+        else:
+            e = host.do(k, F, frame.N)
+            if e:
+                link.enq(q, e // 100, e % 100, REJECT)

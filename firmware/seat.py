@@ -1,63 +1,68 @@
-# Seat state machine: agent state, the call at the desk and local timers.
-# No pins and no clock: tick(dt) advances time and emit(code, a, b) reports,
-# so it runs unchanged on the board, in MicroPython and in CPython.
+# Seat state machine: agent state, the call at the desk and what ends it.
+# No pins, no clock, no class: state is the int list S (slots named below,
+# inlined as literals on the board, where every object costs heap), events
+# leave through emit(code, a, b), set by the link.
 import cfg
 
 OUT, READY, NR, RING, TALK, HOLD, ACW = 0, 1, 2, 3, 4, 5, 6
-# Not Ready reasons 1-6 come from the button (break .. coaching)
+# Not Ready reasons: 1-6 from the button (break .. coaching), then these
 NOANS, AWAY, WRAP, SUP = 7, 8, 9, 10
 STATE, ANSWER, RONA, RELEASE, HOLDMAX, HELP, PEND, HOOK = 1, 2, 3, 4, 5, 6, 7, 8
-BTN, HK, TMR, HOST = 1, 2, 3, 4
+BTN, HK, TMR, HOST = 1, 2, 3, 4  # why a state changed
+# slots of S; T .. ONHOOK are the ms counters timers.tick advances
+ST, RS, CALL, T, IDLE, SINCE, ONHOOK, MISS = 0, 1, 2, 3, 4, 5, 6, 7
+HELPING, OFFHOOK, OVER, RLIM, RMS, DOWN, PST, PRS = 8, 9, 10, 11, 12, 13, 14, 15
 CAP = 0x20000000  # counters stop here: small ints never allocate
 
+S = [0] * 16
+S[SINCE] = CAP
+S[DOWN] = S[PST] = -1
+emit = None
 
-class Seat:
-    def __init__(s):
-        s.emit = None
-        s.st = s.rs = s.call = s.t = s.miss = s.help = s.hook = 0
-        s.idle = s.oh = s.over = s.rl = s.rms = 0
-        s.tp = CAP
-        s.down = s.pst = -1
-        s.prs = 0
 
-    def go(s, st, rs, why):
-        s.st = st
-        s.rs = rs
-        s.t = s.idle = s.over = 0
-        if st < RING:
-            s.call = 0
-        s.emit(STATE, why, 0)
+def go(st, rs, why):
+    S[ST] = st
+    S[RS] = rs
+    S[T] = S[IDLE] = S[OVER] = 0
+    if st < RING:
+        S[CALL] = 0
+    emit(STATE, why, 0)
 
-    def want(s, st, rs, why):
-        # A change asked for during a call waits for the call to end.
-        if s.st >= RING:
-            s.pst = st
-            s.prs = rs
-            s.emit(PEND, st, rs)
-        else:
-            s.go(st, rs, why)
 
-    def end(s, why, st, rs):
-        if s.pst >= 0:
-            st = s.pst
-            rs = s.prs
-            s.pst = -1
-        s.go(st, rs, why)
+def want(st, rs, why):
+    # asked for during a call: pending until the call ends
+    if S[ST] >= RING:
+        S[PST] = st
+        S[PRS] = rs
+        emit(PEND, st, rs)
+    else:
+        go(st, rs, why)
 
-    def acw_end(s, why):
-        if cfg.V[5]:
-            s.end(why, NR, WRAP)
-        else:
-            s.end(why, READY, 0)
 
-    def answer(s, why):
-        s.miss = 0
-        s.emit(ANSWER, s.t, 0)
-        s.go(TALK, 0, why)
+def end(why, st, rs):
+    # the call is over; st < 0: after ACW, where the setting decides
+    if st < 0:
+        st = READY
+        rs = 0
+        if cfg.V[ACW_STAY_NR]:
+            st = NR
+            rs = WRAP
+    if S[PST] >= 0:
+        st = S[PST]
+        rs = S[PRS]
+        S[PST] = -1
+    go(st, rs, why)
 
-    def release(s, why):
-        s.emit(RELEASE, why, 0)
-        if cfg.V[4]:
-            s.go(ACW, 0, why)
-        else:
-            s.acw_end(why)
+
+def answer(why):
+    S[MISS] = 0
+    emit(ANSWER, S[T], 0)
+    go(TALK, 0, why)
+
+
+def release(why):
+    emit(RELEASE, why, 0)
+    if cfg.V[ACW_S]:
+        go(ACW, 0, why)
+    else:
+        end(why, -1, 0)

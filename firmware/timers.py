@@ -1,49 +1,48 @@
 # Local timers: ring limit, ACW, hold limit, away on hook, idle logout and
 # the READY long press. They run with or without the host link.
 import cfg
-from seat import CAP, READY, NR, RING, HOLD, ACW, OUT, NOANS, AWAY, RONA, HOLDMAX, HK, TMR, BTN
+import seat
+from seat import S, CAP, T, IDLE, SINCE, OFFHOOK, ONHOOK, ST, RING, RLIM, RMS, MISS
+from seat import RONA, NR, NOANS, PST, TMR, READY, ACW, HOLD, OVER, HOLDMAX, AWAY, HK
+from seat import OUT, DOWN, BTN
+from cfg import MISS_LIMIT, ACW_S, HOLD_LIMIT_S, AWAY_S, IDLE_S, LONG_MS
 
 
-def tick(s, dt):
-    if s.t < CAP:
-        s.t += dt
-    if s.idle < CAP:
-        s.idle += dt
-    if s.tp < CAP:
-        s.tp += dt
-    if s.hook:
-        s.oh = 0
-    elif s.oh < CAP:
-        s.oh += dt
+def tick(dt):
+    for i in range(T, ONHOOK + 1):
+        if S[i] < CAP:
+            S[i] += dt
+    if S[OFFHOOK]:
+        S[ONHOOK] = 0
     V = cfg.V
-    st = s.st
-    t = s.t
+    st = S[ST]
+    t = S[T]
     if st == RING:
-        if t >= s.rl * s.rms:
-            s.miss += 1
-            s.emit(RONA, t, s.miss)
-            if s.miss >= V[3]:
-                s.pst = -1
-                s.go(NR, NOANS, TMR)
+        if t >= S[RLIM] * S[RMS]:
+            S[MISS] += 1
+            seat.emit(RONA, t, S[MISS])
+            if S[MISS] >= V[MISS_LIMIT]:
+                S[PST] = -1
+                seat.go(NR, NOANS, TMR)
             else:
-                s.end(TMR, READY, 0)
+                seat.end(TMR, READY, 0)
     elif st == ACW:
-        if t >= V[4] * 1000:
-            s.acw_end(TMR)
+        if t >= V[ACW_S] * 1000:
+            seat.end(TMR, -1, 0)
     elif st == HOLD:
-        if not s.over and t >= V[7] * 1000:
-            s.over = 1
-            s.emit(HOLDMAX, t, 0)
+        if not S[OVER] and t >= V[HOLD_LIMIT_S] * 1000:
+            S[OVER] = 1
+            seat.emit(HOLDMAX, t, 0)
     elif st == READY:
-        a = V[8] * 1000
-        if a and s.oh >= a and t >= a:
-            s.go(NR, AWAY, HK)
+        a = V[AWAY_S] * 1000
+        if a and S[ONHOOK] >= a and t >= a:
+            seat.go(NR, AWAY, HK)
     elif st == NR:
-        a = V[9] * 1000
-        if a and s.idle >= a:
-            s.go(OUT, 0, TMR)
-    if s.down >= 0:
-        s.down += dt
-        if s.down >= V[13]:
-            s.down = -2
-            s.want(OUT, 0, BTN)
+        a = V[IDLE_S] * 1000
+        if a and S[IDLE] >= a:
+            seat.go(OUT, 0, TMR)
+    if S[DOWN] >= 0:
+        S[DOWN] += dt
+        if S[DOWN] >= V[LONG_MS]:
+            S[DOWN] = -2
+            seat.want(OUT, 0, BTN)

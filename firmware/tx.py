@@ -1,66 +1,61 @@
-# Renders the seat's frames into the link's transmit buffer.
+# The link's state and everything it sends. L holds the counters (slots
+# below), Q the queue of unacked frames (8 ints each), TB the frame buffer.
+import gc
+import board
 import frame
+from seat import S, ST, RS, CALL, T, HELPING, OFFHOOK, OVER, PST, PRS, MISS
+HEAD, COUNT, NEXT, SEQ, RXSEQ, RT, HB, MS, SEC, BAD = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+DROP, RETX, ERR, WORST, QUIT, RN, RTO, UP, BOOT = 10, 11, 12, 13, 14, 15, 16, 17, 18
+SIZE = 10  # frames the seat keeps for the host
+EVENT, REJECT, SNAP, HELLO, ACKF, BEAT = 69, 88, 83, 66, 65, 72
+L = [0] * 19
+Q = [0] * (SIZE * 8)  # seq, kind, code, state, reason, call, a, b
+TB = bytearray(96)
+FW = b'0.1.0'
+UID = b''
 
 
-def f(b, p, v):
-    b[p] = 32
-    return frame.num(b, p + 1, v)
+def f(p, v):
+    TB[p] = 32
+    return frame.num(TB, p + 1, v)
 
 
-def head(l, seq, k):
-    b = l.tb
-    p = frame.num(b, 0, seq)
-    b[p] = 32
-    b[p + 1] = k
-    return p + 2
-
-
-def out(l, p):
-    l.b.write(l.tb, frame.close(l.tb, p))
-
-
-def send(l, i):
-    q = l.q
-    j = (l.h + i) % l.SIZE * 8
-    k = q[j + 1]
-    b = l.tb
-    p = head(l, q[j], k)
-    z = l.seat
-    if k == 69:  # E code state reason call a b
+def send(i, a):
+    # i >= 0: queued frame i; -1: heartbeat; -2: ack of a
+    j = (L[HEAD] + i) % SIZE * 8
+    k = Q[j + 1] if i >= 0 else BEAT if i == -1 else ACKF
+    p = frame.num(TB, 0, Q[j] if i >= 0 else 0)
+    TB[p] = 32
+    TB[p + 1] = k
+    p += 2
+    if k == EVENT:
         for x in range(2, 8):
-            p = f(b, p, q[j + x])
-    elif k == 88:  # X command-seq err field
-        p = f(b, p, q[j + 2])
-        p = f(b, p, q[j + 6])
-        p = f(b, p, q[j + 7])
-    elif k == 83:  # S: rendered now, so a resent snapshot is current
-        for v in (z.st, z.rs, z.call, z.t // 1000,
-                  z.help | z.hook << 1 | z.over << 2, z.pst, z.prs, z.miss,
-                  l.drop):
-            p = f(b, p, v)
-    else:  # B protocol boot fw uid board
-        p = f(b, p, 1)
-        p = f(b, p, l.boot)
-        for t in (l.fw, l.uid, l.b.NAME):
-            b[p] = 32
-            p = frame.text(b, p + 1, t)
-    out(l, p)
-
-
-def ack(l, seq):
-    out(l, f(l.tb, head(l, 0, 65), seq))
-
-
-def beat(l):
-    b = l.tb
-    p = f(b, head(l, 0, 72), l.sec)
-    p = f(b, p, l.b.mem())
-    p = f(b, p, l.worst)
-    p = f(b, p, l.bad)
-    p = f(b, p, l.drop)
-    p = f(b, p, l.n)
-    p = f(b, p, l.retx)
-    p = f(b, p, l.err)
-    b[p] = 32
-    out(l, frame.text(b, p + 1, l.fw))
-    l.worst = 0
+            p = f(p, Q[j + x])
+    elif k == REJECT:
+        p = f(f(f(p, Q[j + 2]), Q[j + 6]), Q[j + 7])
+    elif k == SNAP:  # rendered when sent, so a resent snapshot is current
+        p = f(f(f(f(p, S[ST]), S[RS]), S[CALL]), S[T] // 1000)
+        p = f(f(f(p, S[HELPING] | S[OFFHOOK] << 1 | S[OVER] << 2), S[PST]), S[PRS])
+        p = f(f(p, S[MISS]), L[DROP])
+    elif k == ACKF:
+        p = f(p, a)
+    else:
+        if k == BEAT:
+            gc.collect()
+            p = f(f(f(f(p, L[SEC]), board.mem()), L[WORST]), L[BAD])
+            p = f(f(f(f(p, L[DROP]), L[COUNT]), L[RETX]), L[ERR])
+            L[WORST] = 0
+        else:  # hello: protocol, boot, firmware, board id, board
+            p = f(f(p, 1), L[BOOT])
+        for t in (FW, UID, board.NAME) if k == HELLO else (FW,):
+            TB[p] = 32
+            p += 1
+            for c in t:
+                TB[p] = c
+                p += 1
+    c = frame.crc(TB, p)
+    TB[p] = 42
+    for x in range(4):
+        TB[p + 1 + x] = frame.HEX[(c >> (12 - 4 * x)) & 15]
+    TB[p + 5] = 10
+    board.write(TB, p + 6)
