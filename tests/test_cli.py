@@ -45,7 +45,7 @@ def test_help_lists_registered_subcommands() -> None:
 
 
 def test_placeholders_report_not_yet_available() -> None:
-    for name in ("emulate", "demo"):
+    for name in ("demo",):
         r = seatlink(name)
         assert r.returncode == 2
         assert "not yet available" in r.stderr

@@ -1,0 +1,64 @@
+"""Boot emulated seat boards (QEMU micro:bits) with the firmware installed, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from types import FrameType
+
+from gateway.rig import EmulatorError, ReplError, boot_many
+
+_POLL_S = 0.5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n", "--boards", dest="n", type=int, default=1, metavar="N",
+        help="how many boards to boot (default 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-install", action="store_true",
+        help="leave bare MicroPython on the boards (no firmware)",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one JSON line per board ({"board", "serial", "gpio", "pid"}), then keep the
+    boards up until SIGINT/SIGTERM. The rig lets go of each board's qtest socket first, so
+    one client (e.g. gateway.rig.Gpio.connect) can take it."""
+    if args.n < 1:
+        print("seatlink emulate: -n must be at least 1", file=sys.stderr)
+        return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        boards = boot_many(args.n, firmware=not args.no_install)
+        with boards:
+            for index, board in enumerate(boards):
+                board.release_gpio()
+                line = {
+                    "board": index,
+                    "serial": board.serial_url,
+                    "gpio": board.gpio_address,
+                    "pid": board.pid,
+                }
+                print(json.dumps(line), flush=True)
+            while all(board.running for board in boards):
+                time.sleep(_POLL_S)
+            dead = [i for i, board in enumerate(boards) if not board.running]
+            print(f"seatlink emulate: board(s) {dead} stopped by themselves", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        return 0
+    except (EmulatorError, ReplError, OSError) as exc:
+        print(f"seatlink emulate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM takes the same way out as Ctrl-C, so `with boards` stops every QEMU.
+    raise KeyboardInterrupt
