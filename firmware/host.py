@@ -1,7 +1,6 @@
-# Commands from the host (docs/protocol.md). f[1..n] are the fields.
-# Returns 0 when applied, else err * 100 + field: 1 unknown command,
-# 2 wrong state, 3 other call, 4 out of range, 5 missing field.
-# Nothing changes when a command fails.
+# Commands from the host (docs/protocol.md); f[1..n] are the fields.
+# Returns 0, or err * 100 + field: 1 unknown command, 2 wrong state,
+# 3 other call, 4 out of range, 5 missing field. A failure changes nothing.
 import cfg
 import seat
 from seat import S, ST, CALL, READY, NR, RING, TALK, HOLD, RLIM, RMS, SUP, HELPING
@@ -12,8 +11,9 @@ OFFER, CANCEL, CONNECTED, HOLDCMD, RELEASED, SETSTATE, SETTINGS, HELPCMD = 79, 6
 
 def do(k, f, n):
     st = S[ST]
-    c = f[1]
-    if n < 1:
+    c = f[1] if n else 0
+    if n < 1 and (k == OFFER or k == CANCEL or k == CONNECTED or k == HOLDCMD
+                  or k == RELEASED or k == SETSTATE or k == SETTINGS or k == HELPCMD):
         return 501
     if k == OFFER:  # call [ring_limit ring_ms]
         r = f[2] if n > 1 else cfg.V[RING_LIMIT]
@@ -31,7 +31,7 @@ def do(k, f, n):
         S[RMS] = m
         seat.go(RING, 0, HOST)
     elif k == CONNECTED and READY <= st <= NR and c > 0:
-        S[CALL] = c  # an outbound call
+        S[CALL] = c  # outbound
         seat.go(TALK, 0, HOST)
     elif k == CANCEL or k == CONNECTED or k == HOLDCMD or k == RELEASED:
         if c != S[CALL] or c < 1:
@@ -60,7 +60,7 @@ def do(k, f, n):
         elif r < 1 or r > SUP:
             return 402
         seat.want(c, r, HOST)
-    elif k == SETTINGS:  # key value ..., all or nothing; the field is the key
+    elif k == SETTINGS:  # key value ...: all or nothing, field = key
         if n & 1:
             return 500
         i = 1
@@ -72,7 +72,7 @@ def do(k, f, n):
         while i < n:
             cfg.V[f[i]] = f[i + 1]
             i += 2
-    elif k == HELPCMD:  # 0 clears help (a supervisor answered)
+    elif k == HELPCMD:  # 0: a supervisor answered
         S[HELPING] = 1 if c else 0
         seat.emit(HELP, S[HELPING], 0)
     else:

@@ -3,6 +3,7 @@
 # inlined as literals on the board, where every object costs heap), events
 # leave through emit(code, a, b), set by the link.
 import cfg
+from cfg import ACW_S, ACW_STAY_NR
 
 OUT, READY, NR, RING, TALK, HOLD, ACW = 0, 1, 2, 3, 4, 5, 6
 # Not Ready reasons: 1-6 from the button (break .. coaching), then these

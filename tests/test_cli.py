@@ -42,10 +42,3 @@ def test_help_lists_registered_subcommands() -> None:
     assert r.returncode == 0
     for name in ("version", "emulate", "demo"):
         assert name in r.stdout
-
-
-def test_placeholders_report_not_yet_available() -> None:
-    for name in ("demo",):
-        r = seatlink(name)
-        assert r.returncode == 2
-        assert "not yet available" in r.stderr

@@ -1,13 +1,82 @@
-"""Run the end-to-end demo (placeholder)."""
+"""Show a seat at work: the real firmware as a virtual seat, live."""
+
+from __future__ import annotations
 
 import argparse
-import sys
+import time
+
+from gateway.seatlink import messages
+from gateway.seatlink.codec import EventCode, Kind, Reason, SettingKey, State
+from gateway.seatlink.session import Session
+from gateway.virtual_seat import VirtualSeat
+
+COLOURS = {0: "off", 1: "red", 2: "green", 3: "yellow", 4: "blue", 5: "magenta",
+           6: "cyan", 7: "white"}
+READY_BIT, HOOK_BIT = 2, 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No arguments yet."""
+    parser.add_argument("--quiet-light", action="store_true",
+                        help="print state changes only, not every light change")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("seatlink demo: not yet available", file=sys.stderr)
-    return 2
+    start = time.monotonic()
+
+    def stamp() -> str:
+        return f"{time.monotonic() - start:6.1f}s"
+
+    def light(rgb: int) -> None:
+        if not args.quiet_light:
+            print(f"{stamp()}  light  {COLOURS[rgb]}", flush=True)
+
+    print("seatlink demo: one seat running the real firmware (virtual board, host clock).")
+    print("Ctrl-C stops it. The full system demo comes with the gateway, PBX, core and API.\n")
+    with VirtualSeat(on_light=light) as seat:
+        session = Session(seat.port)
+        session.sync()
+        # a short working day: shorter ACW and hold limits than the seeds' defaults
+        session.send(messages.settings({SettingKey.ACW_S: 6, SettingKey.HOLD_REMIND_S: 5,
+                                        SettingKey.HOLD_LIMIT_S: 10}))
+        script: list[tuple[float, str, object]] = [
+            (1, "agent presses READY (login)", ("press", READY_BIT)),
+            (3, "PBX offers call 101", messages.offer(101)),
+            (7, "agent lifts the headset", ("set", HOOK_BIT)),
+            (10, "PBX puts the caller on hold", messages.hold(101)),
+            (22, "PBX takes the caller off hold", messages.hold(101, on=False)),
+            (25, "agent hangs up", ("clear", HOOK_BIT)),
+            (34, "agent lifts the headset", ("set", HOOK_BIT)),
+            (35, "PBX offers call 102 (nobody answers)", messages.offer(102)),
+            (53, "demo over", None),
+        ]
+        try:
+            for at, what, action in script:
+                while time.monotonic() - start < at:
+                    for frame in session.poll(0.05):
+                        _show(stamp(), frame.kind, frame.fields)
+                print(f"{stamp()}  >>>    {what}", flush=True)
+                if isinstance(action, tuple):
+                    verb, bit = action
+                    if verb == "press":
+                        seat.board.bits |= bit
+                        time.sleep(0.1)
+                        seat.board.bits &= ~bit
+                    elif verb == "set":
+                        seat.board.bits |= bit
+                    else:
+                        seat.board.bits &= ~bit
+                elif isinstance(action, messages.Command):
+                    session.send(action)
+        except KeyboardInterrupt:
+            print("\nstopped")
+    return 0
+
+
+def _show(stamp: str, kind: Kind, fields: tuple[int | str, ...]) -> None:
+    if kind is Kind.EVENT and isinstance(fields[0], int):
+        code, state, reason = (int(x) for x in fields[:3])
+        why = f" ({Reason(reason).name.lower()})" if state == State.NOT_READY and reason else ""
+        name, now = EventCode(code).name.lower(), State(state).name.lower()
+        print(f"{stamp}  event  {name:<16} state {now}{why}", flush=True)
+    elif kind is Kind.HELLO:
+        print(f"{stamp}  hello  {' '.join(str(f) for f in fields)}", flush=True)
