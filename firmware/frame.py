@@ -42,7 +42,7 @@ def parse(b, n):
         return 0
     c = crc(b, p)
     for i in range(4):
-        if HEX.find(b[p + 1 + i]) != (c >> (12 - 4 * i)) & 15:
+        if b[p + 1 + i] != HEX[(c >> (12 - 4 * i)) & 15]:
             return 0
     k = f = 0
     v = -1

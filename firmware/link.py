@@ -33,7 +33,8 @@ def enq(code, a, b, k=EVENT):
 
 
 def ack(a):
-    while L[COUNT] and (a - Q[L[HEAD] * 8]) % 65535 < 32768:
+    # an ack beyond the newest frame sent (stale host state) acks nothing
+    while L[COUNT] and (a - Q[L[HEAD] * 8]) % 65535 < 32768 and (L[SEQ] - a) % 65535 < 32768:
         L[HEAD] = (L[HEAD] + 1) % SIZE
         L[COUNT] -= 1
         if L[NEXT]:

@@ -49,9 +49,10 @@ def run():
             if lock > 0:
                 lock -= dt
             elif r != held:
-                agent.edge(r ^ held, r)
-                held = r
+                x = r ^ held
+                held = r  # taken before handling: a failed edge is not replayed
                 lock = cfg.V[DEBOUNCE_MS]
+                agent.edge(x, r)
             n = board.read(ib)
             if n:
                 rx.feed(ib, n)
