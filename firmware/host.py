@@ -1,6 +1,5 @@
-# Commands from the host (docs/protocol.md); f[1..n] are the fields.
-# Returns 0, or err * 100 + field: 1 unknown command, 2 wrong state,
-# 3 other call, 4 out of range, 5 missing field. A failure changes nothing.
+# Host commands (docs/protocol.md), fields in f[1..n]. Returns 0 or
+# err * 100 + field (errors: docs/protocol.md). A failure changes nothing.
 import cfg
 import seat
 from seat import S, ST, CALL, READY, NR, RING, TALK, HOLD, RLIM, RMS, SUP, HELPING
@@ -15,7 +14,7 @@ def do(k, f, n):
     if n < 1 and (k == OFFER or k == CANCEL or k == CONNECTED or k == HOLDCMD
                   or k == RELEASED or k == SETSTATE or k == SETTINGS or k == HELPCMD):
         return 501
-    if k == OFFER:  # call [ring_limit ring_ms]
+    if k == OFFER:
         r = f[2] if n > 1 else cfg.V[RING_LIMIT]
         m = f[3] if n > 2 else cfg.V[RING_MS]
         if c < 1:
@@ -31,7 +30,7 @@ def do(k, f, n):
         S[RMS] = m
         seat.go(RING, 0, HOST)
     elif k == CONNECTED and READY <= st <= NR and c > 0:
-        S[CALL] = c  # outbound
+        S[CALL] = c
         seat.go(TALK, 0, HOST)
     elif k == CANCEL or k == CONNECTED or k == HOLDCMD or k == RELEASED:
         if c != S[CALL] or c < 1:
@@ -51,7 +50,7 @@ def do(k, f, n):
             seat.release(HOST)
         else:
             return 200
-    elif k == SETSTATE:  # state [reason]
+    elif k == SETSTATE:
         r = f[2] if n > 1 else 0
         if c > NR:
             return 401
@@ -60,7 +59,7 @@ def do(k, f, n):
         elif r < 1 or r > SUP:
             return 402
         seat.want(c, r, HOST)
-    elif k == SETTINGS:  # key value ...: all or nothing, field = key
+    elif k == SETTINGS:  # all or nothing; field = key
         if n & 1:
             return 500
         i = 1

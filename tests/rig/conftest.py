@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 
@@ -26,6 +27,8 @@ def _missing() -> str | None:
 def qemu_available() -> None:
     reason = _missing()
     if reason:
+        if os.environ.get("CI") == "true":  # CI installs QEMU: a missing one is a failure
+            pytest.fail(reason)
         pytest.skip(reason)
 
 
