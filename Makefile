@@ -12,8 +12,9 @@ DEB_PKGS := qemu-system-arm firmware-microbit-micropython mosquitto mosquitto-cl
 # Board file : MicroPython port whose stubs it is type-checked against.
 BOARD_PORTS := pico:rp2 esp32:esp32
 
-# Lint only the directories that exist (hil_tests/ and tools/ may not yet).
-RUFF_PATHS := $(wildcard gateway tests hil_tests tools)
+# Lint only the directories that exist (hil_tests/ and tools/ may not yet). The firmware is
+# linted too: pyflakes catches a missing import that the bundle's inlining would hide.
+RUFF_PATHS := $(wildcard firmware boards gateway tests hil_tests tools)
 
 .PHONY: deps venv test lint typecheck typecheck-boards demo bench clean
 

@@ -2,7 +2,7 @@
 # the READY long press. They run with or without the host link.
 import cfg
 import seat
-from seat import S, CAP, T, IDLE, SINCE, OFFHOOK, ONHOOK, ST, RING, RLIM, RMS, MISS
+from seat import S, CAP, T, IDLE, OFFHOOK, ONHOOK, ST, RING, RLIM, RMS, MISS
 from seat import RONA, NR, NOANS, PST, TMR, READY, ACW, HOLD, OVER, HOLDMAX, AWAY, HK
 from seat import OUT, DOWN, BTN
 from cfg import MISS_LIMIT, ACW_S, HOLD_LIMIT_S, AWAY_S, IDLE_S, LONG_MS
