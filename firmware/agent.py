@@ -4,44 +4,38 @@
 import cfg
 import seat
 from seat import S, IDLE, OFFHOOK, ST, RING, TALK, HK, DOWN, SINCE, PST, PRS, NR
-from seat import BTN, PEND, READY, RS, ACW, HELPING, HELP, HOOK
-from cfg import STEP_MS
+from seat import BTN, PEND, READY, RS, ACW, HELPING, HELP, HOOK, HELD, LOCK
+from cfg import STEP_MS, DEBOUNCE_MS
 IN_HOOK, IN_READY, IN_WRAP, IN_HELP = 1, 2, 4, 8
+
+
+def poll(dt, r):
+    # lockout debounce: an edge is taken at once, then inputs rest for debounce_ms
+    if S[LOCK] > 0:
+        S[LOCK] -= dt
+    elif r != S[HELD]:
+        x = r ^ S[HELD]
+        S[HELD] = r  # taken before handling: a failed edge is not replayed
+        S[LOCK] = cfg.V[DEBOUNCE_MS]
+        edge(x, r)
 
 
 def edge(x, r):
     # x: inputs that changed, r: their new levels (debounced)
     S[IDLE] = 0
-    st = S[ST]
     if x & IN_HOOK:
         S[OFFHOOK] = r & IN_HOOK
         seat.emit(HOOK, r & IN_HOOK, 0)
-        if r & IN_HOOK and st == RING:
+        if r & IN_HOOK and S[ST] == RING:
             seat.answer(HK)
-        elif not r & IN_HOOK and st == TALK:
+        elif not r & IN_HOOK and S[ST] == TALK:
             seat.release(HK)
-        st = S[ST]
     if x & IN_READY:
         if r & IN_READY:
             S[DOWN] = 0
         elif S[DOWN] >= 0:
             S[DOWN] = -1
-            step = S[SINCE] < cfg.V[STEP_MS]
-            S[SINCE] = 0
-            if st >= RING:
-                if S[PST] == NR and step and 0 < S[PRS] < 7:
-                    seat.want(NR, S[PRS] % 6 + 1, BTN)
-                elif S[PST] < 0:
-                    seat.want(NR, 1, BTN)
-                else:
-                    S[PST] = -1
-                    seat.emit(PEND, -1, 0)
-            elif st == READY:
-                seat.go(NR, 1, BTN)
-            elif st == NR and step and 0 < S[RS] < 7:
-                seat.go(NR, S[RS] % 6 + 1, BTN)
-            else:
-                seat.go(READY, 0, BTN)
+            ready()
         else:
             S[DOWN] = -1
     if x & r & IN_WRAP and S[ST] == ACW:
@@ -49,3 +43,24 @@ def edge(x, r):
     if x & r & IN_HELP:
         S[HELPING] ^= 1
         seat.emit(HELP, S[HELPING], 0)
+
+
+def ready():
+    # READY released after a short press: step the reason if pressed again soon
+    st = S[ST]
+    step = S[SINCE] < cfg.V[STEP_MS]
+    S[SINCE] = 0
+    if st >= RING:
+        if S[PST] == NR and step and 0 < S[PRS] < 7:
+            seat.want(NR, S[PRS] % 6 + 1, BTN)
+        elif S[PST] < 0:
+            seat.want(NR, 1, BTN)
+        else:
+            S[PST] = -1
+            seat.emit(PEND, -1, 0)
+    elif st == READY:
+        seat.go(NR, 1, BTN)
+    elif st == NR and step and 0 < S[RS] < 7:
+        seat.go(NR, S[RS] % 6 + 1, BTN)
+    else:
+        seat.go(READY, 0, BTN)

@@ -32,18 +32,23 @@ def num(b, i, v):
     return i
 
 
+def check(b, p):
+    # the four hex digits after '*' at p are the CRC of the body before it
+    c = crc(b, p)
+    for i in range(4):
+        if b[p + 1 + i] != HEX[(c >> (12 - 4 * i)) & 15]:
+            return 0
+    return 1
+
+
 def parse(b, n):
     # the kind byte, or 0 for a bad frame; only digits, one space apart
     global N
     if n and b[n - 1] == 13:
         n -= 1
     p = n - 5
-    if p < 3 or b[p] != 42:
+    if p < 3 or b[p] != 42 or not check(b, p):
         return 0
-    c = crc(b, p)
-    for i in range(4):
-        if b[p + 1 + i] != HEX[(c >> (12 - 4 * i)) & 15]:
-            return 0
     k = f = 0
     v = -1
     for i in range(p + 1):

@@ -1,5 +1,7 @@
 # Host commands (docs/protocol.md), fields in f[1..n]. Returns 0 or
 # err * 100 + field (errors: docs/protocol.md). A failure changes nothing.
+# One small function per command family: the board compiles each one on
+# its own, and a function's parse tree needs ~6 bytes of heap per byte.
 import cfg
 import seat
 from seat import S, ST, CALL, READY, NR, RING, TALK, HOLD, RLIM, RMS, SUP, HELPING
@@ -10,71 +12,91 @@ RELEASED, SETSTATE, SETTINGS, HELPCMD = 76, 84, 71, 85
 
 
 def do(k, f, n):
-    st = S[ST]
     c = f[1] if n else 0
-    if n < 1 and (k == OFFER or k == CANCEL or k == CONNECTED or k == HOLDCMD
-                  or k == RELEASED or k == SETSTATE or k == SETTINGS or k == HELPCMD):
-        return 501
-    if k == OFFER:
-        r = f[2] if n > 1 else cfg.V[RING_LIMIT]
-        m = f[3] if n > 2 else cfg.V[RING_MS]
-        if c < 1:
-            return 401
-        if cfg.bad(RING_LIMIT, r):
-            return 402
-        if cfg.bad(RING_MS, m):
-            return 403
-        if st != READY:
-            return 200
-        S[CALL] = c
-        S[RLIM] = r
-        S[RMS] = m
-        seat.go(RING, 0, HOST)
-    elif k == CONNECTED and READY <= st <= NR and c > 0:
-        S[CALL] = c
-        seat.go(TALK, 0, HOST)
-    elif k == CANCEL or k == CONNECTED or k == HOLDCMD or k == RELEASED:
-        if c != S[CALL] or c < 1:
-            return 301
-        if k == CANCEL and st == RING:
-            seat.end(HOST, READY, 0)
-        elif k == CONNECTED and st >= RING:
-            if st == RING:
-                seat.answer(HOST)
-        elif k == HOLDCMD and (st == TALK or st == HOLD):
-            on = f[2] if n > 1 else 1
-            if on and st == TALK:
-                seat.go(HOLD, 0, HOST)
-            elif not on and st == HOLD:
-                seat.go(TALK, 0, HOST)
-        elif k == RELEASED and (st == TALK or st == HOLD):
-            seat.release(HOST)
-        else:
-            return 200
-    elif k == SETSTATE:
-        r = f[2] if n > 1 else 0
-        if c > NR:
-            return 401
-        if c != NR:
-            r = 0
-        elif r < 1 or r > SUP:
-            return 402
-        seat.want(c, r, HOST)
-    elif k == SETTINGS:  # all or nothing; field = key
-        if n & 1:
-            return 500
-        i = 1
-        while i < n:
-            if cfg.bad(f[i], f[i + 1]):
-                return 400 + (f[i] if f[i] < 100 else 0)
-            i += 2
-        i = 1
-        while i < n:
-            cfg.V[f[i]] = f[i + 1]
-            i += 2
-    elif k == HELPCMD:  # 0: a supervisor answered
-        S[HELPING] = 1 if c else 0
+    if k == OFFER or k == SETSTATE or k == SETTINGS or k == HELPCMD:
+        if n < 1:
+            return 501
+        if k == OFFER:
+            return offer(c, f, n)
+        if k == SETSTATE:
+            return state(c, f[2] if n > 1 else 0)
+        if k == SETTINGS:
+            return settings(f, n)
+        S[HELPING] = 1 if c else 0  # 0: a supervisor answered
         seat.emit(HELP, S[HELPING], 0)
+        return 0
+    if k == CANCEL or k == CONNECTED or k == HOLDCMD or k == RELEASED:
+        if n < 1:
+            return 501
+        return call(k, c, f[2] if n > 1 else 1)
+    return 100
+
+
+def offer(c, f, n):
+    r = f[2] if n > 1 else cfg.V[RING_LIMIT]
+    m = f[3] if n > 2 else cfg.V[RING_MS]
+    if c < 1:
+        return 401
+    if cfg.bad(RING_LIMIT, r):
+        return 402
+    if cfg.bad(RING_MS, m):
+        return 403
+    if S[ST] != READY:
+        return 200
+    S[CALL] = c
+    S[RLIM] = r
+    S[RMS] = m
+    seat.go(RING, 0, HOST)
+    return 0
+
+
+def call(k, c, on):
+    # cancel, connected, hold (on: 1 hold, 0 unhold), released of call c
+    st = S[ST]
+    if k == CONNECTED and READY <= st <= NR and c > 0:
+        S[CALL] = c  # a call the seat did not ring for (outbound)
+        seat.go(TALK, 0, HOST)
+    elif c != S[CALL] or c < 1:
+        return 301
+    elif k == CANCEL and st == RING:
+        seat.end(HOST, READY, 0)
+    elif k == CONNECTED and st >= RING:
+        if st == RING:
+            seat.answer(HOST)
+    elif k == HOLDCMD and (st == TALK or st == HOLD):
+        if on and st == TALK:
+            seat.go(HOLD, 0, HOST)
+        elif not on and st == HOLD:
+            seat.go(TALK, 0, HOST)
+    elif k == RELEASED and (st == TALK or st == HOLD):
+        seat.release(HOST)
     else:
-        return 100
+        return 200
+    return 0
+
+
+def state(c, r):
+    if c > NR:
+        return 401
+    if c != NR:
+        r = 0
+    elif r < 1 or r > SUP:
+        return 402
+    seat.want(c, r, HOST)
+    return 0
+
+
+def settings(f, n):
+    # all or nothing; the error's field is the key
+    if n & 1:
+        return 500
+    i = 1
+    while i < n:
+        if cfg.bad(f[i], f[i + 1]):
+            return 400 + (f[i] if f[i] < 100 else 0)
+        i += 2
+    i = 1
+    while i < n:
+        cfg.V[f[i]] = f[i + 1]
+        i += 2
     return 0

@@ -1,5 +1,6 @@
-# The seat's main loop, the same on every board and under CPython: inputs
-# with lockout debounce, host frames, timers, link, then the light.
+# The seat's main loop, the same on every board and under CPython: inputs,
+# host frames, timers, link, then the light. Boot is its own function: the
+# micro:bit compiles each function on its own, in a few KB of heap.
 import gc
 import board
 import cfg
@@ -11,10 +12,11 @@ import rx
 import light
 import tx
 from tx import L, BOOT, WORST, QUIT, ERR, UP, HELLO, SNAP
-from cfg import DEBOUNCE_MS, HOLD_REMIND_S, HEARTBEAT_S
+from cfg import HOLD_REMIND_S, HEARTBEAT_S
 
 
-def run():
+def boot():
+    # count the boot, name the board, say hello and send the state
     n = 0
     try:
         with open(board.STORE + 'boot') as f:
@@ -32,9 +34,13 @@ def run():
     seat.emit = link.enq
     link.enq(0, 0, 0, HELLO)
     link.enq(0, 0, 0, SNAP)
+
+
+def run():
+    boot()
     ib = bytearray(16)
     last = board.now()
-    held = lock = ph = 0
+    ph = 0
     c = -1
     gc.collect()
     while not L[QUIT]:
@@ -45,14 +51,7 @@ def run():
             if dt > L[WORST]:
                 L[WORST] = dt
             ph = (ph + dt) % 2000
-            r = board.inputs()
-            if lock > 0:
-                lock -= dt
-            elif r != held:
-                x = r ^ held
-                held = r  # taken before handling: a failed edge is not replayed
-                lock = cfg.V[DEBOUNCE_MS]
-                agent.edge(x, r)
+            agent.poll(dt, board.inputs())
             n = board.read(ib)
             if n:
                 rx.feed(ib, n)

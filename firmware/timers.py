@@ -33,16 +33,22 @@ def tick(dt):
         if not S[OVER] and t >= V[HOLD_LIMIT_S] * 1000:
             S[OVER] = 1
             seat.emit(HOLDMAX, t, 0)
-    elif st == READY:
-        a = V[AWAY_S] * 1000
-        if a and S[ONHOOK] >= a and t >= a:
-            seat.go(NR, AWAY, HK)
-    elif st == NR:
-        a = V[IDLE_S] * 1000
-        if a and S[IDLE] >= a:
-            seat.go(OUT, 0, TMR)
+    else:
+        idle(st, t)
     if S[DOWN] >= 0:
         S[DOWN] += dt
         if S[DOWN] >= V[LONG_MS]:
             S[DOWN] = -2
             seat.want(OUT, 0, BTN)
+
+
+def idle(st, t):
+    # no call: away on hook (Ready), idle logout (Not Ready)
+    if st == READY:
+        a = cfg.V[AWAY_S] * 1000
+        if a and S[ONHOOK] >= a and t >= a:
+            seat.go(NR, AWAY, HK)
+    elif st == NR:
+        a = cfg.V[IDLE_S] * 1000
+        if a and S[IDLE] >= a:
+            seat.go(OUT, 0, TMR)

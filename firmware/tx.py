@@ -33,26 +33,41 @@ def send(i, a):
             p = f(p, Q[j + x])
     elif k == REJECT:
         p = f(f(f(p, Q[j + 2]), Q[j + 6]), Q[j + 7])
-    elif k == SNAP:  # rendered when sent, so a resent snapshot is current
-        p = f(f(f(f(p, S[ST]), S[RS]), S[CALL]), S[T] // 1000)
-        p = f(f(f(p, S[HELPING] | S[OFFHOOK] << 1 | S[OVER] << 2), S[PST]), S[PRS])
-        p = f(f(p, S[MISS]), L[DROP])
+    elif k == SNAP:
+        p = snap(p)
     elif k == ACKF:
         p = f(p, a)
     else:
-        if k == BEAT:
-            gc.collect()
-            p = f(f(f(f(p, L[SEC]), board.mem()), L[WORST]), L[BAD])
-            p = f(f(f(f(p, L[DROP]), L[COUNT]), L[RETX]), L[ERR])
-            L[WORST] = 0
-        else:  # hello: protocol, boot, firmware, board id, board
-            p = f(f(p, 1), L[BOOT])
-        for t in (FW, UID, board.NAME) if k == HELLO else (FW,):
-            TB[p] = 32
+        p = status(k, p)
+    seal(p)
+
+
+def snap(p):
+    # rendered when sent, so a resent snapshot is current
+    p = f(f(f(f(p, S[ST]), S[RS]), S[CALL]), S[T] // 1000)
+    p = f(f(f(p, S[HELPING] | S[OFFHOOK] << 1 | S[OVER] << 2), S[PST]), S[PRS])
+    return f(f(p, S[MISS]), L[DROP])
+
+
+def status(k, p):
+    # heartbeat, or hello: protocol, boot, firmware, board id, board
+    if k == BEAT:
+        gc.collect()
+        p = f(f(f(f(p, L[SEC]), board.mem()), L[WORST]), L[BAD])
+        p = f(f(f(f(p, L[DROP]), L[COUNT]), L[RETX]), L[ERR])
+        L[WORST] = 0
+    else:
+        p = f(f(p, 1), L[BOOT])
+    for t in (FW, UID, board.NAME) if k == HELLO else (FW,):
+        TB[p] = 32
+        p += 1
+        for c in t:
+            TB[p] = c
             p += 1
-            for c in t:
-                TB[p] = c
-                p += 1
+    return p
+
+
+def seal(p):
     c = frame.crc(TB, p)
     TB[p] = 42
     for x in range(4):

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.linker import Symbol, link
+from gateway.linker import NAMESPACE, Symbol, link
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = ROOT / "firmware"
@@ -255,9 +255,11 @@ class Bundle:
     file_of: dict[str, str]  # firmware module -> on-board module holding it
 
     def module_sources(self) -> dict[str, str]:
-        """On-board module name -> source, main.py and board.py aside."""
-        return {f.name.removesuffix(".py"): f.data.decode("ascii") for f in self.files
-                if f.name not in ("main.py", "board.py")}
+        """The firmware's one namespace as one module source, for host instances: the
+        parts in the order the board runs them, but for the last, which starts the main
+        loop (a host starts it itself): `{NAMESPACE: text}`."""
+        parts = [f.data.decode("ascii") for f in self.files if f.name.startswith(PART_PREFIX)]
+        return {NAMESPACE: "".join(parts[:-1])}
 
 
 def read_firmware_sources(board: str) -> dict[str, str]:
@@ -285,19 +287,82 @@ def link_bundle(*, board: str = "microbit") -> Bundle:
     return _LINKED[key]
 
 
+PART_PREFIX = NAMESPACE
+PART_BYTES = 300
+"""Largest part the board compiles at once (bar one function larger than this, which gets a
+part of its own). Compiling holds the part's text and its parse tree, about 4 bytes of heap
+per byte of source (measured on QEMU), next to everything the earlier parts keep."""
+
+# The boot stub the bundle installs as main.py: Ctrl-C still reaches the REPL for 0.3 s, so a
+# board is reflashable whatever its firmware does; then every part is read and executed into
+# one namespace; the last part calls the main loop. Files fw0, fw1 ... have no .py suffix:
+# `import` never picks one up by itself.
+LOADER = """import time
+time.sleep_ms(300)
+def load():
+    g = {}
+    i = 0
+    while 1:
+        try:
+            f = open('%s' + str(i))
+        except OSError:
+            return
+        s = f.read()
+        f.close()
+        exec(s, g)
+        s = None
+        i += 1
+load()
+"""
+
+
 def _link(sources: dict[str, str]) -> Bundle:
     consts = constants(sources)
     modules = {n.removesuffix(".py") for n in sources}
     inlined = {n.removesuffix(".py"): inline_constants(src, consts, modules)
-               for n, src in sources.items()}
+               for n, src in sources.items() if n != "main.py"}
     linked = link({m: src for m, src in inlined.items() if m != "board"}, external=("board",))
-    names = [f for f in linked.order if f != "main"]
-    files = [BundleFile(f + ".py", minify(linked.files[f]).encode("ascii")) for f in names]
+    entry = linked.symbols["loop"]["run"].short
+    parts = split_parts(minify(linked.files[NAMESPACE]), entry=entry)
+    files = [BundleFile(f"{PART_PREFIX}{i}", p.encode("ascii")) for i, p in enumerate(parts)]
     files.append(BundleFile("board.py", minify(inlined["board"]).encode("ascii")))
-    files.append(BundleFile("main.py", minify(linked.files["main"]).encode("ascii")))
-    symbols = {m: syms for m, syms in linked.symbols.items() if m != "main"}
-    file_of = {m: f for m, f in linked.file_of.items() if m != "main"}
-    return Bundle(files=files, symbols=symbols, file_of=file_of)
+    files.append(BundleFile("main.py", minify(LOADER % PART_PREFIX).encode("ascii")))
+    return Bundle(files=files, symbols=linked.symbols, file_of=dict(linked.file_of))
+
+
+def split_parts(source: str, *, entry: str, limit: int = PART_BYTES) -> list[str]:
+    """Minified module source as parts the board executes one after another into one
+    namespace: first every statement that is not a function definition (imports, tables;
+    in their order, so each finds what it uses), then the functions, largest first (each
+    compiled while the heap is emptiest), packed up to `limit` bytes a part; last a part
+    that calls `entry`."""
+    tree = ast.parse(source)
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    data: list[str] = []
+    defs: list[str] = []
+    for node in tree.body:
+        text = ast.get_source_segment(source, node) or ""
+        if isinstance(node, ast.FunctionDef):
+            defs.append(text + "\n")
+            continue
+        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        if used & functions:
+            raise ValueError(f"module-level code uses a function before the parts define it: "
+                             f"{text.strip()}")
+        data.append(text)
+    # Every global first bound at once: the namespace's hash table grows to its full size
+    # while the heap is still whole, not in a late rehash that needs one more big block.
+    names = sorted(functions, key=lambda n: (len(n), n))
+    data.insert(0, "=".join(names) + "=0")
+    parts: list[str] = []
+    for text in [";".join(data) + "\n"] + sorted(defs, key=len, reverse=True):
+        if parts and len(parts[-1]) + len(text) <= limit:
+            parts[-1] += text
+        else:
+            parts.append(text)
+    if entry not in functions:
+        raise ValueError(f"entry {entry} is not a function of the firmware")
+    return parts + [f"{entry}()\n"]
 
 
 def firmware_bundle(*, board: str = "microbit", minified: bool = True) -> list[BundleFile]:

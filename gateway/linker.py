@@ -6,8 +6,8 @@ globals dict, its name and file name interned), every distinct identifier ~13 by
 qstr pool for good, and a global or attribute load 3 bytes of bytecode where a local
 takes 1. So, on the way to the board only (firmware/ stays readable, one concern a file):
 
-- modules are merged into a few files (`GROUPS`), which cuts the per-file cost and turns
-  `seat.go(...)` into a plain global call;
+- modules are merged into one namespace (or a few files, `groups`), which cuts the
+  per-module cost and turns `seat.go(...)` into a plain global call;
 - every module-level name of the firmware gets a short name, unique across the whole
   firmware so merged modules cannot collide (`A`..`Z`, then two letters); the board file
   keeps its names, as it is the documented interface to the hardware;
@@ -27,17 +27,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-# On-board file -> the firmware modules compiled together in it. A file's compile holds its
-# whole parse tree in the heap at once, so a group stays well under ~2 KB of bundled text.
-# A module not named here gets a file of its own, under its own name.
-# Files keep readable names of two letters or more: the minifier's one-letter locals never
-# shadow them (and a longer file name costs only its few bytes of qstr).
-GROUPS: Mapping[str, Sequence[str]] = {
-    "seat": ("cfg", "seat", "timers", "agent", "light"),
-    "link": ("frame", "tx", "link"),
-    "rx": ("rx", "host"),
-    "loop": ("loop",),
-}
+NAMESPACE = "fw"
+"""The one namespace the whole firmware is linked into unless `groups` say otherwise."""
 
 ALIAS_MIN_LOADS = 3
 """A global loaded this often in one function is read once into a local (3 B -> 1 B a load)."""
@@ -70,9 +61,13 @@ def _short_names() -> list[str]:
     return list(upper) + [a + b for a in upper for b in upper + string.digits]
 
 
-def _group_of(modules: Sequence[str]) -> dict[str, str]:
+def _group_of(
+    modules: Sequence[str], groups: Mapping[str, Sequence[str]] | None
+) -> dict[str, str]:
+    if groups is None:
+        return dict.fromkeys(modules, NAMESPACE)
     where: dict[str, str] = {}
-    for file, members in GROUPS.items():
+    for file, members in groups.items():
         for m in members:
             if m in modules:
                 where[m] = file
@@ -138,8 +133,16 @@ class _Module:
                     self.imported[a.asname or a.name] = (node.module, a.name)
 
 
-def link(sources: Mapping[str, str], *, external: Sequence[str] = ("board",)) -> Linked:
-    """Link firmware modules (name -> source, constants already inlined).
+def link(
+    sources: Mapping[str, str],
+    *,
+    external: Sequence[str] = ("board",),
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> Linked:
+    """Link firmware modules (name -> source, constants already inlined) into one namespace,
+    `NAMESPACE`, or into the files `groups` names (file -> modules; a module not named gets
+    a file of its own). Files keep names of two letters or more, so the minifier's one-letter
+    locals never shadow them.
 
     `external` modules (the board file) are imported by name and never renamed.
     """
@@ -149,7 +152,7 @@ def link(sources: Mapping[str, str], *, external: Sequence[str] = ("board",)) ->
         tree = ast.parse(sources[name], filename=f"{name}.py")
         _check_supported(tree, name)
         modules[name] = _Module(name, tree, firmware)
-    file_of = _group_of(sorted(firmware))
+    file_of = _group_of(sorted(firmware), groups)
     order = _module_order(modules, firmware)
     files_order = list(dict.fromkeys(file_of[m] for m in order))
     _check_file_graph(modules, file_of, firmware)
@@ -168,7 +171,7 @@ def link(sources: Mapping[str, str], *, external: Sequence[str] = ("board",)) ->
     bodies: dict[str, list[ast.stmt]] = {f: [] for f in files_order}
     needs: dict[str, list[str]] = {f: [] for f in files_order}
     for m in order:
-        rewriter = _Rewriter(modules[m], modules, symbols, file_of[m], rebound)
+        rewriter = _Rewriter(modules[m], modules, symbols, file_of[m], rebound, set(files_order))
         body = rewriter.rewrite_module()
         bodies[file_of[m]] += body
         wanted = [a.name for a in rewriter.external] + rewriter.needs
@@ -211,7 +214,7 @@ def _check_file_graph(
 
     def visit(f: str, path: tuple[str, ...]) -> None:
         if f in path:
-            raise LinkError(f"GROUPS make on-board files import each other: {' -> '.join(path)}")
+            raise LinkError(f"groups make on-board files import each other: {' -> '.join(path)}")
         if f in done:
             return
         for a, b in edges:
@@ -271,7 +274,9 @@ class _Rewriter(ast.NodeTransformer):
         symbols: Mapping[str, Mapping[str, Symbol]],
         file: str,
         rebound: set[Symbol],
+        files: set[str],
     ) -> None:
+        self.files = files
         self.mod = mod
         self.modules = modules
         self.symbols = symbols
@@ -315,7 +320,7 @@ class _Rewriter(ast.NodeTransformer):
         rest = [s for s in body if not isinstance(s, ast.Global)]
         external = {a.asname or a.name for a in self.external}
         head: list[ast.stmt] = [ast.Global(names=names)] if names else []
-        fn.body = head + _alias_globals(rest, self.rebound | set(names), external)
+        fn.body = head + _alias_globals(rest, self.rebound | set(names), external, self.files)
         return fn
 
     def _sym(self, m: str, n: str) -> Symbol:
@@ -362,7 +367,7 @@ def _local(name: str) -> str:
 
 
 def _alias_globals(
-    body: list[ast.stmt], rebound: set[str], external: set[str]
+    body: list[ast.stmt], rebound: set[str], external: set[str], files: set[str]
 ) -> list[ast.stmt]:
     """Read globals loaded ALIAS_MIN_LOADS times or more into locals at the function's start:
     linked names, other files' names, and the attributes of imported modules (board.now)."""
@@ -370,7 +375,7 @@ def _alias_globals(
     stored: set[str] = set()
 
     def key_of(n: ast.AST) -> str | None:
-        return _global_key(n, external)
+        return _global_key(n, external, files)
 
     for stmt in body:
         for n in ast.walk(stmt):
@@ -408,13 +413,13 @@ def _alias_globals(
     return head + [Alias().visit(s) for s in body]
 
 
-def _global_key(node: ast.AST, external: set[str]) -> str | None:
+def _global_key(node: ast.AST, external: set[str], files: set[str]) -> str | None:
     # linked globals are the short upper-case names (locals never are: see _local), or
     # file.SHORT across files, or module.attr of an imported module
     if isinstance(node, ast.Name) and _is_short(node.id):
         return node.id
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-        if node.value.id in GROUPS and _is_short(node.attr) or node.value.id in external:
+        if node.value.id in files and _is_short(node.attr) or node.value.id in external:
             return node.value.id + "." + node.attr
     return None
 

