@@ -16,7 +16,7 @@ BOARD_PORTS := pico:rp2 esp32:esp32
 # linted too: pyflakes catches a missing import that the bundle's inlining would hide.
 RUFF_PATHS := $(wildcard firmware boards gateway tests hil_tests tools)
 
-.PHONY: deps venv test lint typecheck typecheck-boards demo bench clean
+.PHONY: deps venv test hil lint typecheck typecheck-boards demo bench clean
 
 deps:
 	@missing=""; \
@@ -62,8 +62,16 @@ typecheck-boards: venv
 	    boards/$$board.py; \
 	done
 
+# The HIL suite runs here on virtual seats (the bundled firmware under CPython in real time):
+# the firmware does not boot on the emulated micro:bit v1 yet (heap, see docs/seat.md), so the
+# QEMU run is `make hil` until it does. The rig's own QEMU tests are in tests/rig.
 test: deps lint typecheck typecheck-boards
 	$(BIN)/pytest
+	$(BIN)/pytest hil_tests --backend virtual
+
+# The HIL suite against emulated micro:bits (QEMU); PORT=/dev/ttyACM0 for a real board.
+hil: deps venv
+	$(BIN)/pytest hil_tests $(if $(PORT),--port $(PORT))
 
 demo: deps venv
 	$(BIN)/seatlink demo

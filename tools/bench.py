@@ -1,0 +1,264 @@
+"""Benchmark figures of the seat firmware on an emulated micro:bit, printed as one JSON object.
+
+    python -m tools.bench                      # QEMU micro:bit v1 (what `make bench` runs)
+    python -m tools.bench --backend virtual    # the firmware under CPython, for development
+
+The figures, all measured, none asserted (goals are printed next to them):
+
+- free_heap_bytes: the free-memory field of the first heartbeat after boot (goal >= 3000);
+- worst_loop_ms: the worst main-loop pass any heartbeat reported during the run (goal <= 20);
+- input_to_light_*_ms: from the READY release (the edge the seat acts on) to the light's
+  change, both stamped outside the board (qtest, time.monotonic_ns), over N presses
+  toggling Ready / Not Ready;
+- ring_timeout_*: an offer rung out (ring_limit x ring_ms) against its deadline, the offer's
+  write time + ring_limit x ring_ms: when the light left ringing, when the ring-no-answer
+  frame arrived, and how far past the limit the seat's own count was.
+
+On QEMU it also prints the load profile: main.py executes the firmware's parts (fw0, fw1, ...)
+one after another into one namespace (gateway/bundle.py); a copy of that loader that reports
+the free heap after each part shows where the micro:bit v1's heap goes, and how far the load
+gets when it does not fit (`load_*`). When the firmware does not boot on QEMU, the board
+figures are null, `microbit_boots` is false with the reason, and the figures of the same
+firmware under CPython follow under `virtual` (clearly not the board's).
+
+Progress goes to stderr; stdout is the JSON object only. Exit status 1 if nothing could be
+measured at all, with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import serial
+
+from gateway.seatlink import messages
+from gateway.seatlink.codec import EventCode, SettingKey, State
+from gateway.seatlink.messages import Event, Heartbeat, parse_message
+from hil_tests.dut import BLUE, GREEN, RED, Dut, open_dut
+from hil_tests.seat import Seat
+
+FREE_HEAP_GOAL_BYTES = 3000
+WORST_LOOP_GOAL_MS = 20
+PRESS_HOLD_S = 0.1  # longer than the 30 ms debounce lockout
+STEP_MS = 300  # shortest step window, so presses 0.4 s apart toggle instead of stepping
+RING_LIMIT, RING_MS = 2, 1000
+
+
+def log(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: the smallest sample with `fraction` of them at or below it."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def ms(ns: float) -> float:
+    return round(ns / 1e6, 2)
+
+
+def input_to_light(seat: Seat, presses: int) -> list[float]:
+    """Latency samples in ns: READY released -> light changed (green <-> blue)."""
+    seat.press("ready")  # log in
+    seat.wait_state(State.READY)
+    seat.wait_light(GREEN)
+    samples: list[float] = []
+    for i in range(presses):
+        want = BLUE if seat.light() == GREEN else GREEN
+        released = seat.press("ready", hold_s=PRESS_HOLD_S)
+        changed = seat.wait_light(want, since_ns=released, timeout=5)
+        samples.append(changed - released)
+        seat.pump(STEP_MS / 1000 + 0.1)
+        if (i + 1) % 10 == 0:
+            log(f"{i + 1}/{presses} presses")
+    return samples
+
+
+def ring_timeouts(seat: Seat, rounds: int) -> dict[str, list[float]]:
+    """Offers rung out while Ready (miss limit high enough to stay Ready): errors in ns."""
+    deadline_ns = RING_LIMIT * RING_MS * 1_000_000
+    light: list[float] = []
+    frame: list[float] = []
+    overshoot: list[float] = []
+    if seat.snapshot().state is not State.READY:
+        seat.login()
+    for i in range(rounds):
+        since = seat.mark()
+        offered = time.monotonic_ns()
+        seat.send(messages.offer(9000 + i, ring_limit=RING_LIMIT, ring_ms=RING_MS))
+        rang = seat.wait_light(RED, since_ns=offered, timeout=5)
+        # the light leaves ringing for Ready's green at the limit
+        stopped = seat.wait_light(GREEN, since_ns=rang, timeout=RING_LIMIT * RING_MS / 1000 + 5)
+        rona = seat.wait_event(EventCode.RING_NO_ANSWER, since=since, timeout=5)
+        arrived = next(
+            r.t for r in seat.session.received
+            if r.frame is not None and r.frame.kind is rona.KIND
+            and isinstance(m := parse_message(r.frame), Event) and m.seq == rona.seq
+        )  # fmt: skip
+        light.append(stopped - offered - deadline_ns)
+        frame.append(arrived * 1e9 - offered - deadline_ns)
+        overshoot.append((rona.a - RING_LIMIT * RING_MS) * 1e6)
+        seat.wait_state(State.READY)
+        seat.pump(0.3)
+        log(f"ring {i + 1}/{rounds}")
+    return {"light": light, "frame": frame, "seat": overshoot}
+
+
+def worst_loop(seat: Seat) -> tuple[int, int]:
+    """(worst loop ms over every heartbeat of the session, heartbeats seen)."""
+    beats = [m for m in seat.messages() if isinstance(m, Heartbeat)]
+    return max(b.worst_loop_ms for b in beats), len(beats)
+
+
+def measure(dut: Dut, *, presses: int, rounds: int) -> dict[str, Any]:
+    seat = Seat(dut)
+    hello = seat.reboot()
+    first = seat.heartbeat()  # gc.collect()ed, then measured: the heap the firmware leaves
+    log(f"booted: {hello.board} firmware {hello.firmware}, free heap {first.free_heap} bytes")
+    seat.settings({SettingKey.STEP_MS: STEP_MS, SettingKey.AWAY_S: 0,
+                   SettingKey.MISS_LIMIT: SettingKey.MISS_LIMIT.maximum})  # fmt: skip
+    latencies = input_to_light(seat, presses)
+    rings = ring_timeouts(seat, rounds)
+    seat.heartbeat()  # the worst loop since the last heartbeat, too
+    worst, beats = worst_loop(seat)
+    errors = seat.settle().errors
+    return {
+        "backend": dut.backend,
+        "board": hello.board,
+        "firmware": hello.firmware,
+        # CPython has no fixed heap: the virtual board reports 0
+        "free_heap_bytes": first.free_heap if dut.backend != "virtual" else None,
+        "free_heap_goal_min_bytes": FREE_HEAP_GOAL_BYTES,
+        "worst_loop_ms": worst,
+        "worst_loop_goal_max_ms": WORST_LOOP_GOAL_MS,
+        "heartbeats": beats,
+        "loop_errors": errors,
+        "input_to_light_presses": len(latencies),
+        "input_to_light_p99_ms": ms(percentile(latencies, 0.99)),
+        "input_to_light_median_ms": ms(statistics.median(latencies)),
+        "input_to_light_min_ms": ms(min(latencies)),
+        "input_to_light_max_ms": ms(max(latencies)),
+        "ring_timeout_deadline_ms": RING_LIMIT * RING_MS,
+        "ring_timeout_samples": rounds,
+        "ring_timeout_error_ms": ms(max(rings["light"], key=abs)),
+        "ring_timeout_light_errors_ms": [ms(e) for e in rings["light"]],
+        "ring_timeout_frame_errors_ms": [ms(e) for e in rings["frame"]],
+        "ring_timeout_seat_overshoot_ms": [ms(e) for e in rings["seat"]],
+    }
+
+
+# main.py's loader (gateway.bundle.LOADER), reporting "part free-before free-after" per part
+# and stopping before the last part, which would start the main loop.
+PROFILE_LOADER = """import gc
+def load():
+ g={};i=0
+ while 1:
+  try:f=open('fw'+str(i+1))
+  except OSError:return
+  f.close();f=open('fw'+str(i));s=f.read();f.close();gc.collect();a=gc.mem_free()
+  exec(s,g);s=None;gc.collect();print('@',i,a,gc.mem_free());i+=1
+gc.collect();print('@ start',gc.mem_free())
+load()
+gc.collect();print('@ loaded',gc.mem_free())
+"""
+
+
+def load_profile() -> dict[str, Any]:
+    """Free heap part by part as the micro:bit v1 loads the firmware (QEMU)."""
+    from gateway.bundle import link_bundle
+    from gateway.rig import EmulatedBoard
+
+    files = {f.name: f.data for f in link_bundle().files}
+    parts = sorted((n for n in files if not n.endswith(".py")), key=lambda n: int(n[2:]))
+    files["main.py"] = PROFILE_LOADER.encode("ascii")
+    with EmulatedBoard() as board:
+        board.install(files, reset=False)
+        # at boot, as the real loader runs: under the REPL's exec the stack is deeper
+        port = serial.serial_for_url(board.serial_url, timeout=0.2)
+        try:
+            board.reset()
+            out = b""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and b"@ loaded" not in out and b"Error" not in out:
+                out += port.read(256)
+            out += port.read(256)
+        finally:
+            port.close()
+    text = out.decode("ascii", "replace").replace("\r", "")
+    rows = [line.split() for line in text.splitlines() if line.startswith("@ ")]
+    err = "\n".join(line for line in text.splitlines() if "Error" in line)
+    steps = [(int(r[1]), int(r[2]), int(r[3])) for r in rows if r[1].isdigit()]
+    start = steps[0][1] if steps else None
+    loaded = next((int(r[2]) for r in rows if r[1] == "loaded"), None)
+    error = err.strip().splitlines()[-1] if err.strip() else None
+    return {
+        "load_parts": len(parts) - 1,  # the last part only calls the main loop
+        "load_parts_loaded": len(steps),
+        "load_free_before_bytes": start,
+        "load_free_after_part_bytes": [after for _, _, after in steps],
+        "load_part_bytes": [len(files[n]) for n in parts[:-1]],
+        "load_error": error,
+        "free_heap_after_load_bytes": loaded,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench",
+        description="Benchmark figures of the seat firmware, printed as one JSON object.",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("qemu", "virtual"),
+        default="qemu",
+        help="emulated micro:bit (default) or the firmware under CPython",
+    )
+    parser.add_argument("--presses", type=int, default=50, help="READY presses (default 50)")
+    parser.add_argument("--rings", type=int, default=3, help="offers rung out (default 3)")
+    args = parser.parse_args(argv)
+    if args.presses < 1 or args.rings < 1:
+        parser.error("--presses and --rings must be at least 1")
+
+    figures: dict[str, Any] = {}
+    if args.backend == "qemu":
+        log("load profile of the firmware on the emulated micro:bit")
+        figures.update(load_profile())
+    try:
+        figures.update(run_backend(args.backend, presses=args.presses, rounds=args.rings))
+        if args.backend == "qemu":
+            figures["microbit_boots"] = True
+    except Exception as exc:
+        if args.backend != "qemu":
+            log(f"no figures: {exc}")
+            return 1
+        log(f"the firmware does not boot on the emulated micro:bit: {exc}")
+        figures.update({"backend": "qemu", "microbit_boots": False,
+                        "microbit_boot_error": str(exc).splitlines()[0][:300],
+                        "free_heap_bytes": None, "worst_loop_ms": None,
+                        "input_to_light_p99_ms": None, "ring_timeout_error_ms": None})  # fmt: skip
+        log("measuring the same firmware under CPython instead (not the board's figures)")
+        figures["virtual"] = run_backend("virtual", presses=args.presses, rounds=args.rings)
+    print(json.dumps(figures))
+    return 0
+
+
+def run_backend(backend: str, *, presses: int, rounds: int) -> dict[str, Any]:
+    dut = open_dut(backend)
+    log(f"starting the {backend} board")
+    try:
+        dut.start()
+        return measure(dut, presses=presses, rounds=rounds)
+    finally:
+        dut.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
