@@ -19,7 +19,7 @@ def feed(ib, cnt):
             L[RN] = 0
             if n < 0:
                 L[BAD] += 1  # oversized: dropped whole
-            elif n:
+            elif n > 1 or (n and RB[0] != 13):  # a blank line, CR LF too, is skipped
                 line(n)
         elif n >= 0:
             if n < 64:

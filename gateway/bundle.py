@@ -299,20 +299,16 @@ per byte of source (measured on QEMU), next to everything the earlier parts keep
 # `import` never picks one up by itself.
 LOADER = """import time
 time.sleep_ms(300)
-def load():
-    g = {}
-    i = 0
-    while 1:
-        try:
-            f = open('%s' + str(i))
-        except OSError:
-            return
-        s = f.read()
-        f.close()
-        exec(s, g)
-        s = None
-        i += 1
-load()
+g = {}
+i = 0
+while 1:
+    try:
+        s = open('%s' + str(i)).read()
+    except OSError:
+        break
+    exec(s, g)
+    s = None
+    i += 1
 """
 
 

@@ -44,6 +44,7 @@ def test_garbage_and_damaged_frames_are_counted_and_ignored(seat: Seat) -> None:
     for line in bad_lines:
         seat.write_raw(line)
     seat.write_raw(b"\n")  # a blank line: skipped, not counted
+    seat.write_raw(b"\r\n")  # also with the CR a terminal sends
     after = seat.settle()
 
     assert after.bad_frames - before.bad_frames == len(bad_lines)

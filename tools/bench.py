@@ -158,15 +158,12 @@ def measure(dut: Dut, *, presses: int, rounds: int) -> dict[str, Any]:
 # main.py's loader (gateway.bundle.LOADER), reporting "part free-before free-after" per part
 # and stopping before the last part, which would start the main loop.
 PROFILE_LOADER = """import gc
-def load():
- g={};i=0
- while 1:
-  try:f=open('fw'+str(i+1))
-  except OSError:return
-  f.close();f=open('fw'+str(i));s=f.read();f.close();gc.collect();a=gc.mem_free()
-  exec(s,g);s=None;gc.collect();print('@',i,a,gc.mem_free());i+=1
-gc.collect();print('@ start',gc.mem_free())
-load()
+g={}
+i=0
+while 1:
+ try:open('fw'+str(i+1)).close();s=open('fw'+str(i)).read()
+ except OSError:break
+ gc.collect();a=gc.mem_free();exec(s,g);s=None;gc.collect();print('@',i,a,gc.mem_free());i+=1
 gc.collect();print('@ loaded',gc.mem_free())
 """
 

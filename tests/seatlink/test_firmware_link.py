@@ -232,6 +232,7 @@ def test_garbage_and_oversized_lines_are_counted_bad(seat: Seat) -> None:
     session.write(raw_frame(b"0 T 1"))  # a reliable kind with seq 0
     session.write(b"9" * 65 + b"\n")  # longer than the seat keeps: dropped whole
     session.write(b"\n")  # blank: not bad
+    session.write(b"\r\n")  # blank with the CR a terminal sends: not bad either
     beat = heartbeat(session)
     assert beat.bad_frames == 4 and beat.firmware == "0.1.0" and beat.free_heap == 9000
     session.send(messages.help_flag(True))  # the link still works
