@@ -348,7 +348,10 @@ def split_parts(source: str, *, entry: str, limit: int = PART_BYTES) -> list[str
         data.append(text)
     # Every global first bound at once: the namespace's hash table grows to its full size
     # while the heap is still whole, not in a late rehash that needs one more big block.
-    names = sorted(functions, key=lambda n: (len(n), n))
+    bound = functions | {t.id for node in tree.body if not isinstance(node, ast.FunctionDef)
+                         for t in ast.walk(node)
+                         if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+    names = sorted(bound, key=lambda n: (len(n), n))
     data.insert(0, "=".join(names) + "=0")
     parts: list[str] = []
     for text in [";".join(data) + "\n"] + sorted(defs, key=len, reverse=True):
@@ -372,3 +375,64 @@ def firmware_bundle(*, board: str = "microbit", minified: bool = True) -> list[B
     sources = read_firmware_sources(board)
     names = sorted(n for n in sources if n != "main.py") + ["main.py"]
     return [BundleFile(name, sources[name].encode("ascii")) for name in names]
+
+
+def call_depth(source: str, *, entry: str) -> list[str]:
+    """The deepest chain of calls between the firmware's own functions, from `entry`, as the
+    function names in order (a function that calls itself counts once more). MicroPython 1.9
+    on the micro:bit v1 spends ~240 bytes of its 1,800-byte C stack on every Python call
+    (measured on QEMU), so this chain, not only the heap, decides whether the firmware runs.
+
+    Calls are followed through names bound to a function anywhere (`b = AB` in a function,
+    `F = AN` set at boot): a static, conservative reading of the linked namespace."""
+    tree = ast.parse(source)
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    def assigns(node: ast.AST) -> list[tuple[str, str]]:
+        return [(t.id, a.value.id) for a in ast.walk(node)
+                if isinstance(a, ast.Assign) and isinstance(a.value, ast.Name)
+                for t in a.targets if isinstance(t, ast.Name)]
+
+    def close(aliases: dict[str, set[str]], pairs: list[tuple[str, str]]) -> None:
+        grown = True
+        while grown:  # through chains of names: a = AN; F = a
+            grown = False
+            for target, value in pairs:
+                new = aliases.get(value, set()) - aliases.get(target, set())
+                if new:
+                    aliases.setdefault(target, set()).update(new)
+                    grown = True
+
+    # names every function sees: the functions, and globals bound to one (F = a, at boot)
+    shared: dict[str, set[str]] = {name: {name} for name in functions}
+    declared = {n for g in ast.walk(tree) if isinstance(g, ast.Global) for n in g.names}
+    for fn in functions.values():
+        local: dict[str, set[str]] = {k: set(v) for k, v in shared.items()}
+        close(local, assigns(fn))
+        for name in declared:
+            shared.setdefault(name, set()).update(local.get(name, set()))
+    close(shared, [p for p in assigns(tree) if p[0] in declared])
+
+    def callees(fn: ast.FunctionDef) -> set[str]:
+        aliases = {k: set(v) for k, v in shared.items()}
+        pairs = assigns(fn)
+        for target, _ in pairs:  # a local bound in this function hides the global
+            if target not in declared and target not in functions:
+                aliases.pop(target, None)
+        close(aliases, pairs)
+        return {c for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                for c in aliases.get(n.func.id, set())}
+
+    graph = {name: callees(fn) for name, fn in functions.items()}
+    best: dict[tuple[str, frozenset[str]], list[str]] = {}
+
+    def deepest(name: str, path: frozenset[str]) -> list[str]:
+        key = (name, path)
+        if key not in best:
+            chains = [deepest(c, path | {name}) if c not in path else [c]
+                      for c in graph.get(name, ()) if c != name or name not in path]
+            best[key] = [name] + max(chains, key=len, default=[])
+        return best[key]
+
+    if entry not in functions:
+        raise ValueError(f"entry {entry} is not a function of the firmware")
+    return deepest(entry, frozenset())

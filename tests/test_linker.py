@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.bundle import PART_BYTES, link_bundle, split_parts
+from gateway.bundle import PART_BYTES, call_depth, link_bundle, split_parts
 from gateway.firmware_host import load_firmware
 from gateway.linker import NAMESPACE, LinkError, link
 
@@ -118,7 +118,7 @@ def test_firmware_bundle_layout() -> None:
 def test_parts_put_tables_first_then_functions_largest_first() -> None:
     src = "A = [0]\ndef F():\n    return 1\ndef G():\n    return A[0] + 2 + 3 + 4 + 5\n"
     parts = split_parts(src, entry="F", limit=30)
-    assert parts[0] == "F=G=0;A = [0]\n"  # every function name bound first: one dict growth
+    assert parts[0] == "A=F=G=0;A = [0]\n"  # every function name bound first: one dict growth
     assert parts[1].startswith("def G") and parts[2].startswith("def F")
     assert parts[-1] == "F()\n"
     together = split_parts(src, entry="F", limit=PART_BYTES)
@@ -140,3 +140,29 @@ def test_every_board_file_compiles_with_micropython_1_9(tmp_path: Path) -> None:
                               capture_output=True, text=True, check=False)
         assert proc.returncode == 0, f"{f.name}: {proc.stdout}{proc.stderr}"
         assert path.with_suffix(".mpy").stat().st_size > 0
+
+
+def test_call_depth_follows_aliases_and_counts_one_self_call() -> None:
+    src = (
+        "F = None\n"
+        "def A():\n    global F\n    a = E\n    F = a\n    B()\n"
+        "def B():\n    b = C\n    b()\n"
+        "def C():\n    F(1)\n"
+        "def D():\n    b = 1\n    return b\n"  # a local b that is no function: no edge
+        "def E(n):\n    if n:\n        E(0)\n"
+    )
+    assert call_depth(src, entry="A") == ["A", "B", "C", "E", "E"]
+    assert call_depth(src, entry="D") == ["D"]
+    with pytest.raises(ValueError, match="not a function"):
+        call_depth(src, entry="Z")
+
+
+def test_firmware_call_chain_is_reported_by_readable_names() -> None:
+    bundle = link_bundle()
+    chain = call_depth(bundle.module_sources()[NAMESPACE],
+                       entry=bundle.symbols["loop"]["run"].short)
+    readable = {s.short: f"{m}.{n}" for m, syms in bundle.symbols.items()
+                for n, s in syms.items()}
+    names = [readable[c] for c in chain]
+    # a host frame reaches the seat's state machine and the link's queue from the loop
+    assert names[0] == "loop.run" and "host.do" in names and names[-1] == "link.enq"

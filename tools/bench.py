@@ -17,9 +17,11 @@ The figures, all measured, none asserted (goals are printed next to them):
 On QEMU it also prints the load profile: main.py executes the firmware's parts (fw0, fw1, ...)
 one after another into one namespace (gateway/bundle.py); a copy of that loader that reports
 the free heap after each part shows where the micro:bit v1's heap goes, and how far the load
-gets when it does not fit (`load_*`). When the firmware does not boot on QEMU, the board
-figures are null, `microbit_boots` is false with the reason, and the figures of the same
-firmware under CPython follow under `virtual` (clearly not the board's).
+gets when it does not fit (`load_*`); and the C stack: the limit, what a part uses at boot,
+what each Python call adds, and what the firmware's deepest call chain needs (`stack_*`).
+When the firmware does not boot on QEMU, the board figures are null, `microbit_boots` is
+false with the reason, and the figures of the same firmware under CPython follow under
+`virtual` (clearly not the board's).
 
 Progress goes to stderr; stdout is the JSON object only. Exit status 1 if nothing could be
 measured at all, with the reason on stderr.
@@ -189,7 +191,7 @@ def load_profile() -> dict[str, Any]:
             out += port.read(256)
         finally:
             port.close()
-    text = out.decode("ascii", "replace").replace("\r", "")
+    text = out.decode("ascii", "replace").replace("\r", "").replace("\x00", "")
     rows = [line.split() for line in text.splitlines() if line.startswith("@ ")]
     err = "\n".join(line for line in text.splitlines() if "Error" in line)
     steps = [(int(r[1]), int(r[2]), int(r[3])) for r in rows if r[1].isdigit()]
@@ -204,6 +206,55 @@ def load_profile() -> dict[str, Any]:
         "load_part_bytes": [len(files[n]) for n in parts[:-1]],
         "load_error": error,
         "free_heap_after_load_bytes": loaded,
+    }
+
+
+STACK_PROBE = """import micropython
+def d(n):
+ if n:return d(n-1)
+ return micropython.stack_use()
+print('@ stack',micropython.stack_use(),d(0),d(3))
+micropython.mem_info()
+"""
+
+
+def stack_profile() -> dict[str, Any]:
+    """C stack on the micro:bit v1 as the firmware would use it: what is used where a part
+    runs at boot, what one Python call adds, the limit, and what the firmware's deepest
+    call chain (gateway.bundle.call_depth) would need."""
+    from gateway.bundle import LOADER, PART_PREFIX, call_depth, link_bundle, minify
+    from gateway.linker import NAMESPACE
+    from gateway.rig import EmulatedBoard
+
+    bundle = link_bundle()
+    chain = call_depth(bundle.module_sources()[NAMESPACE],
+                       entry=bundle.symbols["loop"]["run"].short)
+    readable = {s.short: f"{m}.{n}" for m, syms in bundle.symbols.items()
+                for n, s in syms.items()}
+    files = {"main.py": minify(LOADER % PART_PREFIX).encode("ascii"),
+             f"{PART_PREFIX}0": STACK_PROBE.encode("ascii")}
+    with EmulatedBoard() as board:
+        board.install(files, reset=False)
+        port = serial.serial_for_url(board.serial_url, timeout=0.2)
+        try:
+            board.reset()
+            out = b""
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and b"out of" not in out:
+                out += port.read(256)
+        finally:
+            port.close()
+    text = out.decode("ascii", "replace").replace("\x00", "")
+    row = next(line.split() for line in text.splitlines() if line.startswith("@ stack"))
+    limit = int(text.split("out of")[1].split()[0])
+    at_part, at_call, three_deeper = int(row[2]), int(row[3]), int(row[4])
+    per_call = (three_deeper - at_call) // 3
+    return {
+        "stack_limit_bytes": limit,
+        "stack_used_in_a_part_at_boot_bytes": at_part,
+        "stack_per_python_call_bytes": per_call,
+        "firmware_call_chain": [readable.get(c, c) for c in chain],
+        "firmware_stack_needed_bytes": at_part + per_call * len(chain),
     }
 
 
@@ -228,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.backend == "qemu":
         log("load profile of the firmware on the emulated micro:bit")
         figures.update(load_profile())
+        log("C stack on the emulated micro:bit")
+        figures.update(stack_profile())
     try:
         figures.update(run_backend(args.backend, presses=args.presses, rounds=args.rings))
         if args.backend == "qemu":
