@@ -254,6 +254,10 @@ class Bundle:
     symbols: dict[str, dict[str, Symbol]]
     file_of: dict[str, str]  # firmware module -> on-board module holding it
 
+    def readable_names(self) -> dict[str, str]:
+        """Short name -> `module.name` of firmware/ (for reports and tracebacks)."""
+        return {s.short: f"{m}.{n}" for m, syms in self.symbols.items() for n, s in syms.items()}
+
     def module_sources(self) -> dict[str, str]:
         """The firmware's one namespace as one module source, for host instances: the
         parts in the order the board runs them, but for the last, which starts the main

@@ -12,13 +12,11 @@ resets and light changes) goes to artifacts/hil/<test>.serial.log (see serial_lo
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Generator, Iterator
 
 import pytest
 
-from gateway.rig import EmulatorError
-from gateway.rig.qemu import find_firmware_hex
+from gateway.rig.qemu import unavailable_reason
 from hil_tests.dut import BACKENDS, INPUTS, Dut, DutError, open_dut
 from hil_tests.seat import Seat
 from hil_tests.serial_log import attach, log_dir, save, save_for_report
@@ -69,16 +67,6 @@ def pytest_runtest_makereport(
     return report
 
 
-def _qemu_missing() -> str | None:
-    if shutil.which("qemu-system-arm") is None:
-        return "qemu-system-arm is not installed (make deps)"
-    try:
-        find_firmware_hex()
-    except EmulatorError as exc:
-        return str(exc)
-    return None
-
-
 @pytest.fixture(scope="session")
 def backend(pytestconfig: pytest.Config) -> str:
     return backend_of(pytestconfig)
@@ -88,7 +76,7 @@ def backend(pytestconfig: pytest.Config) -> str:
 def board(pytestconfig: pytest.Config, backend: str) -> Iterator[Dut]:
     """The board for the whole run, booted once with the firmware. If it never greets the
     host, this fails (once, cached by pytest) and every test reports why."""
-    if backend == "qemu" and (missing := _qemu_missing()):
+    if backend == "qemu" and (missing := unavailable_reason()):
         if os.environ.get("CI") == "true":  # CI installs QEMU: a missing one is a failure
             pytest.fail(missing)
         pytest.skip(missing)

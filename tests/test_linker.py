@@ -161,8 +161,7 @@ def test_firmware_call_chain_is_reported_by_readable_names() -> None:
     bundle = link_bundle()
     chain = call_depth(bundle.module_sources()[NAMESPACE],
                        entry=bundle.symbols["loop"]["run"].short)
-    readable = {s.short: f"{m}.{n}" for m, syms in bundle.symbols.items()
-                for n, s in syms.items()}
+    readable = bundle.readable_names()
     names = [readable[c] for c in chain]
     # a host frame reaches the seat's state machine and the link's queue from the loop
     assert names[0] == "loop.run" and "host.do" in names and names[-1] == "link.enq"

@@ -170,28 +170,34 @@ gc.collect();print('@ loaded',gc.mem_free())
 """
 
 
-def load_profile() -> dict[str, Any]:
-    """Free heap part by part as the micro:bit v1 loads the firmware (QEMU)."""
-    from gateway.bundle import link_bundle
+def boot_output(files: dict[str, bytes], *, until: Sequence[str], seconds: float) -> str:
+    """What an emulated micro:bit with `files` prints from its reset until one of `until`
+    (at boot, as the real loader runs: under the REPL's exec the stack is deeper)."""
     from gateway.rig import EmulatedBoard
 
-    files = {f.name: f.data for f in link_bundle().files}
-    parts = sorted((n for n in files if not n.endswith(".py")), key=lambda n: int(n[2:]))
-    files["main.py"] = PROFILE_LOADER.encode("ascii")
     with EmulatedBoard() as board:
         board.install(files, reset=False)
-        # at boot, as the real loader runs: under the REPL's exec the stack is deeper
         port = serial.serial_for_url(board.serial_url, timeout=0.2)
         try:
             board.reset()
             out = b""
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and b"@ loaded" not in out and b"Error" not in out:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not any(u.encode() in out for u in until):
                 out += port.read(256)
             out += port.read(256)
         finally:
             port.close()
-    text = out.decode("ascii", "replace").replace("\r", "").replace("\x00", "")
+    return out.decode("ascii", "replace").replace("\r", "").replace("\x00", "")
+
+
+def load_profile() -> dict[str, Any]:
+    """Free heap part by part as the micro:bit v1 loads the firmware (QEMU)."""
+    from gateway.bundle import link_bundle
+
+    files = {f.name: f.data for f in link_bundle().files}
+    parts = sorted((n for n in files if not n.endswith(".py")), key=lambda n: int(n[2:]))
+    files["main.py"] = PROFILE_LOADER.encode("ascii")
+    text = boot_output(files, until=("@ loaded", "Error"), seconds=10)
     rows = [line.split() for line in text.splitlines() if line.startswith("@ ")]
     err = "\n".join(line for line in text.splitlines() if "Error" in line)
     steps = [(int(r[1]), int(r[2]), int(r[3])) for r in rows if r[1].isdigit()]
@@ -224,27 +230,14 @@ def stack_profile() -> dict[str, Any]:
     call chain (gateway.bundle.call_depth) would need."""
     from gateway.bundle import LOADER, PART_PREFIX, call_depth, link_bundle, minify
     from gateway.linker import NAMESPACE
-    from gateway.rig import EmulatedBoard
 
     bundle = link_bundle()
     chain = call_depth(bundle.module_sources()[NAMESPACE],
                        entry=bundle.symbols["loop"]["run"].short)
-    readable = {s.short: f"{m}.{n}" for m, syms in bundle.symbols.items()
-                for n, s in syms.items()}
+    readable = bundle.readable_names()
     files = {"main.py": minify(LOADER % PART_PREFIX).encode("ascii"),
              f"{PART_PREFIX}0": STACK_PROBE.encode("ascii")}
-    with EmulatedBoard() as board:
-        board.install(files, reset=False)
-        port = serial.serial_for_url(board.serial_url, timeout=0.2)
-        try:
-            board.reset()
-            out = b""
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and b"out of" not in out:
-                out += port.read(256)
-        finally:
-            port.close()
-    text = out.decode("ascii", "replace").replace("\x00", "")
+    text = boot_output(files, until=("out of",), seconds=5)
     row = next(line.split() for line in text.splitlines() if line.startswith("@ stack"))
     limit = int(text.split("out of")[1].split()[0])
     at_part, at_call, three_deeper = int(row[2]), int(row[3]), int(row[4])

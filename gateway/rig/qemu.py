@@ -36,6 +36,17 @@ _live_lock = threading.Lock()
 
 
 @functools.cache
+def unavailable_reason() -> str | None:
+    """Why no emulated board can start here (QEMU or the firmware missing), or None."""
+    if shutil.which("qemu-system-arm") is None:
+        return "qemu-system-arm is not installed (make deps)"
+    try:
+        find_firmware_hex()
+    except EmulatorError as exc:
+        return str(exc)
+    return None
+
+
 def find_firmware_hex() -> Path:
     """$SEATLINK_MICROBIT_HEX, else the firmware.hex of the Debian package."""
     if env := os.environ.get(HEX_ENV):

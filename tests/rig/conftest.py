@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from gateway.rig import EmulatedBoard, EmulatorError
+from gateway.rig import EmulatedBoard
 from gateway.rig.pins import microbit_board_file, read_pins_literal
-from gateway.rig.qemu import find_firmware_hex
-
-
-def _missing() -> str | None:
-    if shutil.which("qemu-system-arm") is None:
-        return "qemu-system-arm is not installed (make deps)"
-    try:
-        find_firmware_hex()
-    except EmulatorError as exc:
-        return str(exc)
-    return None
+from gateway.rig.qemu import unavailable_reason
 
 
 @pytest.fixture
 def qemu_available() -> None:
-    reason = _missing()
+    reason = unavailable_reason()
     if reason:
         if os.environ.get("CI") == "true":  # CI installs QEMU: a missing one is a failure
             pytest.fail(reason)
