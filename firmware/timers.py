@@ -4,7 +4,7 @@ import cfg
 import seat
 from seat import S, CAP, T, IDLE, OFFHOOK, ONHOOK, ST, RING, RLIM, RMS, MISS
 from seat import RONA, NR, NOANS, PST, TMR, READY, ACW, HOLD, OVER, HOLDMAX, AWAY, HK
-from seat import OUT, DOWN, BTN
+from seat import OUT, DOWN, BTN, PEND
 from cfg import MISS_LIMIT, ACW_S, HOLD_LIMIT_S, AWAY_S, IDLE_S, LONG_MS
 
 
@@ -22,7 +22,9 @@ def tick(dt):
             S[MISS] += 1
             seat.emit(RONA, t, S[MISS])
             if S[MISS] >= V[MISS_LIMIT]:
-                S[PST] = -1
+                if S[PST] >= 0:  # Not Ready, no answer overrides it: say so
+                    S[PST] = -1
+                    seat.emit(PEND, -1, 0)
                 seat.go(NR, NOANS, TMR)
             else:
                 seat.end(TMR, READY, 0)

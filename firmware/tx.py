@@ -45,7 +45,8 @@ def send(i, a):
 def snap(p):
     # rendered when sent, so a resent snapshot is current
     p = f(f(f(f(p, S[ST]), S[RS]), S[CALL]), S[T] // 1000)
-    p = f(f(f(p, S[HELPING] | S[OFFHOOK] << 1 | S[OVER] << 2), S[PST]), S[PRS])
+    p = f(f(p, S[HELPING] | S[OFFHOOK] << 1 | S[OVER] << 2), S[PST])
+    p = f(p, S[PRS] if S[PST] >= 0 else 0)  # no stale reason once nothing is pending
     return f(f(p, S[MISS]), L[DROP])
 
 

@@ -386,6 +386,20 @@ def test_pending_change_cancelled_by_pressing_again(seat: Seat) -> None:
     assert seat.sim.S[14] == -1
 
 
+def test_ring_timeout_withdraws_a_pending_change_and_says_so(seat: Seat) -> None:
+    seat.login()
+    rang = offer(seat, CALL, 1, 1000)
+    seat.tap(IN_READY)  # Not Ready (break) asked for while ringing: pending
+    seat.advance(1500)  # rung out: Not Ready, no answer, and the break is gone
+    assert (seat.state, seat.reason) == (NR, NOANS) and seat.sim.S[14] == -1
+    pend = [f.ints[4] for f in seat.events(since=rang) if f.code == EV_PEND]
+    assert pend == [NR, -1]  # the host hears that the pending change was withdrawn
+    t = seat.now
+    seat.send("Q")  # resync: a snapshot
+    snap = seat.of_kind("S", since=t)[-1].ints
+    assert snap[5:7] == (-1, 0)  # pending state none, and no stale pending reason
+
+
 def test_help_button_toggles_help_and_shows_magenta(seat: Seat) -> None:
     seat.login()
     t = seat.now
@@ -474,7 +488,11 @@ def test_garbage_and_corrupt_frames_are_counted_in_heartbeat_and_ignored(seat: S
 def test_empty_lines_are_not_counted_as_bad(seat: Seat) -> None:
     seat.board.feed(b"\n\n\r\n")
     seat.advance(100)
-    assert seat.heartbeat().num(3) == 1  # the lone CR is a (bad) line, blank lines are not
+    # blank lines, also the CR LF a terminal sends, are skipped (docs/protocol.md)
+    assert seat.heartbeat().num(3) == 0
+    seat.board.feed(b"\r\r\n")  # two CRs are not a blank line: a bad frame
+    seat.advance(100)
+    assert seat.heartbeat().num(3) == 1
 
 
 def test_heartbeat_every_five_seconds_reports_link_counters(seat: Seat) -> None:
