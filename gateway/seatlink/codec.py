@@ -47,6 +47,7 @@ __all__ = [
     "decode",
     "encode",
     "next_seq",
+    "seq_is_new",
 ]
 
 MAX_SEQ = 65535  # reliable sequence numbers run 1..MAX_SEQ, then wrap to 1
@@ -367,6 +368,12 @@ class Frame:
 def next_seq(seq: int) -> int:
     """The reliable sequence number after seq: 1..65535, then 1 again (0 is never used)."""
     return seq % MAX_SEQ + 1
+
+
+def seq_is_new(seq: int, last: int) -> bool:
+    """Whether reliable `seq` comes after `last` (modulo the wrap): up to half the sequence
+    space ahead counts as new, anything else as seen already."""
+    return 0 < (seq - last) % MAX_SEQ < MAX_SEQ // 2
 
 
 def _kind(kind: Kind | str) -> Kind:

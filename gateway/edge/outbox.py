@@ -1,0 +1,224 @@
+"""The durable outbox: every seat event on disk before the seat hears its ack.
+
+Design requirements (issue 3, rules-from-seeds §5 "accurate records, failover without loss"):
+
+- A seat event is acknowledged to the seat only after `put` has committed it, so a gateway
+  killed at any instant (SIGKILL, power loss) has either not acked the event (the seat
+  resends it) or has it on disk. SQLite in WAL mode with synchronous=FULL.
+- A resend after a crash is recognised: the newest sequence taken from each board and boot
+  is stored in the same transaction as the event, so a repeat is refused even though the
+  gateway's link session started afresh.
+- Events leave in the order they came, oldest first; per seat that is the seat's order.
+  `pending` hands them out and `delivered` removes them once the broker has them (QoS 1
+  PUBACK). Until then they stay, across broker outages and restarts: at-least-once, and
+  the event id lets every subscriber drop a repeat.
+- Bounded: past `max_events` the oldest are dropped, and events older than `max_age_s` are
+  dropped by `expire`; each drop is counted, per seat and in total, in the same database,
+  and reported (`stats`). Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from gateway.seatlink.codec import MAX_SEQ, seq_is_new
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    seat TEXT NOT NULL,
+    created REAL NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (
+    board TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (board, boot)
+);
+CREATE TABLE IF NOT EXISTS dropped (
+    seat TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (seat, reason)
+);
+"""
+
+
+class OutboxError(RuntimeError):
+    """The outbox database cannot be used (wrong schema version, bad settings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event waiting for the broker."""
+
+    id: int  # the outbox's own order
+    event_id: str
+    seat: str
+    created: float
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    depth: int  # events waiting
+    oldest_age_s: float | None
+    dropped: dict[str, dict[str, int]]  # seat -> reason -> count
+    dropped_total: int
+
+
+def event_id(board: str, boot: int, seq: int) -> str:
+    """The idempotent id of a seat event: the same frame always gets the same id."""
+    return f"{board}-{boot}-{seq}"
+
+
+class Outbox:
+    """Open with `with Outbox(path) as box:`. One process writes a given file."""
+
+    MAX_EVENTS = 100_000
+    MAX_AGE_S = 7 * 24 * 3600.0
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_events: int = MAX_EVENTS,
+        max_age_s: float = MAX_AGE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_events < 1:
+            raise OutboxError(f"max_events must be at least 1, not {max_events}")
+        if max_age_s <= 0:
+            raise OutboxError(f"max_age_s must be positive, not {max_age_s}")
+        self.path = Path(path)
+        self.max_events = max_events
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._tx():
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(statement)
+                self._check_version()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] != str(SCHEMA_VERSION):
+            raise OutboxError(f"{self.path}: outbox schema {row[0]}, this gateway reads "
+                              f"{SCHEMA_VERSION}")  # fmt: skip
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def put(self, *, board: str, boot: int, seq: int, seat: str, payload: bytes) -> bool:
+        """Store a seat event; True if new, False for a repeat (already stored, or already
+        delivered: its seq is not after the newest seen from that board and boot). Ack the
+        seat after this returns, whichever it is."""
+        if not 1 <= seq <= MAX_SEQ:
+            raise ValueError(f"seq {seq} is not a reliable sequence number (1..{MAX_SEQ})")
+        if boot < 0:
+            raise ValueError(f"boot counter {boot} is negative")
+        with self._tx():
+            row = self._db.execute("SELECT last_seq FROM seen WHERE board = ? AND boot = ?",
+                                   (board, boot)).fetchone()  # fmt: skip
+            if row is not None and not seq_is_new(seq, row[0]):
+                return False
+            self._db.execute(
+                "INSERT INTO seen VALUES (?, ?, ?) ON CONFLICT (board, boot) "
+                "DO UPDATE SET last_seq = excluded.last_seq", (board, boot, seq))
+            self._db.execute(
+                "INSERT INTO events (event_id, seat, created, payload) VALUES (?, ?, ?, ?)",
+                (event_id(board, boot, seq), seat, self._clock(), payload))
+            self._trim()
+        return True
+
+    def _trim(self) -> None:
+        (depth,) = self._db.execute("SELECT count(*) FROM events").fetchone()
+        excess = depth - self.max_events
+        if excess > 0:
+            self._drop("SELECT id, seat FROM events ORDER BY id LIMIT ?", (excess,), "overflow")
+
+    def _drop(self, query: str, args: tuple[object, ...], reason: str) -> int:
+        rows = self._db.execute(query, args).fetchall()
+        for _, seat in rows:
+            self._db.execute(
+                "INSERT INTO dropped VALUES (?, ?, 1) ON CONFLICT (seat, reason) "
+                "DO UPDATE SET count = count + 1", (seat, reason))
+        self._db.executemany("DELETE FROM events WHERE id = ?", [(r[0],) for r in rows])
+        return len(rows)
+
+    def expire(self) -> int:
+        """Drop (and count) events older than max_age_s; how many were dropped."""
+        with self._tx():
+            return self._drop("SELECT id, seat FROM events WHERE created < ?",
+                              (self._clock() - self.max_age_s,), "expired")  # fmt: skip
+
+    def pending(self, limit: int = 100) -> list[Entry]:
+        """The oldest events not yet delivered, in the order they came."""
+        rows = self._db.execute(
+            "SELECT id, event_id, seat, created, payload FROM events ORDER BY id LIMIT ?",
+            (limit,)).fetchall()
+        return [Entry(*row) for row in rows]
+
+    def delivered(self, ids: Iterable[int]) -> None:
+        """The broker has these (PUBACK): remove them for good."""
+        with self._tx():
+            self._db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
+
+    def stats(self) -> OutboxStats:
+        depth, oldest = self._db.execute("SELECT count(*), min(created) FROM events").fetchone()
+        dropped: dict[str, dict[str, int]] = {}
+        for seat, reason, count in self._db.execute("SELECT seat, reason, count FROM dropped"):
+            dropped.setdefault(seat, {})[reason] = count
+        total = sum(c for by_reason in dropped.values() for c in by_reason.values())
+        age = None if oldest is None else max(0.0, self._clock() - oldest)
+        return OutboxStats(depth=depth, oldest_age_s=age, dropped=dropped, dropped_total=total)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): one write at a time, all or nothing."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
