@@ -23,6 +23,12 @@ class Broker:
     process: subprocess.Popen[bytes]
     config: Path
 
+    def restart(self) -> None:
+        """Start it again on the same port and config (after stop())."""
+        self.stop()
+        fresh = _launch(self.config, self.port)
+        self.process = fresh
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -39,36 +45,58 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_broker(directory: Path) -> Broker:
+def _executable() -> str:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
         reason = "mosquitto is not installed (make deps)"
         if os.environ.get("CI") == "true":  # CI installs it: a missing one is a failure
             pytest.fail(reason)
         pytest.skip(reason)
+    return exe
+
+
+def start_broker(directory: Path, *, persistent: bool = False) -> Broker:
+    """A mosquitto of the caller's own. `persistent`: sessions and queued QoS 1 messages
+    survive stop() and restart(), as on a production broker."""
     port = _free_port()
     config = directory / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                      "persistence false\nlog_dest stderr\n")  # fmt: skip
-    process = subprocess.Popen([exe, "-c", str(config)], stdout=subprocess.DEVNULL,
+    store = f"persistence true\npersistence_location {directory}/\n" if persistent \
+        else "persistence false\n"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{store}"
+                      "log_dest stderr\n")  # fmt: skip
+    return Broker("127.0.0.1", port, _launch(config, port), config)
+
+
+def _launch(config: Path, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([_executable(), "-c", str(config)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
-    broker = Broker("127.0.0.1", port, process, config)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"mosquitto exited with {process.returncode} at start")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return broker
+            return process
         except OSError:
             time.sleep(0.02)
-    broker.stop()
+    process.kill()
+    process.wait(timeout=5)
     raise RuntimeError(f"mosquitto did not listen on {port} within 10 s")
 
 
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     broker = start_broker(tmp_path_factory.mktemp("mosquitto"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A persistent broker for one test, to stop and restart (fault tests)."""
+    broker = start_broker(tmp_path, persistent=True)
     try:
         yield broker
     finally:
