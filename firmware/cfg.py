@@ -9,3 +9,19 @@ HI = (0, 10, 10000, 10, 600, 1, 120, 600, 600, 86400, 60, 200, 5000, 10000)
 
 def bad(k, v):
     return k < 1 or k >= len(V) or v < LO[k] or v > HI[k]
+
+
+def apply(f, n):
+    # a G frame's key/value pairs f[1..n]: all or nothing; the error's field is the key
+    if n & 1:
+        return 500
+    i = 1
+    while i < n:
+        if bad(f[i], f[i + 1]):
+            return 400 + (f[i] if f[i] < 100 else 0)
+        i += 2
+    i = 1
+    while i < n:
+        V[f[i]] = f[i + 1]
+        i += 2
+    return 0

@@ -1,7 +1,6 @@
-# Host commands (docs/protocol.md), fields in f[1..n]. Returns 0 or
-# err * 100 + field (errors: docs/protocol.md). A failure changes nothing.
-# One small function per command family: the board compiles each one on
-# its own, and a function's parse tree needs ~6 bytes of heap per byte.
+# Host commands (docs/protocol.md), fields in f[1..n]: 0, or err * 100 +
+# field. A failure changes nothing. One small function per command family:
+# the micro:bit compiles each on its own (docs/seat.md, memory).
 import cfg
 import seat
 from seat import S, ST, CALL, READY, NR, RING, TALK, HOLD, RLIM, RMS, SUP, HELPING
@@ -21,7 +20,7 @@ def do(k, f, n):
         if k == SETSTATE:
             return state(c, f[2] if n > 1 else 0)
         if k == SETTINGS:
-            return settings(f, n)
+            return cfg.apply(f, n)
         S[HELPING] = 1 if c else 0  # 0: a supervisor answered
         seat.emit(HELP, S[HELPING], 0)
         return 0
@@ -54,7 +53,7 @@ def call(k, c, on):
     # cancel, connected, hold (on: 1 hold, 0 unhold), released of call c
     st = S[ST]
     if k == CONNECTED and READY <= st <= NR and c > 0:
-        S[CALL] = c  # a call the seat did not ring for (outbound)
+        S[CALL] = c  # outbound: a call the seat did not ring for
         seat.go(TALK, 0, HOST)
     elif c != S[CALL] or c < 1:
         return 301
@@ -83,20 +82,4 @@ def state(c, r):
     elif r < 1 or r > SUP:
         return 402
     seat.want(c, r, HOST)
-    return 0
-
-
-def settings(f, n):
-    # all or nothing; the error's field is the key
-    if n & 1:
-        return 500
-    i = 1
-    while i < n:
-        if cfg.bad(f[i], f[i + 1]):
-            return 400 + (f[i] if f[i] < 100 else 0)
-        i += 2
-    i = 1
-    while i < n:
-        cfg.V[f[i]] = f[i + 1]
-        i += 2
     return 0
