@@ -139,9 +139,8 @@ def local_names(source: str) -> list[tuple[int, int, dict[str, str]]]:
     return scopes
 
 
-def minify(source: str, consts: Mapping[str, int] | None = None) -> str:
+def minify(source: str) -> str:
     """Python source with the same meaning, in the fewest bytes we safely can."""
-    consts = consts or {}
     scopes = local_names(source)
     out: list[tuple[int, str]] = []
     line: list[str] = []
@@ -168,9 +167,6 @@ def minify(source: str, consts: Mapping[str, int] | None = None) -> str:
                     if first <= tok.start[0] <= last and text in mapping:
                         text = mapping[text]
                         break
-                else:
-                    if text in consts:
-                        text, kind = str(consts[text]), tokenize.NUMBER
             if prev_type in _WORDLIKE and kind in _WORDLIKE:
                 line.append(" ")
             line.append(text)
