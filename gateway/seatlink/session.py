@@ -25,26 +25,14 @@ so a test decides when time passes. The rules (docs/protocol.md) as the host app
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.seatlink.codec import (
-    LINE_MAX,
-    MAX_SEQ,
-    QUEUE_SIZE,
-    Direction,
-    Field,
-    Frame,
-    FrameError,
-    Kind,
-    decode,
-    encode,
-    next_seq,
-)
+from gateway.seatlink.codec import MAX_SEQ, Field, Frame, Kind, encode, next_seq
 from gateway.seatlink.messages import Command
+from gateway.seatlink.receiver import LineSplitter, Receiver, RxStatus
 
 __all__ = [
     "AckTimeout",
@@ -80,15 +68,6 @@ class SessionTimeout(SessionError, TimeoutError):
     """wait_for saw no matching frame in time."""
 
 
-class RxStatus(enum.Enum):
-    DELIVERED = "delivered"  # in order, or a heartbeat: wait_for and frames see it
-    ACK = "ack"  # the seat's ack of a host frame: link business, recorded only
-    DUPLICATE = "duplicate"  # a reliable frame already delivered: dropped, re-acked
-    OUT_OF_ORDER = "out-of-order"  # a jump ahead: dropped, re-acked, Q sent
-    STALE = "stale"  # too far behind to be a repeat: dropped, not acked
-    GARBAGE = "garbage"  # not a frame
-
-
 @dataclass(frozen=True, slots=True)
 class Received:
     t: float  # clock() when its newline arrived
@@ -104,8 +83,6 @@ class LogEntry:
     outgoing: bool  # host -> seat
     data: bytes
 
-
-_HALF = MAX_SEQ // 2  # a seq this far ahead or more counts as behind (already seen)
 
 
 class Session:
@@ -140,28 +117,16 @@ class Session:
         self.log: list[LogEntry] = []  # every line read and every write, in order
         self.rx_log = bytearray()  # the raw bytes read, exactly
         self.tx_log = bytearray()  # the raw bytes written, exactly
-        self.garbage = 0
-        self.duplicates = 0
-        self.out_of_order = 0
         self.retransmits = 0
         self.resyncs = 0  # Q frames sent because of a gap or a restart
-        self.stale = 0  # frames too far behind to be repeats
-        self.skipped = 0  # seqs jumped over by a snapshot
-        self.reboots = 0  # seat restarts seen (hello with a new boot, uptime going back)
+        self.rx = Receiver()  # the seat's sequence as the host takes it
+        self._lines = LineSplitter()
         self._delivered: list[Received] = []
         self._cursor = 0
         self._next_tx = first_seq
         self._synced = False
         self._inflight: int | None = None
         self._acked = False
-        self._rx_last: int | None = None  # last in-order seat seq
-        self._boot: int | None = None  # boot counter of the last hello
-        self._dropped: int | None = None  # the seat's dropped count in the last snapshot
-        self._uptime: int | None = None  # from the last heartbeat
-        self._gap_open = False
-        self._need_resync = False
-        self._line = bytearray()
-        self._overlong = False
 
     # --- what tests read ------------------------------------------------------------------
 
@@ -177,7 +142,20 @@ class Session:
 
     @property
     def last_seat_seq(self) -> int | None:
-        return self._rx_last
+        return self.rx.last
+
+    @property
+    def next_host_seq(self) -> int:
+        """The seq the next reliable host frame will carry."""
+        return self._next_tx
+
+    # the receiver's counters, as the session's own
+    garbage = property(lambda self: self.rx.garbage)
+    duplicates = property(lambda self: self.rx.duplicates)
+    out_of_order = property(lambda self: self.rx.out_of_order)
+    stale = property(lambda self: self.rx.stale)
+    skipped = property(lambda self: self.rx.skipped)
+    reboots = property(lambda self: self.rx.reboots)
 
     def mark(self) -> int:
         """A position for wait_for(since=...): only frames delivered after now."""
@@ -295,7 +273,7 @@ class Session:
         raise AckTimeout(f"{kind.value} seq {seq} not acked after {self.attempts} sends")
 
     def _sync(self) -> int:
-        self._need_resync = False  # any Q brings the snapshot a gap asks for
+        self.rx.resynced()  # any Q brings the snapshot a gap asks for
         seq = self._send_reliable(Kind.SYNC, ())
         self._synced = True
         return seq
@@ -303,7 +281,7 @@ class Session:
     def _service(self) -> None:
         # A Q asked for by a gap goes out once no command is waiting for its ack: sent in the
         # middle, it would take a seq the seat may still be waiting for.
-        while self._need_resync and self._inflight is None:
+        while self.rx.need_resync and self._inflight is None:
             self.resyncs += 1
             self._sync()
 
@@ -314,125 +292,21 @@ class Session:
             return
         t = self.clock()
         self.rx_log += data
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                self._take(data[start:])
-                return
-            self._take(data[start : end + 1])
-            self.log.append(LogEntry(t, False, bytes(self._line)))  # whole lines read better
-            if self._overlong:
-                self._overlong = False
-                self._garbage(t, bytes(self._line), f"line longer than {LINE_MAX} bytes")
-            else:
-                self._handle(t, bytes(self._line))
-            self._line.clear()
-            start = end + 1
+        for line, overlong in self._lines.feed(data):
+            self.log.append(LogEntry(t, False, line))  # whole lines read better
+            self._handle(t, line, overlong)
 
-    def _take(self, part: bytes) -> None:
-        # An overlong line is cut short here and dropped whole at its newline.
-        room = LINE_MAX + 2 - len(self._line)  # + "\r\n"
-        if len(part) > room:
-            self._overlong = True
-            part = part[: max(room, 0)]
-        self._line += part
-
-    def _garbage(self, t: float, raw: bytes, note: str) -> None:
-        self.garbage += 1
-        self.received.append(Received(t, raw, None, RxStatus.GARBAGE, note))
-
-    def _deliver(self, t: float, raw: bytes, frame: Frame, note: str = "") -> None:
-        record = Received(t, raw, frame, RxStatus.DELIVERED, note)
-        self.received.append(record)
-        self._delivered.append(record)
-
-    def _handle(self, t: float, raw: bytes) -> None:
-        if raw.strip(b"\r\n") == b"":
-            return  # a blank line is no frame but no fault either (the seat skips them too)
-        try:
-            frame = decode(raw, direction=Direction.SEAT_TO_HOST)
-        except FrameError as exc:
-            self._garbage(t, raw, f"{exc.reason}: {exc}")
+    def _handle(self, t: float, raw: bytes, overlong: bool) -> None:
+        out = self.rx.take(raw, overlong=overlong)
+        if out.status is RxStatus.BLANK:
             return
-        if frame.kind is Kind.ACK:
-            if frame.fields and frame.fields[0] == self._inflight:
+        if out.status is RxStatus.ACK:
+            assert out.frame is not None
+            if out.frame.fields and out.frame.fields[0] == self._inflight:
                 self._acked = True
-            self.received.append(Received(t, raw, frame, RxStatus.ACK))
-            return
-        if not frame.kind.sequenced:
-            if frame.kind is Kind.HEARTBEAT:
-                self._heartbeat(frame)
-            self._deliver(t, raw, frame)
-            return
-        seq = frame.seq
-        if self._rx_last is None:
-            self._accept(t, raw, frame, "first")
-        elif seq == next_seq(self._rx_last):
-            self._accept(t, raw, frame)
-        elif self._new_boot(frame):
-            self._restarted()
-            self._accept(t, raw, frame, "new boot")
-        elif (ahead := (seq - next_seq(self._rx_last)) % MAX_SEQ) < _HALF:
-            if frame.kind is Kind.SNAPSHOT and self._collapsed(frame):
-                self.skipped += ahead
-                self._accept(t, raw, frame, f"snapshot after {ahead} dropped by the seat")
-            else:
-                self.out_of_order += 1
-                note = f"{ahead} missing before it"
-                self.received.append(Received(t, raw, frame, RxStatus.OUT_OF_ORDER, note))
-                if not self._gap_open:  # one Q per gap, not one per frame past it
-                    self._gap_open = self._need_resync = True
-        elif (self._rx_last - seq) % MAX_SEQ < QUEUE_SIZE:
-            self.duplicates += 1
-            self.received.append(Received(t, raw, frame, RxStatus.DUPLICATE))
-        else:
-            self.stale += 1
-            note = f"{(self._rx_last - seq) % MAX_SEQ} behind: not a repeat"
-            self.received.append(Received(t, raw, frame, RxStatus.STALE, note))
-            return
-        if self._rx_last is not None:
-            self.write(encode(0, Kind.ACK, [self._rx_last]))
-
-    def _accept(self, t: float, raw: bytes, frame: Frame, note: str = "") -> None:
-        self._rx_last, self._gap_open = frame.seq, False
-        value = frame.fields[1] if len(frame.fields) > 1 else None
-        if frame.kind is Kind.HELLO and isinstance(value, int):
-            self._boot = value
-        dropped = frame.fields[8] if len(frame.fields) > 8 else None
-        if frame.kind is Kind.SNAPSHOT and isinstance(dropped, int):
-            self._dropped = dropped
-        self._deliver(t, raw, frame, note)
-
-    def _collapsed(self, frame: Frame) -> bool:
-        # The seat counts every frame its full queue drops, then queues this snapshot: a
-        # grown count means the frames jumped over are gone. Without it they are still
-        # queued (lost on the way, say) and come again in order.
-        dropped = frame.fields[8] if len(frame.fields) > 8 else None
-        if not isinstance(dropped, int):
-            return False
-        return self._dropped is None or dropped > self._dropped
-
-    def _heartbeat(self, frame: Frame) -> None:
-        uptime = frame.fields[0] if frame.fields else None
-        if not isinstance(uptime, int):
-            return
-        if self._uptime is not None and uptime < self._uptime and self._rx_last is not None:
-            # restarted, and its hello never reached us: take its count from the next frame
-            self._restarted()
-            self._rx_last = None
-            self._need_resync = True
-        self._uptime = uptime
-
-    def _restarted(self) -> None:
-        self.reboots += 1
-        self._boot = self._dropped = None
-        self._gap_open = self._need_resync = False
-
-    def _new_boot(self, frame: Frame) -> bool:
-        # The seat numbers from 1 again after a reset; its hello says so with a boot counter
-        # the host has not seen (a resent hello repeats the counter).
-        if frame.kind is not Kind.HELLO or len(frame.fields) < 2:
-            return False
-        boot = frame.fields[1]
-        return isinstance(boot, int) and boot != self._boot
+        record = Received(t, raw, out.frame, out.status, out.note)
+        self.received.append(record)
+        if out.status is RxStatus.DELIVERED:
+            self._delivered.append(record)
+        if out.ack is not None:
+            self.write(encode(0, Kind.ACK, [out.ack]))

@@ -1,0 +1,220 @@
+"""The host's rules for what arrives from a seat, without any I/O.
+
+Both host ends use it: the synchronous `Session` of the hardware-in-the-loop tests and the
+edge gateway's asyncio links. `LineSplitter` cuts the byte stream into lines (an overlong
+line is dropped whole at its newline); `Receiver.take(line)` decides, for one line, what the
+host does with it (docs/protocol.md, "Host"):
+
+- a reliable seat frame is taken only in order and acked with the last in-order seq
+  (cumulative ack); a repeat (at most QUEUE_SIZE behind: the seat keeps no more) is dropped
+  and re-acked;
+- a jump ahead is dropped and re-acked (the seat resends from its first unacked frame,
+  go-back-N) and raises `need_resync`, so the host sends one Q per gap; except a jump to a
+  snapshot whose dropped count grew: the seat's queue collapsed into it, the frames jumped
+  over are gone, and the snapshot carries the whole state, so it is taken;
+- a frame further behind than a repeat can be is from a seat that restarted its count: it is
+  dropped and not acked (an ack of the old count would ack the new one's frames); a hello
+  with a new boot counter, or a heartbeat whose uptime went back, starts the count again;
+- lines that are not frames are garbage, blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from gateway.seatlink.codec import (
+    LINE_MAX,
+    MAX_SEQ,
+    QUEUE_SIZE,
+    CrcError,
+    Direction,
+    Frame,
+    FrameError,
+    Kind,
+    decode,
+    next_seq,
+)
+
+__all__ = ["LineSplitter", "Outcome", "Receiver", "RxStatus"]
+
+_HALF = MAX_SEQ // 2  # a seq this far ahead or more counts as behind (already seen)
+
+
+class RxStatus(enum.Enum):
+    DELIVERED = "delivered"  # in order, or a heartbeat: the host acts on it
+    ACK = "ack"  # the seat's ack of a host frame: link business
+    DUPLICATE = "duplicate"  # a reliable frame already delivered: dropped, re-acked
+    OUT_OF_ORDER = "out-of-order"  # a jump ahead: dropped, re-acked, Q wanted
+    STALE = "stale"  # too far behind to be a repeat: dropped, not acked
+    GARBAGE = "garbage"  # not a frame
+    BLANK = "blank"  # an empty line: no frame, no fault
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: RxStatus
+    frame: Frame | None  # None for garbage and blank lines
+    ack: int | None = None  # write `0 A <ack>` to the seat now
+    note: str = ""  # why garbage, or what a delivery did to the sequence
+    crc_error: bool = False  # garbage because of a CRC mismatch (link quality)
+
+
+class LineSplitter:
+    """Bytes in, whole lines out (newline kept). A line longer than LINE_MAX (+ CR LF) is
+    cut short and reported as overlong at its newline, so memory stays bounded."""
+
+    def __init__(self) -> None:
+        self._line = bytearray()
+        self._overlong = False
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
+        """The lines completed by data, each with whether it was overlong."""
+        out: list[tuple[bytes, bool]] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                self._take(data[start:])
+                return out
+            self._take(data[start : end + 1])
+            out.append((bytes(self._line), self._overlong))
+            self._line.clear()
+            self._overlong = False
+            start = end + 1
+
+    def clear(self) -> None:
+        """Forget a partial line (the port was closed and opened again)."""
+        self._line.clear()
+        self._overlong = False
+
+    def _take(self, part: bytes) -> None:
+        room = LINE_MAX + 2 - len(self._line)  # + "\r\n"
+        if len(part) > room:
+            self._overlong = True
+            part = part[: max(room, 0)]
+        self._line += part
+
+
+class Receiver:
+    """Sequence state of one seat link, host side. `take` each line; after a DELIVERED
+    reliable frame, `boot` and `dropped` are the seat's latest known values.
+
+    `need_resync` is raised by a gap or a restart seen in a heartbeat: the owner sends a Q
+    once no command of its own waits for an ack, then clears it (`resynced`)."""
+
+    def __init__(self) -> None:
+        self.garbage = 0
+        self.crc_errors = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.stale = 0
+        self.skipped = 0  # seqs jumped over by a snapshot
+        self.reboots = 0  # seat restarts seen (hello with a new boot, uptime going back)
+        self.delivered = 0
+        self.need_resync = False
+        self.last: int | None = None  # last in-order seat seq
+        self.boot: int | None = None  # boot counter of the last hello
+        self.dropped: int | None = None  # the seat's dropped count in the last snapshot
+        self.uptime: int | None = None  # from the last heartbeat
+        self._gap_open = False
+
+    def resynced(self) -> None:
+        """A Q went out: it brings the snapshot a gap asked for."""
+        self.need_resync = False
+
+    def forget(self) -> None:
+        """Start over as if nothing had been taken (a new connection to another board)."""
+        self.__init__()  # type: ignore[misc]
+
+    def take(self, raw: bytes, *, overlong: bool = False) -> Outcome:
+        if overlong:
+            return self._garbage(f"line longer than {LINE_MAX} bytes")
+        if raw.strip(b"\r\n") == b"":
+            return Outcome(RxStatus.BLANK, None)  # the seat skips blank lines too
+        try:
+            frame = decode(raw, direction=Direction.SEAT_TO_HOST)
+        except FrameError as exc:
+            return self._garbage(f"{exc.reason}: {exc}", crc=isinstance(exc, CrcError))
+        if frame.kind is Kind.ACK:
+            return Outcome(RxStatus.ACK, frame)
+        if not frame.kind.sequenced:
+            if frame.kind is Kind.HEARTBEAT:
+                self._heartbeat(frame)
+            self.delivered += 1
+            return Outcome(RxStatus.DELIVERED, frame)
+        return self._reliable(frame)
+
+    def _garbage(self, note: str, *, crc: bool = False) -> Outcome:
+        self.garbage += 1
+        self.crc_errors += crc
+        return Outcome(RxStatus.GARBAGE, None, note=note, crc_error=crc)
+
+    def _reliable(self, frame: Frame) -> Outcome:
+        seq = frame.seq
+        if self.last is None:
+            return self._accept(frame, "first")
+        if seq == next_seq(self.last):
+            return self._accept(frame)
+        if self._new_boot(frame):
+            self._restarted()
+            return self._accept(frame, "new boot")
+        ahead = (seq - next_seq(self.last)) % MAX_SEQ
+        if ahead < _HALF:
+            if frame.kind is Kind.SNAPSHOT and self._collapsed(frame):
+                self.skipped += ahead
+                return self._accept(frame, f"snapshot after {ahead} dropped by the seat")
+            self.out_of_order += 1
+            if not self._gap_open:  # one Q per gap, not one per frame past it
+                self._gap_open = self.need_resync = True
+            return Outcome(RxStatus.OUT_OF_ORDER, frame, self.last, f"{ahead} missing before it")
+        behind = (self.last - seq) % MAX_SEQ
+        if behind < QUEUE_SIZE:
+            self.duplicates += 1
+            return Outcome(RxStatus.DUPLICATE, frame, self.last)
+        self.stale += 1
+        return Outcome(RxStatus.STALE, frame, None, f"{behind} behind: not a repeat")
+
+    def _accept(self, frame: Frame, note: str = "") -> Outcome:
+        self.last, self._gap_open = frame.seq, False
+        value = frame.fields[1] if len(frame.fields) > 1 else None
+        if frame.kind is Kind.HELLO and isinstance(value, int):
+            self.boot = value
+        dropped = frame.fields[8] if len(frame.fields) > 8 else None
+        if frame.kind is Kind.SNAPSHOT and isinstance(dropped, int):
+            self.dropped = dropped
+        self.delivered += 1
+        return Outcome(RxStatus.DELIVERED, frame, frame.seq, note)
+
+    def _collapsed(self, frame: Frame) -> bool:
+        # The seat counts every frame its full queue drops, then queues this snapshot: a
+        # grown count means the frames jumped over are gone. Without it they are still
+        # queued (lost on the way, say) and come again in order.
+        dropped = frame.fields[8] if len(frame.fields) > 8 else None
+        if not isinstance(dropped, int):
+            return False
+        return self.dropped is None or dropped > self.dropped
+
+    def _heartbeat(self, frame: Frame) -> None:
+        uptime = frame.fields[0] if frame.fields else None
+        if not isinstance(uptime, int):
+            return
+        if self.uptime is not None and uptime < self.uptime and self.last is not None:
+            # restarted, and its hello never reached us: take its count from the next frame
+            self._restarted()
+            self.last = None
+            self.need_resync = True
+        self.uptime = uptime
+
+    def _restarted(self) -> None:
+        self.reboots += 1
+        self.boot = self.dropped = None
+        self._gap_open = self.need_resync = False
+
+    def _new_boot(self, frame: Frame) -> bool:
+        # The seat numbers from 1 again after a reset; its hello says so with a boot counter
+        # the host has not seen (a resent hello repeats the counter).
+        if frame.kind is not Kind.HELLO or len(frame.fields) < 2:
+            return False
+        boot = frame.fields[1]
+        return isinstance(boot, int) and boot != self.boot
