@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS seen (
     last_seq INTEGER NOT NULL,
     PRIMARY KEY (board, boot)
 );
+CREATE TABLE IF NOT EXISTS links (
+    link TEXT PRIMARY KEY,
+    board TEXT NOT NULL,
+    boot INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dropped (
     seat TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -66,6 +71,17 @@ class Entry:
     event_id: str
     seat: str
     created: float
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A seat event to store: `put_many` takes a batch of these in one transaction."""
+
+    board: str
+    boot: int
+    seq: int
+    seat: str
     payload: bytes
 
 
@@ -112,6 +128,8 @@ class Outbox:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self._db.execute(statement)
                 self._check_version()
+            # count(*) reads the whole table: keep the depth here, for a put at a time
+            (self._depth,) = self._db.execute("SELECT count(*) FROM events").fetchone()
         except BaseException:
             self._db.close()
             raise
@@ -145,27 +163,44 @@ class Outbox:
         """Store a seat event; True if new, False for a repeat (already stored, or already
         delivered: its seq is not after the newest seen from that board and boot). Ack the
         seat after this returns, whichever it is."""
-        if not 1 <= seq <= MAX_SEQ:
-            raise ValueError(f"seq {seq} is not a reliable sequence number (1..{MAX_SEQ})")
-        if boot < 0:
-            raise ValueError(f"boot counter {boot} is negative")
-        with self._tx():
-            row = self._db.execute("SELECT last_seq FROM seen WHERE board = ? AND boot = ?",
-                                   (board, boot)).fetchone()  # fmt: skip
-            if row is not None and not seq_is_new(seq, row[0]):
-                return False
-            self._db.execute(
-                "INSERT INTO seen VALUES (?, ?, ?) ON CONFLICT (board, boot) "
-                "DO UPDATE SET last_seq = excluded.last_seq", (board, boot, seq))
-            self._db.execute(
-                "INSERT INTO events (event_id, seat, created, payload) VALUES (?, ?, ?, ?)",
-                (event_id(board, boot, seq), seat, self._clock(), payload))
-            self._trim()
-        return True
+        return self.put_many([Record(board, boot, seq, seat, payload)])[0]
+
+    def put_many(self, records: list[Record]) -> list[bool]:
+        """`put` for a batch, in one transaction (one disk sync for all of them): all are
+        stored or, on an error, none. Whether each was new, in order."""
+        for r in records:
+            if not 1 <= r.seq <= MAX_SEQ:
+                raise ValueError(f"seq {r.seq} is not a reliable sequence number "
+                                 f"(1..{MAX_SEQ})")  # fmt: skip
+            if r.boot < 0:
+                raise ValueError(f"boot counter {r.boot} is negative")
+        fresh: list[bool] = []
+        depth = self._depth
+        try:
+            with self._tx():
+                for r in records:
+                    row = self._db.execute("SELECT last_seq FROM seen WHERE board = ? AND "
+                                           "boot = ?", (r.board, r.boot)).fetchone()  # fmt: skip
+                    if row is not None and not seq_is_new(r.seq, row[0]):
+                        fresh.append(False)
+                        continue
+                    self._db.execute(
+                        "INSERT INTO seen VALUES (?, ?, ?) ON CONFLICT (board, boot) "
+                        "DO UPDATE SET last_seq = excluded.last_seq", (r.board, r.boot, r.seq))
+                    self._db.execute(
+                        "INSERT INTO events (event_id, seat, created, payload) "
+                        "VALUES (?, ?, ?, ?)",
+                        (event_id(r.board, r.boot, r.seq), r.seat, self._clock(), r.payload))
+                    self._depth += 1
+                    fresh.append(True)
+                self._trim()
+        except BaseException:
+            self._depth = depth
+            raise
+        return fresh
 
     def _trim(self) -> None:
-        (depth,) = self._db.execute("SELECT count(*) FROM events").fetchone()
-        excess = depth - self.max_events
+        excess = self._depth - self.max_events
         if excess > 0:
             self._drop("SELECT id, seat FROM events ORDER BY id LIMIT ?", (excess,), "overflow")
 
@@ -176,13 +211,32 @@ class Outbox:
                 "INSERT INTO dropped VALUES (?, ?, 1) ON CONFLICT (seat, reason) "
                 "DO UPDATE SET count = count + 1", (seat, reason))
         self._db.executemany("DELETE FROM events WHERE id = ?", [(r[0],) for r in rows])
+        self._depth -= len(rows)
         return len(rows)
+
+    def remember_link(self, link: str, *, board: str, boot: int) -> None:
+        """Which board (and boot) was last heard on a link: after a gateway restart a seat
+        that booted long ago sends no new hello, and its frames still need their ids."""
+        with self._tx():
+            self._db.execute("INSERT INTO links VALUES (?, ?, ?) ON CONFLICT (link) DO UPDATE "
+                             "SET board = excluded.board, boot = excluded.boot",
+                             (link, board, boot))  # fmt: skip
+
+    def linked_board(self, link: str) -> tuple[str, int] | None:
+        row = self._db.execute("SELECT board, boot FROM links WHERE link = ?",
+                               (link,)).fetchone()  # fmt: skip
+        return None if row is None else (str(row[0]), int(row[1]))
 
     def expire(self) -> int:
         """Drop (and count) events older than max_age_s; how many were dropped."""
-        with self._tx():
-            return self._drop("SELECT id, seat FROM events WHERE created < ?",
-                              (self._clock() - self.max_age_s,), "expired")  # fmt: skip
+        depth = self._depth
+        try:
+            with self._tx():
+                return self._drop("SELECT id, seat FROM events WHERE created < ?",
+                                  (self._clock() - self.max_age_s,), "expired")  # fmt: skip
+        except BaseException:
+            self._depth = depth
+            raise
 
     def pending(self, limit: int = 100) -> list[Entry]:
         """The oldest events not yet delivered, in the order they came."""
@@ -194,10 +248,12 @@ class Outbox:
     def delivered(self, ids: Iterable[int]) -> None:
         """The broker has these (PUBACK): remove them for good."""
         with self._tx():
-            self._db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
+            cur = self._db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
+        self._depth -= max(cur.rowcount, 0)
 
     def stats(self) -> OutboxStats:
-        depth, oldest = self._db.execute("SELECT count(*), min(created) FROM events").fetchone()
+        (oldest,) = self._db.execute("SELECT min(created) FROM events").fetchone()
+        depth = self._depth
         dropped: dict[str, dict[str, int]] = {}
         for seat, reason, count in self._db.execute("SELECT seat, reason, count FROM dropped"):
             dropped.setdefault(seat, {})[reason] = count

@@ -12,15 +12,16 @@ import aiomqtt
 
 from gateway.contract.topics import Topics
 from gateway.edge.drain import Drainer, bridge
-from gateway.edge.outbox import Outbox, event_id
+from gateway.edge.outbox import Outbox, Record, event_id
+from gateway.edge.store import AsyncOutbox
 
 SEATS = ("s1", "s2", "s3")
 
 
-def put(box: Outbox, seat: str, seq: int) -> None:
+async def put(box: AsyncOutbox, seat: str, seq: int) -> None:
     eid = event_id(f"B-{seat}", 1, seq)
-    box.put(board=f"B-{seat}", boot=1, seq=seq, seat=seat,
-            payload=json.dumps({"v": 1, "id": eid, "seq": seq}).encode())  # fmt: skip
+    await box.put_many([Record(f"B-{seat}", 1, seq, seat,
+                               json.dumps({"v": 1, "id": eid, "seq": seq}).encode())])
 
 
 class Subscriber:
@@ -74,10 +75,11 @@ def test_events_reach_a_subscriber_in_each_seats_order(tmp_path: Path, own_broke
         sub = Subscriber(own_broker, topics)
         sub_task = asyncio.create_task(sub.run())
         await asyncio.sleep(0.3)
-        with Outbox(tmp_path / "o.db") as box:
+        with Outbox(tmp_path / "o.db") as db:
+            box = AsyncOutbox(db)
             for seq in range(1, 41):
                 for seat in SEATS:
-                    put(box, seat, seq)
+                    await put(box, seat, seq)
             drainer = Drainer(outbox=box, topics=topics)
             task = asyncio.create_task(bridge(
                 connect=lambda: aiomqtt.Client(own_broker.host, own_broker.port),
@@ -85,7 +87,8 @@ def test_events_reach_a_subscriber_in_each_seats_order(tmp_path: Path, own_broke
             await until(lambda: len(sub.received) >= 120, 20)
             task.cancel()
             sub_task.cancel()
-            assert box.stats().depth == 0
+            assert (await box.stats()).depth == 0
+            box.close()
         assert sub.check({seat: list(range(1, 41)) for seat in SEATS}) == 0
 
     asyncio.run(scenario())
@@ -99,7 +102,8 @@ def test_nothing_is_lost_while_the_broker_is_down(tmp_path: Path, own_broker: An
         sub = Subscriber(own_broker, topics)
         sub_task = asyncio.create_task(sub.run())
         await asyncio.sleep(0.3)
-        with Outbox(tmp_path / "o.db") as box:
+        with Outbox(tmp_path / "o.db") as db:
+            box = AsyncOutbox(db)
             drainer = Drainer(outbox=box, topics=topics)
             task = asyncio.create_task(bridge(
                 connect=lambda: aiomqtt.Client(own_broker.host, own_broker.port),
@@ -111,18 +115,19 @@ def test_nothing_is_lost_while_the_broker_is_down(tmp_path: Path, own_broker: An
                 for _ in range(50):  # the seats keep talking at 100 events/s
                     seq += 1
                     for seat in SEATS:
-                        put(box, seat, seq)
+                        await put(box, seat, seq)
                     drainer.wake()
                     await asyncio.sleep(0.01)
                 if phase == "outage":
-                    assert box.stats().depth > 0  # held on disk, not lost
+                    assert (await box.stats()).depth > 0  # held on disk, not lost
                     await asyncio.sleep(outage_s)
                     own_broker.restart()
-            await until(lambda: box.stats().depth == 0, 30)
+            await until(lambda: db.stats().depth == 0, 30)
             await until(lambda: len({p["id"] for _, p in sub.received}) >= 3 * seq, 30)
             task.cancel()
             sub_task.cancel()
             assert drainer.stats.reconnects >= 1
+            box.close()
         repeats = sub.check({seat: list(range(1, seq + 1)) for seat in SEATS})
         assert repeats <= 3 * 64  # at most what was in flight when the broker went
 

@@ -1,0 +1,294 @@
+"""The JSON payloads of the MQTT contract, one model per topic (docs/mqtt.md, "Payloads").
+
+Every payload carries `"v": 1`, the payload schema version: a subscriber refuses a version
+it does not know instead of misreading it. Enumerations travel as lower-case names
+(`"not_ready"`, `"meal"`), absent values as null. Incoming commands are parsed with
+`parse_command`, which turns every way a command can be wrong into one `CommandError` with
+a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from gateway.seatlink.codec import NUMBER_MAX, Reason, SettingKey, State
+
+SCHEMA_VERSION = 1
+
+StateName = Literal["logged_out", "ready", "not_ready", "ringing", "talking", "hold", "acw"]
+ReasonName = Literal["break", "meal", "meeting", "training", "restroom", "coaching",
+                     "no_answer", "away", "wrap", "supervisor"]  # fmt: skip
+CommandId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+CallId = Annotated[int, Field(ge=1, le=NUMBER_MAX)]
+
+
+def state_name(state: State | int) -> StateName:
+    name: StateName = State(state).name.lower()  # type: ignore[assignment]
+    return name
+
+
+def reason_name(reason: Reason | int | None) -> ReasonName | None:
+    if reason is None or reason == 0:
+        return None
+    name: ReasonName = Reason(reason).name.lower()  # type: ignore[assignment]
+    return name
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = 1  # SCHEMA_VERSION
+
+    def dump(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# --- edge -> everyone -------------------------------------------------------------------------
+
+
+class SeatEvent(Payload):
+    """seat/{seat}/event: one reliable seat frame, exactly as the seat reported it.
+
+    `type` says which: hello (the board booted), snapshot (the whole state: truth),
+    event (something happened: history), reject (a command the seat refused)."""
+
+    id: str  # <board>-<boot>-<seq>: the same frame always has the same id
+    seat: str
+    gateway: str
+    board: str
+    boot: int
+    seq: int
+    t: float  # when the gateway took it (Unix seconds)
+    type: Literal["hello", "snapshot", "event", "reject"]
+    data: dict[str, Any]
+
+
+class Pending(Payload):
+    state: StateName
+    reason: ReasonName | None = None
+
+
+class SeatState(Payload):
+    """seat/{seat}/state (retained): where the seat is now."""
+
+    seat: str
+    gateway: str
+    board: str
+    boot: int
+    state: StateName
+    reason: ReasonName | None
+    call: int | None
+    since: float  # when the seat entered this state (Unix seconds, gateway clock)
+    help: bool
+    off_hook: bool
+    hold_over_limit: bool
+    pending: Pending | None
+    misses: int  # consecutive ring-no-answers
+    t: float  # when this was published
+
+
+class SeatAvailability(Payload):
+    """seat/{seat}/availability (retained). Only as good as the gateway's own status: a
+    seat behind a gateway whose status is offline is unavailable whatever this says."""
+
+    seat: str
+    gateway: str
+    status: Literal["online", "offline"]
+    why: str  # heartbeat, missed heartbeats, link closed, gateway stopped, ...
+    t: float
+
+
+class SeatHealth(Payload):
+    """seat/{seat}/health (retained, QoS 0): the board's latest heartbeat and the link's
+    counts as the gateway sees them, both since the gateway started."""
+
+    seat: str
+    gateway: str
+    board: str
+    link: str  # the link's URL or device path
+    uptime_s: int
+    free_heap: int
+    worst_loop_ms: int
+    firmware: str
+    seat_bad_frames: int  # host frames the seat could not read
+    seat_dropped_frames: int  # frames the seat's full queue gave up on
+    seat_queue_depth: int
+    seat_retransmits: int
+    seat_loop_errors: int
+    frames_in: int  # seat frames taken by the gateway
+    crc_errors: int
+    garbage: int  # lines that were not frames (CRC errors included)
+    duplicates: int
+    out_of_order: int
+    retransmits: int  # host frames the gateway sent again
+    resyncs: int
+    reopens: int  # times the port was opened again after a failure
+    t: float
+
+
+class CommandResult(Payload):
+    """seat/{seat}/cmd/result: what became of a command, once per command id.
+
+    done: the seat acknowledged it and sent no reject within the reject window;
+    rejected: the seat refused it (error, field as in docs/protocol.md Rejects), nothing
+    changed; expired: not delivered before its deadline; failed: sent and never
+    acknowledged (the seat may or may not have it); invalid: not a valid command, never
+    sent. A `rejected` may follow a `done` if the reject arrives after the window
+    (`late: true`)."""
+
+    id: str | None
+    seat: str
+    gateway: str
+    status: Literal["done", "rejected", "expired", "failed", "invalid"]
+    error: str | None = None
+    field: int | None = None
+    detail: str = ""
+    late: bool = False
+    t: float
+
+
+class GatewayStatus(Payload):
+    """gateway/{gateway}/status (retained; the last will says offline)."""
+
+    gateway: str
+    status: Literal["online", "offline"]
+    version: str
+    t: float | None = None  # none in the last will: it is written at connect time
+
+
+class GatewayHealth(Payload):
+    gateway: str
+    uptime_s: float
+    links: int
+    links_open: int
+    seats_online: int
+    quarantined: int
+    outbox_depth: int
+    outbox_oldest_age_s: float | None
+    outbox_dropped: dict[str, dict[str, int]]  # seat -> reason (overflow, expired) -> count
+    outbox_dropped_total: int
+    events_stored: int
+    repeats_refused: int
+    published: int
+    reconnects: int
+    commands: dict[str, int]  # received, done, rejected, expired, failed, invalid
+    lost_results: int  # results that could not be kept while the broker was away
+    inventory_error: str | None
+    t: float
+
+
+class QuarantinedBoard(Payload):
+    link: str
+    board: str | None  # None: frames but no hello yet (reset the board to identify it)
+    firmware: str | None
+    first_seen: float
+    last_seen: float
+
+
+class Quarantine(Payload):
+    """gateway/{gateway}/quarantine (retained): boards heard here that no seat is bound to."""
+
+    gateway: str
+    boards: list[QuarantinedBoard]
+    t: float
+
+
+# --- commands (api/pbx -> edge) ---------------------------------------------------------------
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1]
+    id: CommandId
+    expires_in_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+
+class OfferCommand(_Command):
+    command: Literal["offer"]
+    call: CallId
+    ring_limit: int | None = None
+    ring_ms: int | None = None
+
+
+class CallCommand(_Command):
+    command: Literal["cancel", "connected", "released"]
+    call: CallId
+
+
+class HoldCommand(_Command):
+    command: Literal["hold"]
+    call: CallId
+    on: bool = True
+
+
+class SetStateCommand(_Command):
+    command: Literal["set_state"]
+    state: Literal["logged_out", "ready", "not_ready"]
+    reason: ReasonName | None = None
+
+
+class SettingsCommand(_Command):
+    command: Literal["settings"]
+    settings: dict[str, int] = Field(min_length=1, max_length=13)
+
+
+class HelpCommand(_Command):
+    command: Literal["help"]
+    on: bool
+
+
+class SyncCommand(_Command):
+    command: Literal["sync"]
+
+
+SeatCommand = Annotated[
+    OfferCommand | CallCommand | HoldCommand | SetStateCommand | SettingsCommand
+    | HelpCommand | SyncCommand,
+    Field(discriminator="command"),
+]
+_COMMAND = TypeAdapter(SeatCommand)
+
+
+class CommandError(ValueError):
+    """Not a command the edge can send; `id` is the command's id when it could be read."""
+
+    def __init__(self, message: str, *, id: str | None = None) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+def parse_command(raw: bytes) -> SeatCommand:
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommandError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise CommandError("a command is a JSON object")
+    raw_id = obj.get("id")
+    cid = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
+    if obj.get("v") != SCHEMA_VERSION:
+        raise CommandError(f"payload version {obj.get('v')!r}: this gateway reads v "
+                           f"{SCHEMA_VERSION}", id=cid)  # fmt: skip
+    try:
+        return _COMMAND.validate_python(obj)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'command'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise CommandError(problems, id=cid) from None
+
+
+def setting_keys(settings: dict[str, int]) -> dict[SettingKey, int]:
+    """Setting names (docs/seat.md) to keys; CommandError for an unknown name."""
+    by_name = {key.spec.name: key for key in SettingKey}
+    out: dict[SettingKey, int] = {}
+    for name, value in settings.items():
+        key = by_name.get(name)
+        if key is None:
+            raise CommandError(f"settings: no setting {name!r} (known: "
+                               f"{', '.join(sorted(by_name))})")  # fmt: skip
+        out[key] = value
+    return out
