@@ -1,0 +1,51 @@
+"""Run the edge gateway: every seat link of this gateway bridged to the site's MQTT broker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.edge.inventory import InventoryError
+from gateway.edge.outbox import OutboxError
+from gateway.edge.service import EdgeService
+from gateway.edge.settings import ENV_PREFIX, load_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", type=Path, metavar="FILE",
+        help=f"TOML settings file (docs/edge.md); {ENV_PREFIX}* environment variables "
+             "override it",
+    )  # fmt: skip
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every link event")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    try:
+        settings = load_settings(args.config)
+        service = EdgeService(settings)
+    except (ValidationError, InventoryError, OutboxError, ValueError, OSError) as exc:
+        print(f"seatlink edge: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(service))
+    except (OutboxError, OSError) as exc:
+        print(f"seatlink edge: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(service: EdgeService) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.stop)
+    async with service:
+        await service.stopped()

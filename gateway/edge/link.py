@@ -1,0 +1,619 @@
+"""One seat link of the edge gateway: a serial port, the host side of docs/protocol.md.
+
+Design requirements (issue 3):
+- One asyncio task per link; the port is pyserial's (`socket://` reaches emulated and
+  virtual boards, a device path a real one), read when the loop says it is readable and
+  written without blocking, so hundreds of links share one thread.
+- A port that fails or disappears is closed and opened again with backoff, for ever; the
+  seat keeps its unacked frames meanwhile and resends them (go-back-N), so nothing is lost.
+- Every reliable seat frame is in the outbox (committed) before the seat hears its ack.
+  Its id is (board uid, boot counter, seq): the outbox refuses a repeat across restarts.
+- The board is bound to its seat by its uid (the hello) through the inventory. A board the
+  inventory does not know is quarantined: its frames are read but neither stored nor acked,
+  so when facilities provision it the seat's own resends bring everything it still holds.
+- Commands go one at a time, each resent until acked or out of attempts; each has a
+  deadline, and one still queued past it is reported expired, never sent late. A Q opens
+  every connection and closes every gap (the receiver asks for it); the seat's settings
+  are pushed at every connection and after every boot (the seat keeps them in RAM only).
+- The link is kept alive with a ping whenever nothing was written for a heartbeat period;
+  the seat is offline after `heartbeat_misses` heartbeat periods without a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import serial
+
+from gateway.contract.payloads import (
+    CommandResult,
+    QuarantinedBoard,
+    SeatEvent,
+    SeatHealth,
+    reason_name,
+    state_name,
+)
+from gateway.edge.inventory import SeatBinding
+from gateway.edge.outbox import Record, event_id
+from gateway.edge.seat_view import SeatView
+from gateway.edge.store import AsyncOutbox
+from gateway.seatlink import messages
+from gateway.seatlink.codec import ErrorCode, Kind, SettingKey, encode, next_seq
+from gateway.seatlink.messages import (
+    Command,
+    Event,
+    Heartbeat,
+    Hello,
+    MessageError,
+    Reject,
+    Snapshot,
+    parse_message,
+)
+from gateway.seatlink.receiver import LineSplitter, Receiver, RxStatus
+
+log = logging.getLogger(__name__)
+
+_PING = encode(0, Kind.PING)
+Stored = Hello | Snapshot | Event | Reject
+
+
+class LinkStalled(ConnectionError):
+    """The seat does not take what the gateway writes (its output backs up)."""
+
+
+class Hub(Protocol):
+    """What a link needs of the edge service around it."""
+
+    @property
+    def gateway(self) -> str: ...
+
+    @property
+    def outbox(self) -> AsyncOutbox: ...
+
+    def binding(self, board: str) -> SeatBinding | None: ...
+
+    def changed(self, link: SeatLink) -> None: ...
+
+    def result(self, result: CommandResult) -> None: ...
+
+
+@dataclass(eq=False)
+class Request:
+    """A command waiting to go to the seat; `id` None for the gateway's own (Q, settings)."""
+
+    command: Command
+    deadline: float  # monotonic
+    id: str | None = None
+    seat: str | None = None
+
+
+@dataclass
+class LinkStats:
+    opens: int = 0
+    open_failures: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    retransmits: int = 0
+    resyncs: int = 0
+    invalid_messages: int = 0  # good frames whose fields made no valid message
+    stalls: int = 0
+    commands: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @property
+    def reopens(self) -> int:
+        return max(self.opens - 1, 0)
+
+
+@dataclass(frozen=True)
+class LinkTuning:
+    heartbeat_misses: int = 3
+    ack_timeout_s: float = 0.5
+    attempts: int = 5
+    reject_window_s: float = 1.0
+    reopen_backoff_s: tuple[float, float] = (0.5, 10.0)
+    baudrate: int = 115200
+    queue_max: int = 100  # commands waiting per seat; more are refused (failed)
+    out_max: int = 8192  # bytes the seat may leave unread before the link counts as stalled
+
+
+class SeatLink:
+    """`await link.run()` until cancelled. `submit` queues a command."""
+
+    def __init__(self, url: str, *, hub: Hub, tuning: LinkTuning | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.url = url
+        self.hub = hub
+        self.tuning = tuning or LinkTuning()
+        self.clock = clock
+        self.stats = LinkStats()
+        self.rx = Receiver()
+        self.board: str | None = None  # uid from the last hello (or remembered)
+        self.boot: int | None = None
+        self.firmware: str | None = None
+        self.binding: SeatBinding | None = None
+        self.view: SeatView | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.is_open = False
+        self.online = False
+        self.why = "starting"
+        self.first_heard: float | None = None  # time.time() of the first frame (quarantine)
+        self.last_heard_wall: float | None = None
+        self._last_heard = -1e9  # monotonic
+        self._last_written = -1e9
+        self._port: Any = None
+        self._lines = LineSplitter()
+        self._out = bytearray()
+        self._readable = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._acked = asyncio.Event()
+        self._queue: collections.deque[Request] = collections.deque()
+        self._next_tx = 1
+        self._inflight: int | None = None
+        self._synced = False
+        self._settings_due = False
+        self._awaiting: dict[int, tuple[Request, float]] = {}  # acked, reject window open
+        self._done: collections.OrderedDict[int, Request] = collections.OrderedDict()
+        self._reboots = 0
+
+    # --- what the service reads -----------------------------------------------------------
+
+    @property
+    def seat(self) -> str | None:
+        return None if self.binding is None else self.binding.seat
+
+    @property
+    def quarantined(self) -> bool:
+        return self.is_open and self.binding is None and self.first_heard is not None
+
+    def quarantine_entry(self) -> QuarantinedBoard | None:
+        if not self.quarantined or self.first_heard is None or self.last_heard_wall is None:
+            return None
+        return QuarantinedBoard(link=self.url, board=self.board, firmware=self.firmware,
+                                first_seen=round(self.first_heard, 3),
+                                last_seen=round(self.last_heard_wall, 3))  # fmt: skip
+
+    def health(self, t: float) -> SeatHealth | None:
+        hb, seat = self.heartbeat, self.seat
+        if hb is None or seat is None or self.board is None:
+            return None
+        rx, st = self.rx, self.stats
+        return SeatHealth(
+            seat=seat, gateway=self.hub.gateway, board=self.board, link=self.url,
+            uptime_s=hb.uptime_s, free_heap=hb.free_heap, worst_loop_ms=hb.worst_loop_ms,
+            firmware=hb.firmware, seat_bad_frames=hb.bad_frames,
+            seat_dropped_frames=hb.dropped_frames, seat_queue_depth=hb.queue_depth,
+            seat_retransmits=hb.retransmits, seat_loop_errors=hb.errors,
+            frames_in=rx.delivered, crc_errors=rx.crc_errors, garbage=rx.garbage,
+            duplicates=rx.duplicates, out_of_order=rx.out_of_order,
+            retransmits=st.retransmits, resyncs=st.resyncs, reopens=st.reopens, t=round(t, 3),
+        )  # fmt: skip
+
+    def heartbeat_s(self) -> int:
+        if self.binding is not None:
+            return self.binding.settings.get(SettingKey.HEARTBEAT_S, SettingKey.HEARTBEAT_S.default)
+        return SettingKey.HEARTBEAT_S.default
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def submit(self, request: Request) -> None:
+        if len(self._queue) >= self.tuning.queue_max:
+            self._result(request, "failed", detail=f"{len(self._queue)} commands already "
+                         "waiting for this seat")  # fmt: skip
+            return
+        self._queue.append(request)
+        self._kick.set()
+
+    def inventory_changed(self) -> None:
+        """Bind, rebind or unbind the board after an inventory edit."""
+        if self.board is None:
+            return
+        binding = self.hub.binding(self.board)
+        if binding == self.binding:
+            return
+        was = self.binding
+        self._bind(binding)
+        if binding is not None and was is None:
+            # provisioned: take the seat's resends from scratch, then sync and configure
+            self.rx.forget()
+            self._synced = False
+        self._settings_due = binding is not None
+        self._kick.set()
+        self.hub.changed(self)
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        remembered = await self.hub.outbox.linked_board(self.url)
+        if remembered is not None and self.board is None:
+            self.board, self.boot = remembered
+            self._bind(self.hub.binding(self.board))
+        first, cap = self.tuning.reopen_backoff_s
+        delay = first
+        try:
+            while True:
+                try:
+                    port = await asyncio.to_thread(self._open)
+                except (serial.SerialException, OSError, ValueError) as exc:
+                    self.stats.open_failures += 1
+                    self._set_online(False, f"cannot open: {exc}")
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, cap)
+                    continue
+                delay = first
+                try:
+                    await self._session(port)
+                except* (serial.SerialException, OSError) as errors:
+                    log.info("%s: link closed (%s)", self.url, errors.exceptions[0])
+                finally:
+                    self._close(port)
+                await asyncio.sleep(first)
+        finally:
+            self._set_online(False, "gateway stopped")
+
+    def _open(self) -> Any:
+        return serial.serial_for_url(self.url, baudrate=self.tuning.baudrate, timeout=0,
+                                     write_timeout=0)  # fmt: skip
+
+    def _close(self, port: Any) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.remove_reader(port.fileno())
+            loop.remove_writer(port.fileno())
+        except (OSError, ValueError, serial.SerialException):
+            pass
+        try:
+            port.close()
+        except (OSError, serial.SerialException):
+            pass
+        self._port = None
+        self.is_open = False
+        self._out.clear()
+        self._lines.clear()
+        self._acked.set()  # a command waiting for its ack stops waiting
+        self._set_online(False, "link closed")
+
+    async def _session(self, port: Any) -> None:
+        self._port = port
+        self.is_open = True
+        self.stats.opens += 1
+        self._synced = False  # a Q opens every connection: fresh snapshot, known seqs
+        self._settings_due = True
+        loop = asyncio.get_running_loop()
+        loop.add_reader(port.fileno(), self._readable.set)
+        self.hub.changed(self)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._reader())
+            group.create_task(self._sender())
+
+    # --- receiving --------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        while True:
+            await self._readable.wait()
+            self._readable.clear()
+            data = self._port.read(4096)
+            if not data:
+                continue
+            self.stats.bytes_in += len(data)
+            await self._feed(data)
+
+    async def _feed(self, data: bytes) -> None:
+        batch: list[tuple[Record, Stored, float]] = []
+        ack: int | None = None
+        for line, overlong in self._lines.feed(data):
+            out = self.rx.take(line, overlong=overlong)
+            if out.status in (RxStatus.GARBAGE, RxStatus.BLANK):
+                continue
+            self._heard()
+            frame = out.frame
+            assert frame is not None
+            if out.status is RxStatus.ACK:
+                if frame.fields and frame.fields[0] == self._inflight:
+                    self._acked.set()
+                continue
+            if out.status is not RxStatus.DELIVERED:
+                if out.ack is not None and self.binding is not None:
+                    await self._store(batch)  # an ack covers what came before it
+                    batch, ack = [], None
+                    self._write(encode(0, Kind.ACK, [out.ack]))
+                self._kick.set()  # a gap wants a Q
+                continue
+            try:
+                message = parse_message(frame)
+            except MessageError as exc:
+                # The frame arrived in order and will be resent until acked: ack it, count
+                # it, say so. Storing it would give subscribers something they cannot read.
+                self.stats.invalid_messages += 1
+                log.warning("%s: invalid %s frame %r: %s", self.url, frame.kind.value, line, exc)
+                if out.ack is not None and self.binding is not None:
+                    ack = out.ack
+                continue
+            if isinstance(message, Heartbeat):
+                self._on_heartbeat(message)
+                continue
+            if isinstance(message, messages.Ack):
+                continue  # not reached: acks are link business, handled above
+            if isinstance(message, Hello):
+                await self._on_hello(message)
+            if self.binding is None or self.board is None or self.boot is None:
+                self._quarantine_frame()
+                continue
+            record = self._record(message, frame.seq)
+            batch.append(record)
+            ack = out.ack
+        await self._store(batch)
+        if ack is not None and self.binding is not None:
+            self._write(encode(0, Kind.ACK, [ack]))
+
+    def _heard(self) -> None:
+        self._last_heard = self.clock()
+        self.last_heard_wall = time.time()
+        if self.first_heard is None:
+            self.first_heard = self.last_heard_wall
+        if not self.online and self.binding is not None:
+            self._set_online(True, "heard")
+
+    async def _on_hello(self, hello: Hello) -> None:
+        self._reboots = self.rx.reboots
+        new = (hello.uid, hello.boot) != (self.board, self.boot)
+        self.board, self.boot, self.firmware = hello.uid, hello.boot, hello.firmware
+        if new:
+            await self.hub.outbox.remember_link(self.url, board=hello.uid, boot=hello.boot)
+        binding = self.hub.binding(hello.uid)
+        if binding != self.binding:
+            self._bind(binding)
+            self.hub.changed(self)
+        if binding is not None:
+            self._settings_due = True  # RAM only on the seat: every boot needs them again
+            self._kick.set()
+
+    def _bind(self, binding: SeatBinding | None) -> None:
+        if self.online and binding is None:
+            self._set_online(False, "not in the inventory")
+        self.binding = binding
+        if binding is None:
+            self.view = None
+            return
+        if self.view is None or self.view.seat != binding.seat:
+            self.view = SeatView(seat=binding.seat, gateway=self.hub.gateway)
+
+    def _quarantine_frame(self) -> None:
+        # Neither stored nor acked: forget it, so that once provisioned the seat's resend
+        # of its whole queue is taken from its first frame.
+        self.rx.forget()
+        self.hub.changed(self)
+
+    def _on_heartbeat(self, hb: Heartbeat) -> None:
+        if self.rx.reboots != self._reboots:
+            # uptime went back with no new hello: the seat restarted and its hello is gone
+            # (its queue overflowed before we heard it). Without the boot counter its frames
+            # have no ids: they wait, unstored and unacked, until the board says hello.
+            self._reboots = self.rx.reboots
+            if self.rx.last is None:
+                self.boot = None
+        self.heartbeat = hb
+        self.firmware = hb.firmware
+        if self.binding is not None:
+            self.hub.changed(self)
+
+    def _record(self, message: Stored, seq: int) -> tuple[Record, Stored, float]:
+        assert self.binding is not None and self.board is not None and self.boot is not None
+        t = time.time()
+        data: dict[str, Any]
+        kind: Literal["hello", "snapshot", "event", "reject"]
+        if isinstance(message, Hello):
+            kind = "hello"
+            data = {"protocol": message.protocol, "firmware": message.firmware,
+                    "board_name": message.board}  # fmt: skip
+        elif isinstance(message, Snapshot):
+            kind = "snapshot"
+            data = {"state": state_name(message.state), "reason": reason_name(message.reason),
+                    "call": message.call or None, "secs": message.secs, "help": message.help,
+                    "off_hook": message.off_hook, "hold_over_limit": message.hold_over_limit,
+                    "pending_state": None if message.pending_state is None
+                    else state_name(message.pending_state),
+                    "pending_reason": reason_name(message.pending_reason),
+                    "misses": message.misses, "dropped": message.dropped}  # fmt: skip
+        elif isinstance(message, Event):
+            kind = "event"
+            data = {"event": message.code.name.lower(), "state": state_name(message.state),
+                    "reason": reason_name(message.reason), "call": message.call or None,
+                    "a": message.a, "b": message.b}  # fmt: skip
+        else:
+            kind = "reject"
+            request = self._rejected(message)
+            data = {"command_seq": message.command_seq, "error": message.error.name.lower(),
+                    "field": message.field,
+                    "command_id": None if request is None else request.id}  # fmt: skip
+        payload = SeatEvent(id=event_id(self.board, self.boot, seq), seat=self.binding.seat,
+                            gateway=self.hub.gateway, board=self.board, boot=self.boot, seq=seq,
+                            t=round(t, 6), type=kind, data=data)  # fmt: skip
+        record = Record(self.board, self.boot, seq, self.binding.seat, payload.dump())
+        return record, message, t
+
+    async def _store(self, batch: list[tuple[Record, Stored, float]]) -> None:
+        if not batch:
+            return
+        await self.hub.outbox.put_many([r for r, _, _ in batch])
+        # the view follows what is stored, repeats included: they are the seat's truth too
+        if self.view is not None:
+            for _, message, t in batch:
+                if isinstance(message, Snapshot):
+                    self.view.snapshot(message, t)
+                elif isinstance(message, Event):
+                    self.view.event(message, t)
+            assert self.board is not None and self.boot is not None
+            self.view.board, self.view.boot = self.board, self.boot
+        self.hub.changed(self)
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        port = self._port
+        if port is None:
+            return
+        self._last_written = self.clock()
+        self.stats.bytes_out += len(data)
+        if self._out:
+            self._out += data
+        else:
+            n = port.write(data) or 0
+            if n < len(data):
+                self._out += data[n:]
+                asyncio.get_running_loop().add_writer(port.fileno(), self._flush)
+        if len(self._out) > self.tuning.out_max:
+            self.stats.stalls += 1
+            raise LinkStalled(f"{len(self._out)} bytes not taken by the seat")
+
+    def _flush(self) -> None:
+        port = self._port
+        if port is None:
+            return
+        try:
+            n = port.write(bytes(self._out)) or 0
+        except (serial.SerialException, OSError):
+            n = 0
+            self._out.clear()
+        del self._out[:n]
+        if not self._out:
+            asyncio.get_running_loop().remove_writer(port.fileno())
+
+    async def _sender(self) -> None:
+        while True:
+            self._tick()
+            if self.binding is None:
+                await self._idle()
+                continue
+            if not self._synced or self.rx.need_resync:
+                resync = self._synced
+                if await self._send_reliable(messages.sync()):
+                    self._synced = True
+                    self.rx.resynced()
+                    self.stats.resyncs += resync
+                continue
+            if self._settings_due:
+                self._settings_due = False
+                await self._push_settings()
+                continue
+            if self._queue:
+                await self._send_request(self._queue.popleft())
+                continue
+            await self._idle()
+
+    async def _idle(self) -> None:
+        self._kick.clear()
+        try:
+            await asyncio.wait_for(self._kick.wait(), 0.25)
+        except TimeoutError:
+            pass
+
+    def _tick(self) -> None:
+        now = self.clock()
+        beat = self.heartbeat_s()
+        if self.binding is not None and now - self._last_written >= beat:
+            self._write(_PING)  # keeps the seat's link-up light and asks for a heartbeat
+        silent = now - self._last_heard
+        if self.online and silent > self.tuning.heartbeat_misses * beat:
+            self._set_online(False, f"{self.tuning.heartbeat_misses} heartbeats missed")
+        for seq, (request, until) in list(self._awaiting.items()):
+            if now >= until:
+                del self._awaiting[seq]
+                self._done[seq] = request
+                while len(self._done) > 64:
+                    self._done.popitem(last=False)
+                self._result(request, "done")
+        for request in [r for r in self._queue if now >= r.deadline]:
+            self._queue.remove(request)
+            self._result(request, "expired", detail="not delivered before its deadline")
+
+    async def _push_settings(self) -> None:
+        assert self.binding is not None
+        # every key, the seat's own default where the inventory names none: a setting
+        # taken out of the inventory goes back to its default without a reboot
+        own = self.binding.settings
+        items = [(key, own.get(key, key.default)) for key in SettingKey]
+        for at in range(0, len(items), 5):  # a G frame carries at most 5 pairs
+            command = messages.settings(dict(items[at : at + 5]))
+            if not await self._send_reliable(command):
+                self._settings_due = True  # again once the link is back
+                return
+
+    async def _send_request(self, request: Request) -> None:
+        if self.clock() >= request.deadline:
+            self._result(request, "expired", detail="not delivered before its deadline")
+            return
+        seq = self._next_tx
+        if await self._send_reliable(request.command):
+            self._awaiting[seq] = (request, self.clock() + self.tuning.reject_window_s)
+        elif not self.is_open:
+            self._queue.appendleft(request)  # the link went: again when it is back
+        else:
+            self._result(request, "failed", detail=f"sent {self.tuning.attempts} times, "
+                         "never acknowledged: the seat may or may not have it")  # fmt: skip
+
+    async def _send_reliable(self, command: Command) -> bool:
+        seq = self._next_tx
+        line = command.encode(seq)
+        self._next_tx = next_seq(seq)
+        self._inflight = seq
+        try:
+            for attempt in range(self.tuning.attempts):
+                if not self.is_open:
+                    break
+                if attempt:
+                    self.stats.retransmits += 1
+                self._acked.clear()
+                self._write(line)
+                try:
+                    await asyncio.wait_for(self._acked.wait(), self.tuning.ack_timeout_s)
+                except TimeoutError:
+                    continue
+                if self.is_open:
+                    return True
+        finally:
+            self._inflight = None
+        # The seat may never have had it, and takes only the seq after its last: resync.
+        self._synced = False
+        return False
+
+    def _rejected(self, reject: Reject) -> Request | None:
+        entry = self._awaiting.pop(reject.command_seq, None)
+        if entry is not None:
+            self._result(entry[0], "rejected", error=reject.error, field=reject.field)
+            return entry[0]
+        request = self._done.pop(reject.command_seq, None)
+        if request is not None:
+            self._result(request, "rejected", error=reject.error, field=reject.field,
+                         late=True)  # fmt: skip
+            return request
+        if self._inflight == reject.command_seq:
+            return None  # a reject can overtake nothing: the ack comes first
+        log.warning("%s: reject of seq %d, no such command waiting", self.url,
+                    reject.command_seq)  # fmt: skip
+        return None
+
+    def _result(self, request: Request, status: str, *, error: ErrorCode | None = None,
+                field: int | None = None, detail: str = "", late: bool = False) -> None:
+        self.stats.commands[status] += 1
+        if request.id is None:
+            if status != "done":
+                log.warning("%s: the gateway's own %s command %s %s", self.url,
+                            request.command.kind.value, status, detail)  # fmt: skip
+            return
+        self.hub.result(CommandResult(
+            id=request.id, seat=request.seat or self.seat or "", gateway=self.hub.gateway,
+            status=status,  # type: ignore[arg-type]
+            error=None if error is None else error.name.lower(), field=field, detail=detail,
+            late=late, t=round(time.time(), 3)))  # fmt: skip
+
+    def _set_online(self, online: bool, why: str) -> None:
+        if online == self.online:
+            return
+        self.online, self.why = online, why
+        self.hub.changed(self)

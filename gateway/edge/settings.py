@@ -1,0 +1,139 @@
+"""Settings of `seatlink edge`: a TOML file, then environment variables on top.
+
+    seatlink edge --config edge.toml
+    SEATLINK_EDGE_BROKER__PORT=1884 seatlink edge --config edge.toml
+
+Paths in the file (inventory, outbox, links_file) are relative to the file's directory.
+Every value is checked at start; a bad one stops the gateway with a message naming it.
+docs/edge.md lists every setting with its default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gateway.contract.topics import check_id
+from gateway.edge.inventory import SQLITE_PREFIX
+
+ENV_PREFIX = "SEATLINK_EDGE_"
+
+
+class BrokerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    # per-gateway credentials (mosquitto password file / ACL): never shared between gateways
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=600)] = 30
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
+                                      extra="forbid")  # fmt: skip
+
+    gateway: str = "edge-1"  # this gateway's id in topics
+    site: str = "site"
+    root: str = "seatlink"
+    broker: BrokerSettings = BrokerSettings()
+    links: list[str] = []  # serial device paths or pyserial URLs (socket://host:port)
+    links_file: Path | None = None  # JSON {"seats": [{"url": ...}, ...]} (seatlink seats --map)
+    inventory: str = "inventory.toml"  # .toml, .json or sqlite:///path.db
+    outbox: Path = Path("edge-outbox.db")
+    outbox_max_events: Annotated[int, Field(ge=1)] = 100_000
+    outbox_max_age_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
+    heartbeat_misses: Annotated[int, Field(ge=1, le=100)] = 3
+    ack_timeout_s: Annotated[float, Field(gt=0, le=30)] = 0.5
+    attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    reject_window_s: Annotated[float, Field(ge=0, le=60)] = 1.0
+    reopen_backoff_s: tuple[float, float] = (0.5, 10.0)
+    baudrate: int = 115200
+    health_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    publish_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.05  # state coalescing
+    answer_unknown_seats: bool = True  # False where several gateways share one site
+    results_max: Annotated[int, Field(ge=1)] = 10_000  # kept while the broker is away
+
+    @field_validator("gateway", "site", "root")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_id("setting", value)
+
+    @field_validator("reopen_backoff_s")
+    @classmethod
+    def _backoff(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError("needs 0 < first <= cap")
+        return value
+
+    @model_validator(mode="after")
+    def _some_links(self) -> EdgeSettings:
+        if not self.links and self.links_file is None:
+            raise ValueError("no links: set links (device paths or socket:// URLs) or "
+                             "links_file")  # fmt: skip
+        return self
+
+    def link_urls(self) -> list[str]:
+        urls = list(self.links)
+        if self.links_file is not None:
+            try:
+                data = json.loads(self.links_file.read_text())
+                urls += [str(seat["url"]) for seat in data["seats"]]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"links_file {self.links_file}: {exc}") from None
+        seen: set[str] = set()
+        dupes = [u for u in urls if u in seen or seen.add(u)]  # type: ignore[func-returns-value]
+        if dupes:
+            raise ValueError(f"link listed twice: {', '.join(dupes)}")
+        return urls
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = settings_cls.model_config.get("toml_file")
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> EdgeSettings:
+    """Settings from `config` (TOML), the environment and `overrides`, in rising priority;
+    relative paths in the file are taken from the file's directory."""
+    if config is None:
+        return EdgeSettings(**overrides)
+    if not config.is_file():
+        raise FileNotFoundError(f"config file {config} not found")
+
+    class FromFile(EdgeSettings):
+        model_config = SettingsConfigDict(**{**EdgeSettings.model_config, "toml_file": config})
+
+    settings = FromFile(**overrides)
+    base = config.resolve().parent
+
+    def rel(path: Path) -> Path:
+        return path if path.is_absolute() else base / path
+
+    inventory = settings.inventory
+    if inventory.startswith(SQLITE_PREFIX):
+        db = Path(inventory[len(SQLITE_PREFIX):])
+        inventory = SQLITE_PREFIX + str(rel(db))
+    else:
+        inventory = str(rel(Path(inventory)))
+    changes = {"inventory": inventory, "outbox": rel(settings.outbox),
+               "links_file": None if settings.links_file is None else rel(settings.links_file)}
+    return settings.model_copy(update=changes)
