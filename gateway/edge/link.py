@@ -125,6 +125,8 @@ class LinkTuning:
 class SeatLink:
     """`await link.run()` until cancelled. `submit` queues a command."""
 
+    FIRST_FRAME_WAIT_S = 3.5  # the seat's longest retransmission timeout, and a margin
+
     def __init__(self, url: str, *, hub: Hub, tuning: LinkTuning | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.url = url
@@ -155,11 +157,13 @@ class SeatLink:
         self._queue: collections.deque[Request] = collections.deque()
         self._next_tx = 1
         self._inflight: int | None = None
+        self._inflight_request: Request | None = None
         self._synced = False
         self._settings_due = False
         self._awaiting: dict[int, tuple[Request, float]] = {}  # acked, reject window open
         self._done: collections.OrderedDict[int, Request] = collections.OrderedDict()
         self._reboots = 0
+        self._sync_after = 0.0  # no Q before this while no seat frame has been taken
 
     # --- what the service reads -----------------------------------------------------------
 
@@ -219,9 +223,12 @@ class SeatLink:
         was = self.binding
         self._bind(binding)
         if binding is not None and was is None:
-            # provisioned: take the seat's resends from scratch, then sync and configure
+            # Provisioned: take the seat's frames from scratch. It sent its whole queue
+            # while quarantined, so what comes next is its resend from the oldest (within
+            # its 3 s timeout); a Q now would queue a snapshot that overtakes them.
             self.rx.forget()
             self._synced = False
+            self._sync_after = self.clock() + self.FIRST_FRAME_WAIT_S
         self._settings_due = binding is not None
         self._kick.set()
         self.hub.changed(self)
@@ -233,6 +240,10 @@ class SeatLink:
         if remembered is not None and self.board is None:
             self.board, self.boot = remembered
             self._bind(self.hub.binding(self.board))
+            # the seat goes on from where the last run stored: frames after that one are
+            # new, earlier ones repeats (the receiver's normal rules from here)
+            self.rx.last = await self.hub.outbox.last_seq(self.board, self.boot)
+            self.rx.boot = self.boot
         first, cap = self.tuning.reopen_backoff_s
         delay = first
         try:
@@ -315,7 +326,7 @@ class SeatLink:
             assert frame is not None
             if out.status is RxStatus.ACK:
                 if frame.fields and frame.fields[0] == self._inflight:
-                    self._acked.set()
+                    self._on_ack()
                 continue
             if out.status is not RxStatus.DELIVERED:
                 if out.ack is not None and self.binding is not None:
@@ -490,6 +501,9 @@ class SeatLink:
             if self.binding is None:
                 await self._idle()
                 continue
+            if not self._synced and self.rx.last is None and self.clock() < self._sync_after:
+                await self._idle()
+                continue
             if not self._synced or self.rx.need_resync:
                 resync = self._synced
                 if await self._send_reliable(messages.sync()):
@@ -548,20 +562,27 @@ class SeatLink:
         if self.clock() >= request.deadline:
             self._result(request, "expired", detail="not delivered before its deadline")
             return
-        seq = self._next_tx
-        if await self._send_reliable(request.command):
-            self._awaiting[seq] = (request, self.clock() + self.tuning.reject_window_s)
+        if await self._send_reliable(request.command, request):
+            pass  # waiting for a reject, if any (_on_ack)
         elif not self.is_open:
             self._queue.appendleft(request)  # the link went: again when it is back
         else:
             self._result(request, "failed", detail=f"sent {self.tuning.attempts} times, "
                          "never acknowledged: the seat may or may not have it")  # fmt: skip
 
-    async def _send_reliable(self, command: Command) -> bool:
+    def _on_ack(self) -> None:
+        # The reject, if any, may be in the very same read as the ack: the command waits
+        # for it from here, not from when the sender task next runs.
+        request, self._inflight_request = self._inflight_request, None
+        if request is not None and self._inflight is not None:
+            self._awaiting[self._inflight] = (request, self.clock() + self.tuning.reject_window_s)
+        self._acked.set()
+
+    async def _send_reliable(self, command: Command, request: Request | None = None) -> bool:
         seq = self._next_tx
         line = command.encode(seq)
         self._next_tx = next_seq(seq)
-        self._inflight = seq
+        self._inflight, self._inflight_request = seq, request
         try:
             for attempt in range(self.tuning.attempts):
                 if not self.is_open:
@@ -577,7 +598,7 @@ class SeatLink:
                 if self.is_open:
                     return True
         finally:
-            self._inflight = None
+            self._inflight = self._inflight_request = None
         # The seat may never have had it, and takes only the seq after its last: resync.
         self._synced = False
         return False

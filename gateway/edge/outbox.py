@@ -222,6 +222,14 @@ class Outbox:
                              "SET board = excluded.board, boot = excluded.boot",
                              (link, board, boot))  # fmt: skip
 
+    def last_seq(self, board: str, boot: int) -> int | None:
+        """The newest seq stored from this board and boot: a gateway that starts again
+        takes the seat's frames from the one after it, so older unacked ones are not
+        overtaken by newer ones and dropped as repeats."""
+        row = self._db.execute("SELECT last_seq FROM seen WHERE board = ? AND boot = ?",
+                               (board, boot)).fetchone()  # fmt: skip
+        return None if row is None else int(row[0])
+
     def linked_board(self, link: str) -> tuple[str, int] | None:
         row = self._db.execute("SELECT board, boot FROM links WHERE link = ?",
                                (link,)).fetchone()  # fmt: skip

@@ -327,7 +327,7 @@ class EdgeService:
             cid = parsed.id
             command = to_seat_command(parsed)
         except CommandError as exc:
-            self._invalid(seat, exc.id, str(exc))
+            self._invalid(seat, exc.id or cid, str(exc))
             return
         except ValueError as exc:
             self._invalid(seat, cid, str(exc))

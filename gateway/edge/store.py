@@ -88,6 +88,9 @@ class AsyncOutbox:
     async def remember_link(self, link: str, *, board: str, boot: int) -> None:
         await self._run(lambda: self.outbox.remember_link(link, board=board, boot=boot))
 
+    async def last_seq(self, board: str, boot: int) -> int | None:
+        return await self._run(self.outbox.last_seq, board, boot)
+
     async def linked_board(self, link: str) -> tuple[str, int] | None:
         return await self._run(self.outbox.linked_board, link)
 
