@@ -4,7 +4,7 @@ import frame
 import host
 import link
 import tx
-from tx import L, RN, BAD, UP, HB, RXSEQ, QUIT, SNAP, REJECT
+from tx import L, RN, BAD, UP, HB, RXSEQ, QUIT, SNAP, REJECT, NEXT, RETX
 from seat import CAP
 ACK, PING, SYNC, EXIT = 65, 73, 81, 90
 MAGIC = 24231  # Z frame: leave the firmware for the REPL (reflashing)
@@ -48,6 +48,10 @@ def line(n):
         L[RXSEQ] = q % 65535 + 1
         tx.send(-2, q)
         if k == SYNC:
+            # the host asks after a gap: resend from the oldest unacked frame now, not
+            # after a quiet spell that new frames may never leave
+            L[RETX] += L[NEXT]
+            L[NEXT] = 0
             link.enq(0, 0, 0, SNAP)
         elif k == EXIT and frame.N and F[1] == MAGIC:
             L[QUIT] = 1

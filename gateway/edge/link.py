@@ -125,6 +125,7 @@ class LinkTuning:
 class SeatLink:
     """`await link.run()` until cancelled. `submit` queues a command."""
 
+    RESYNC_S = 0.5  # a gap still open this long after the last Q gets another
     FIRST_FRAME_WAIT_S = 3.5  # the seat's longest retransmission timeout, and a margin
 
     def __init__(self, url: str, *, hub: Hub, tuning: LinkTuning | None = None,
@@ -163,6 +164,7 @@ class SeatLink:
         self._awaiting: dict[int, tuple[Request, float]] = {}  # acked, reject window open
         self._done: collections.OrderedDict[int, Request] = collections.OrderedDict()
         self._reboots = 0
+        self._last_sync = -1e9
         self._sync_after = 0.0  # no Q before this while no seat frame has been taken
 
     # --- what the service reads -----------------------------------------------------------
@@ -507,6 +509,7 @@ class SeatLink:
             if not self._synced or self.rx.need_resync:
                 resync = self._synced
                 if await self._send_reliable(messages.sync()):
+                    self._last_sync = self.clock()
                     self._synced = True
                     self.rx.resynced()
                     self.stats.resyncs += resync
@@ -532,6 +535,8 @@ class SeatLink:
         beat = self.heartbeat_s()
         if self.binding is not None and now - self._last_written >= beat:
             self._write(_PING)  # keeps the seat's link-up light and asks for a heartbeat
+        if self.rx.gap_open and not self.rx.need_resync and now - self._last_sync >= self.RESYNC_S:
+            self.rx.need_resync = True  # the resend the last Q asked for was lost too
         silent = now - self._last_heard
         if self.online and silent > self.tuning.heartbeat_misses * beat:
             self._set_online(False, f"{self.tuning.heartbeat_misses} heartbeats missed")

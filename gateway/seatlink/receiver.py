@@ -117,7 +117,7 @@ class Receiver:
         self.boot: int | None = None  # boot counter of the last hello
         self.dropped: int | None = None  # the seat's dropped count in the last snapshot
         self.uptime: int | None = None  # from the last heartbeat
-        self._gap_open = False
+        self.gap_open = False  # frames past a gap seen since the last one taken
 
     def resynced(self) -> None:
         """A Q went out: it brings the snapshot a gap asked for."""
@@ -165,8 +165,8 @@ class Receiver:
                 self.skipped += ahead
                 return self._accept(frame, f"snapshot after {ahead} dropped by the seat")
             self.out_of_order += 1
-            if not self._gap_open:  # one Q per gap, not one per frame past it
-                self._gap_open = self.need_resync = True
+            if not self.gap_open:  # one Q per gap, not one per frame past it
+                self.gap_open = self.need_resync = True
             return Outcome(RxStatus.OUT_OF_ORDER, frame, self.last, f"{ahead} missing before it")
         behind = (self.last - seq) % MAX_SEQ
         if behind < QUEUE_SIZE:
@@ -176,7 +176,7 @@ class Receiver:
         return Outcome(RxStatus.STALE, frame, None, f"{behind} behind: not a repeat")
 
     def _accept(self, frame: Frame, note: str = "") -> Outcome:
-        self.last, self._gap_open = frame.seq, False
+        self.last, self.gap_open = frame.seq, False
         value = frame.fields[1] if len(frame.fields) > 1 else None
         if frame.kind is Kind.HELLO and isinstance(value, int):
             self.boot = value
@@ -209,7 +209,7 @@ class Receiver:
     def _restarted(self) -> None:
         self.reboots += 1
         self.boot = self.dropped = None
-        self._gap_open = self.need_resync = False
+        self.gap_open = self.need_resync = False
 
     def _new_boot(self, frame: Frame) -> bool:
         # The seat numbers from 1 again after a reset; its hello says so with a boot counter
