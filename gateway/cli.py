@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
 from gateway import __version__
-from gateway.commands import demo, emulate, version
+from gateway.commands import demo, edge, emulate, seats, version
 
 
 class Command(Protocol):
@@ -24,6 +24,8 @@ COMMANDS: list[tuple[str, Command]] = [
     ("version", version),
     ("emulate", emulate),
     ("demo", demo),
+    ("seats", seats),
+    ("edge", edge),
 ]
 
 

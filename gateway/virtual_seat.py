@@ -20,12 +20,15 @@ TICKS_MASK = 0x3FFFFFFF  # MicroPython's ticks_ms period (2**30)
 
 
 class RealtimeBoard:
-    """The board interface of boards/microbit.py over host time and a socket."""
+    """The board interface of boards/microbit.py over host time and a socket.
+
+    Without a link (None) the serial line goes nowhere: subclasses with a transport of
+    their own (gateway.virtual_farm) override read() and write()."""
 
     NAME = b"virtual"
     PINS: dict[str, int] = {}
 
-    def __init__(self, *, link: socket.socket, uid: bytes, store: Path,
+    def __init__(self, *, link: socket.socket | None, uid: bytes, store: Path,
                  on_light: Callable[[int], None] | None = None) -> None:
         self.UID = uid
         self.STORE = str(store) + "/"
@@ -33,7 +36,8 @@ class RealtimeBoard:
         self.rgb = 0
         self.stopping = threading.Event()
         self._link = link
-        self._link.setblocking(False)
+        if link is not None:
+            link.setblocking(False)
         self._on_light = on_light
 
     def now(self) -> int:
@@ -64,12 +68,16 @@ class RealtimeBoard:
             self._on_light(rgb)
 
     def read(self, buf: bytearray) -> int | None:
+        if self._link is None:
+            return None
         try:
             return self._link.recv_into(buf) or None
         except BlockingIOError:
             return None
 
     def write(self, buf: bytes | bytearray, n: int) -> None:
+        if self._link is None:
+            return
         self._link.setblocking(True)
         try:
             self._link.sendall(bytes(buf[:n]))

@@ -1,0 +1,790 @@
+"""A farm of virtual seats: hundreds of real firmware bundles in one process, each on a
+serial link of its own (a TCP port for pyserial's socket://, or a pseudo-terminal), for load
+tests and the demo without QEMU.
+
+    with SeatFarm(256, load_hz=10) as farm:
+        for seat in farm.seats:
+            print(seat.uid, seat.url)      # 5EA70001 socket://127.0.0.1:40123 ...
+
+Every seat runs the exact bundle a micro:bit gets (as gateway.virtual_seat does), on host
+time. Only the way its main loop is driven differs: a thread per seat (VirtualSeat) costs
+about 1.5 cores for 256 idle seats, almost all of it in thread wake-ups and GIL hand-overs,
+while one pass of the loop itself takes a few microseconds. So the loop function of the
+bundle is compiled once more with its `board.sleep(ms)` turned into `yield ms` (nothing
+else changes), and one scheduler thread steps every seat's generator every `pass_ms`,
+seats spread over the period in 1 ms slots. The firmware measures every pass with
+board.now(), so a late pass is a longer dt, as on a busy board.
+
+The serial line behaves like a cable: while nobody is connected the seat's output is
+discarded (the firmware runs on and keeps resending its unacked queue); a gateway that
+connects again finds the same firmware instance, mid-stream; a new connection replaces the
+old one. Output that does not fit the kernel's buffer (a gateway that stopped reading) is
+discarded too, like a UART overrun: the line may then show a cut frame, which the host
+counts as garbage.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import select
+import socket
+import tempfile
+import threading
+import time
+import tty
+import types
+from collections.abc import Callable, Generator
+from concurrent.futures import Future
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import Any, TypeVar
+
+from gateway.bundle import link_bundle
+from gateway.firmware_host import FirmwareInstance, GcStub, load_firmware
+from gateway.seatlink.codec import SettingKey
+from gateway.virtual_seat import RealtimeBoard
+
+__all__ = ["FarmBoard", "FarmSeat", "SeatFarm", "TraceKey", "firmware_stepper"]
+
+IN_HELP = 8  # firmware/agent.py: the HELP button's input bit
+_RELIABLE_KINDS = frozenset(b"BSEX")
+_HELLO = ord("B")
+_SLOT_S = 0.001  # seats are spread over the pass period in slots of this length
+_PTY_CHECK_S = 0.02  # how often unconnected pseudo-terminals are checked for a reader
+_TRACE_TAIL_MAX = 256  # a partial line longer than any frame is not a frame: forget it
+
+TraceKey = tuple[str, int, int]
+"""(uid, boot, seq) of a reliable seat frame."""
+
+_T = TypeVar("_T")
+_Handler = Callable[[int], None]
+
+
+# --- the firmware's loop as a generator ------------------------------------------------------
+
+_STEPPERS: dict[tuple[str, str], types.CodeType] = {}
+
+
+class _SleepToYield(ast.NodeTransformer):
+    def __init__(self, board_names: set[str]) -> None:
+        self.board_names = board_names
+        self.found = 0
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        f = node.func
+        if (isinstance(f, ast.Attribute) and f.attr == "sleep" and isinstance(f.value, ast.Name)
+                and f.value.id in self.board_names and len(node.args) == 1
+                and not node.keywords):  # fmt: skip
+            self.found += 1
+            return ast.copy_location(ast.Yield(value=node.args[0]), node)
+        return node
+
+
+def firmware_stepper(fw: FirmwareInstance) -> Generator[int, None, None]:
+    """The firmware's main loop (loop.run) as a generator: each next() runs one pass, up to
+    the board.sleep(ms) that ends it, and returns ms. The first next() boots the seat.
+
+    The loop's code object is compiled from the instance's own source, so it runs with the
+    instance's globals: the same code as loop.run but for the sleep, shared by all seats.
+    """
+    if fw.file_of:
+        sym = fw.symbols["loop"]["run"]
+        module_name, function_name = sym.file, sym.short
+    else:
+        module_name, function_name = "loop", "run"
+    module = fw.modules[module_name]
+    filename = str(module.__file__)
+    key = (filename, function_name)
+    code = _STEPPERS.get(key)
+    if code is None:
+        tree = ast.parse(fw.sources[module_name], filename=filename)
+        defs = [n for n in tree.body
+                if isinstance(n, ast.FunctionDef) and n.name == function_name]
+        if len(defs) != 1:
+            raise RuntimeError(f"firmware: no single {function_name}() in {module_name}")
+        names = {n for n, v in vars(module).items() if v is fw.board}
+        transformer = _SleepToYield(names)
+        fn = transformer.visit(defs[0])
+        if not transformer.found:
+            raise RuntimeError("firmware: the main loop never calls board.sleep(ms), so it "
+                               "cannot be stepped")  # fmt: skip
+        code = compile(ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[])),
+                       filename, "exec")  # fmt: skip
+        _STEPPERS[key] = code
+    namespace: dict[str, Any] = {}
+    exec(code, vars(module), namespace)  # defines the function, with the module's globals
+    gen: Generator[int, None, None] = namespace[function_name]()
+    return gen
+
+
+# --- serial links ----------------------------------------------------------------------------
+
+
+class _Poller:
+    """The scheduler's epoll, with a handler per file descriptor."""
+
+    def __init__(self) -> None:
+        self.epoll = select.epoll()
+        self.handlers: dict[int, _Handler] = {}
+
+    def register(self, fd: int, mask: int, handler: _Handler) -> None:
+        self.epoll.register(fd, mask)
+        self.handlers[fd] = handler
+
+    def unregister(self, fd: int) -> None:
+        if self.handlers.pop(fd, None) is not None:
+            try:
+                self.epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass  # closed already: the kernel dropped it from the set
+
+    def close(self) -> None:
+        self.handlers.clear()
+        self.epoll.close()
+
+
+# Edge-triggered: a seat reads at most 16 bytes a pass, so input may wait for several passes;
+# level-triggered readiness would wake the scheduler again and again meanwhile.
+_CONN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+
+
+class _Link:
+    """One seat's end of its serial line. Used from the scheduler thread only."""
+
+    url: str
+
+    def __init__(self) -> None:
+        self.rx_ready = False  # input may be waiting (edge-triggered readiness)
+        self.connections = 0  # readers that came, the current one included
+        self.rx_bytes = 0
+        self.tx_bytes = 0  # delivered to a reader
+        self.discarded = 0  # written while nobody read, or past a full buffer
+
+    @property
+    def connected(self) -> bool:
+        raise NotImplementedError
+
+    def read(self, buf: bytearray) -> int | None:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _TcpLink(_Link):
+    """A listening socket taking one connection at a time, the newest."""
+
+    def __init__(self, host: str, poller: _Poller) -> None:
+        super().__init__()
+        self._poller = poller
+        self.listener = socket.create_server((host, 0), backlog=4)
+        self.listener.setblocking(False)
+        port = self.listener.getsockname()[1]
+        self.url = f"socket://{host}:{port}"
+        self.conn: socket.socket | None = None
+        poller.register(self.listener.fileno(), select.EPOLLIN, self._accept)
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None
+
+    def _accept(self, events: int) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return
+        self._drop()
+        conn.setblocking(False)
+        # frames are small and latency is what the trace measures: no Nagle delay
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn = conn
+        self.connections += 1
+        self.rx_ready = True
+        self._poller.register(conn.fileno(), _CONN_EVENTS, self._readable)
+
+    def _readable(self, events: int) -> None:
+        self.rx_ready = True  # EOF and errors show up in read()
+
+    def _drop(self) -> None:
+        conn, self.conn = self.conn, None
+        self.rx_ready = False
+        if conn is not None:
+            self._poller.unregister(conn.fileno())
+            conn.close()
+
+    def read(self, buf: bytearray) -> int | None:
+        conn = self.conn
+        if conn is None or not self.rx_ready:
+            return None
+        try:
+            n = conn.recv_into(buf)
+        except BlockingIOError:
+            self.rx_ready = False
+            return None
+        except OSError:
+            self._drop()
+            return None
+        if n == 0:  # the gateway hung up
+            self._drop()
+            return None
+        if n < len(buf):
+            self.rx_ready = False
+        self.rx_bytes += n
+        return n
+
+    def write(self, data: bytes) -> None:
+        conn = self.conn
+        sent = 0
+        if conn is not None:
+            try:
+                sent = conn.send(data)
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._drop()
+        self.tx_bytes += sent
+        self.discarded += len(data) - sent
+
+    def close(self) -> None:
+        self._drop()
+        self._poller.unregister(self.listener.fileno())
+        self.listener.close()
+
+
+class _PtyLink(_Link):
+    """A pseudo-terminal, raw and without echo; the reader opens the slave by its path.
+
+    Nobody holds the slave open on the farm's side, so "connected" is what the master sees:
+    POLLHUP while no process has the slave open. Unconnected masters are checked every
+    _PTY_CHECK_S (a hung-up master is always ready, so it cannot stay in the epoll set)."""
+
+    def __init__(self, poller: _Poller, hung: select.poll) -> None:
+        super().__init__()
+        self._poller = poller
+        self._hung = hung
+        self.master, slave = os.openpty()
+        try:
+            tty.setraw(slave)  # termios settings belong to the terminal: they outlive this fd
+            self.url = os.ttyname(slave)
+        finally:
+            os.close(slave)
+        os.set_blocking(self.master, False)
+        self._connected = False
+        hung.register(self.master, select.POLLIN)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def plugged(self) -> None:
+        """The slave has a reader now (the scheduler's check found no hang-up)."""
+        self._hung.unregister(self.master)
+        self._connected = True
+        self.connections += 1
+        self.rx_ready = True
+        self._poller.register(self.master, _CONN_EVENTS, self._event)
+
+    def _event(self, events: int) -> None:
+        if events & (select.EPOLLHUP | select.EPOLLERR):
+            self._unplugged()
+        else:
+            self.rx_ready = True
+
+    def _unplugged(self) -> None:
+        if self._connected:
+            self._connected = False
+            self.rx_ready = False
+            self._poller.unregister(self.master)
+            self._hung.register(self.master, select.POLLIN)
+
+    def read(self, buf: bytearray) -> int | None:
+        if not self._connected or not self.rx_ready:
+            return None
+        try:
+            n = os.readv(self.master, [buf])
+        except BlockingIOError:
+            self.rx_ready = False
+            return None
+        except OSError:  # EIO: the last reader closed the slave
+            self._unplugged()
+            return None
+        if n < len(buf):
+            self.rx_ready = False
+        self.rx_bytes += n
+        return n or None
+
+    def write(self, data: bytes) -> None:
+        sent = 0
+        if self._connected:
+            try:
+                sent = os.write(self.master, data)
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._unplugged()
+        self.tx_bytes += sent
+        self.discarded += len(data) - sent
+
+    def close(self) -> None:
+        if self._connected:
+            self._poller.unregister(self.master)
+        else:
+            self._hung.unregister(self.master)
+        os.close(self.master)
+
+
+# --- boards and seats ------------------------------------------------------------------------
+
+
+class FarmBoard(RealtimeBoard):
+    """RealtimeBoard on a farm link, with an optional trace of first writes.
+
+    trace: (uid, boot, seq) -> time.time() of the first write of every reliable frame (B, S,
+    E, X), resends left out. A frame is new when its seq follows the newest one written
+    since the last hello with a new boot counter, so a seq reused after the wrap at 65535
+    is new again. Written whole by the firmware, a frame costs one find and one int()."""
+
+    def __init__(self, *, link: _Link, uid: bytes, store: Path,
+                 trace: dict[TraceKey, float] | None = None) -> None:
+        super().__init__(link=None, uid=uid, store=store)
+        self.uid = uid.hex().upper()
+        self.serial = link
+        self.trace = trace
+        self._trace_boot = 0
+        self._newest = 0
+        self._tail = b""
+        self._tail_t = 0.0
+
+    def read(self, buf: bytearray) -> int | None:
+        return self.serial.read(buf)
+
+    def write(self, buf: bytes | bytearray, n: int) -> None:
+        data = bytes(buf[:n])
+        if self.trace is not None:
+            self._trace_write(data)
+        self.serial.write(data)
+
+    def _trace_write(self, data: bytes) -> None:
+        t = time.time()
+        if not self._tail and data.find(b"\n") == len(data) - 1:
+            self._note(data, t)  # the usual case: one whole frame
+            return
+        # a frame written in pieces was first written when its first piece was
+        start = self._tail_t if self._tail else t
+        lines = (self._tail + data).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            self._note(line, start)
+            start = t
+        self._tail = tail if len(tail) <= _TRACE_TAIL_MAX else b""
+        self._tail_t = start
+
+    def _note(self, line: bytes, t: float) -> None:
+        sp = line.find(b" ")
+        if sp < 1 or len(line) < sp + 2 or line[sp + 1] not in _RELIABLE_KINDS:
+            return
+        try:
+            seq = int(line[:sp])
+            if line[sp + 1] == _HELLO:  # "seq B protocol boot ...": a new boot starts a count
+                boot = int(line[sp + 3:].split(b" ", 2)[1])
+                if boot != self._trace_boot:
+                    self._trace_boot, self._newest = boot, 0
+        except (ValueError, IndexError):
+            return
+        if seq == 0 or (self._newest and seq != self._newest % 65535 + 1):
+            return  # not a frame, or a resend
+        self._newest = seq
+        assert self.trace is not None
+        self.trace[(self.uid, self._trace_boot, seq)] = t
+
+
+class FarmSeat:
+    """One seat of a farm: its uid (as the hello reports it), its link's url, its board
+    (set `board.bits` to press buttons: bit 0 hook, 1 READY, 2 WRAP, 3 HELP) and counters.
+
+    With a load generator running, the farm's thread flips bit 3 of board.bits: a test
+    that sets other bits meanwhile may lose one of those flips (read-modify-write)."""
+
+    def __init__(self, index: int, uid: bytes, link: _Link, store: Path,
+                 trace: dict[TraceKey, float] | None) -> None:
+        self.index = index
+        self.uid = uid.hex().upper()
+        self.url = link.url
+        self.link = link
+        self.store = store
+        self.board = FarmBoard(link=link, uid=uid, store=store, trace=trace)
+        self.boot = 0  # the boot counter of the running firmware (its hello's)
+        self.boots = 0  # boots in this farm: 1 + resets
+        self.firmware: FirmwareInstance | None = None
+        self.error: BaseException | None = None
+        self.exited = False  # the firmware took a Z and left its loop
+        self.pressed = 0  # HELP presses by the load generator: help events the seat made
+        self.passes = 0
+        self._gen: Generator[int, None, None] | None = None
+        self._cfg: list[int] = []
+        # load generator state
+        self._next_press = 0.0
+        self._help_down = False
+        self._pending = False  # HELP's last change is not surely taken by the firmware yet
+        self._edge_t = -1e9  # start of the pass that took the last change
+        self._prev_t = -1e9  # start of this seat's previous pass
+
+    @property
+    def connected(self) -> bool:
+        """A gateway (or any reader) is on the link."""
+        return self.link.connected
+
+    @property
+    def connections(self) -> int:
+        return self.link.connections
+
+    @property
+    def discarded(self) -> int:
+        """Bytes the firmware wrote that reached nobody."""
+        return self.link.discarded
+
+    @property
+    def running(self) -> bool:
+        return self._gen is not None
+
+    def __repr__(self) -> str:
+        return f"FarmSeat({self.index}, uid={self.uid}, url={self.url}, boot={self.boot})"
+
+
+# --- the farm --------------------------------------------------------------------------------
+
+
+class SeatFarm:
+    """`count` virtual seats with uids first_uid, first_uid + 1, ... (4 bytes, 8 past 2**32).
+
+    host: where the TCP links listen (ignored with pty=True: each seat gets a pseudo-terminal
+        whose slave path is its url).
+    load_hz: each seat presses HELP about this often a second (one help event, code 6, per
+        press), phases spread over the period. A press and its release each wait out the
+        firmware's debounce lockout (its live debounce_ms setting), so the rate tops out
+        near 1 / (2 * (debounce_ms + 2 * pass_ms)): about 12/s with the defaults.
+    trace: record first writes (first_writes(), write_trace()).
+    store_dir: where each seat keeps its file store (boot counter), in a directory named by
+        its uid: with the same dir, a new farm's seats boot with the next counters.
+        None: a temporary directory, removed at stop().
+    pass_ms: the period of the seats' loop passes (the firmware's own sleep is 5 ms).
+
+    A seat whose firmware raises stops alone (seat.error); stop() then raises RuntimeError.
+    """
+
+    def __init__(self, count: int, *, host: str = "127.0.0.1", first_uid: int = 0x5EA70001,
+                 load_hz: float = 0.0, pty: bool = False, trace: bool = False,
+                 store_dir: Path | None = None, pass_ms: int = 5) -> None:  # fmt: skip
+        if count < 1:
+            raise ValueError("a farm needs at least one seat")
+        if load_hz < 0 or pass_ms < 1:
+            raise ValueError("load_hz must be >= 0 and pass_ms >= 1")
+        self.count = count
+        self.host = host
+        self.load_hz = load_hz
+        self.pty = pty
+        self.pass_ms = pass_ms
+        self._trace: dict[TraceKey, float] | None = {} if trace else None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if store_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="seatlink-farm-")
+            store_dir = Path(self._tmp.name)
+        self.store_dir = store_dir
+        bundle = link_bundle()
+        self._sources = bundle.module_sources()
+        self._symbols, self._file_of = bundle.symbols, bundle.file_of
+        self._gc = GcStub()  # a real gc.collect() per heartbeat walks the whole process heap
+        self._poller = _Poller()
+        self._hung = select.poll()
+        self._waker_r, self._waker_w = socket.socketpair()
+        self._waker_r.setblocking(False)
+        self._waker_w.setblocking(False)
+        self._poller.register(self._waker_r.fileno(), select.EPOLLIN, self._drain_waker)
+        self._calls: SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = SimpleQueue()
+        self._stopping = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.fatal: BaseException | None = None  # the scheduler itself died (a bug)
+        self.seats: list[FarmSeat] = []
+        self._ptys: dict[int, _PtyLink] = {}
+        try:
+            for i in range(count):
+                uid_n = first_uid + i
+                uid = uid_n.to_bytes(4 if uid_n < 1 << 32 else 8, "big")
+                link: _Link
+                if pty:
+                    pl = _PtyLink(self._poller, self._hung)
+                    self._ptys[pl.master] = pl
+                    link = pl
+                else:
+                    link = _TcpLink(host, self._poller)
+                store = store_dir / uid.hex().upper()
+                store.mkdir(parents=True, exist_ok=True)
+                self.seats.append(FarmSeat(i, uid, link, store, self._trace))
+        except BaseException:
+            self._close()
+            raise
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> SeatFarm:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> SeatFarm:
+        """Boot every seat (its first pass: boot counter, hello queued) and start stepping."""
+        if self._thread is not None or self._closed:
+            raise RuntimeError("a farm starts once")
+        now = time.monotonic()
+        period = 1 / self.load_hz if self.load_hz else 0.0
+        for seat in self.seats:
+            self._boot(seat)
+            seat._next_press = now + period * (1 + seat.index / self.count)
+        self._thread = threading.Thread(target=self._main, name="seat-farm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop every seat and close every link; idempotent. Raises RuntimeError if a seat's
+        firmware (or the scheduler) failed meanwhile."""
+        self._stopping = True
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._wake()
+            thread.join(timeout=10)
+            if thread.is_alive():
+                raise RuntimeError("the seat farm's scheduler did not stop within 10 s")
+        self._close()
+        failed = [s for s in self.seats if s.error is not None]
+        if self.fatal is not None:
+            raise RuntimeError("the seat farm's scheduler failed") from self.fatal
+        if failed:
+            raise RuntimeError(f"{len(failed)} seat(s) failed, first {failed[0]!r}: "
+                               f"{failed[0].error!r}") from failed[0].error  # fmt: skip
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for seat in self.seats:
+            if seat._gen is not None:
+                seat._gen.close()
+                seat._gen = None
+            seat.board.stopping.set()
+            seat.link.close()
+        self._poller.close()
+        self._waker_r.close()
+        self._waker_w.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # --- for tests and tools ---------------------------------------------------------------
+
+    @property
+    def pressed(self) -> list[int]:
+        """HELP presses per seat by the load generator: the help events each seat made."""
+        return [s.pressed for s in self.seats]
+
+    def reset(self, index: int, *, timeout: float = 5.0) -> int:
+        """A board reset: the seat's firmware stops where it is and a new instance boots from
+        the same file store (boot counter + 1, a new hello and snapshot). The link is not
+        touched, as with a USB-serial adapter whose board resets behind it: a connected
+        gateway stays connected and sees the new hello. Returns the new boot counter."""
+        seat = self.seats[index]
+
+        def do() -> int:
+            if seat._gen is not None:
+                seat._gen.close()
+                seat._gen = None
+            seat.board.bits &= ~IN_HELP  # the load generator's finger lets go too
+            seat._help_down = seat._pending = False
+            seat._edge_t = -1e9  # a fresh firmware has no lockout running
+            seat.error, seat.exited = None, False
+            self._boot(seat)
+            return seat.boot
+
+        return self._call(do, timeout)
+
+    def first_writes(self) -> dict[TraceKey, float]:
+        """(uid, boot, seq) -> time.time() of the first write of that reliable seat frame,
+        whether or not a gateway was connected to take it (trace=True)."""
+        if self._trace is None:
+            raise RuntimeError("the farm was started without trace=True")
+        return self._call(self._trace.copy) if self._thread else self._trace.copy()
+
+    def write_trace(self, path: Path) -> int:
+        """first_writes() as CSV (uid,boot,seq,t); returns the number of frames."""
+        rows = sorted(self.first_writes().items(), key=lambda kv: kv[1])
+        with open(path, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["uid", "boot", "seq", "t"])
+            for (uid, boot, seq), t in rows:
+                out.writerow([uid, boot, seq, f"{t:.6f}"])
+        return len(rows)
+
+    def seat_map(self) -> dict[str, list[dict[str, str]]]:
+        """{"seats": [{"uid", "url"}, ...]}: what a gateway config needs to reach each seat."""
+        return {"seats": [{"uid": s.uid, "url": s.url} for s in self.seats]}
+
+    def write_map(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.seat_map(), indent=1) + "\n")
+        tmp.replace(path)  # readers never see half a map
+
+    # --- the scheduler thread --------------------------------------------------------------
+
+    def _boot(self, seat: FarmSeat) -> None:
+        fw = load_firmware(board=seat.board, sources=self._sources,
+                           extra_modules={"gc": self._gc})  # fmt: skip
+        fw.symbols, fw.file_of = self._symbols, self._file_of
+        seat.firmware = fw
+        seat._cfg = fw.module("cfg").V
+        seat._gen = firmware_stepper(fw)
+        seat.boots += 1
+        self._step(seat)  # boot(): the counter is written, hello and snapshot queued
+        try:
+            seat.boot = int((seat.store / "boot").read_text())
+        except (OSError, ValueError):
+            seat.boot = 0
+
+    def _call(self, fn: Callable[[], _T], timeout: float = 5.0) -> _T:
+        """Run fn on the scheduler thread, between passes, and return its result."""
+        if self._closed:
+            raise RuntimeError("the farm is stopped")
+        if self._thread is None or threading.current_thread() is self._thread:
+            return fn()
+        future: Future[_T] = Future()
+        self._calls.put((fn, future))
+        self._wake()
+        return future.result(timeout)
+
+    def _wake(self) -> None:
+        try:
+            self._waker_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # full: a wake-up is pending anyway
+
+    def _drain_waker(self, events: int) -> None:
+        try:
+            while self._waker_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                fn, future = self._calls.get_nowait()
+            except Empty:
+                return
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+    def _main(self) -> None:
+        try:
+            self._schedule()
+        except BaseException as exc:  # a bug in the farm: reported by stop()
+            self.fatal = exc
+        finally:
+            # nobody will run what is still queued
+            while True:
+                try:
+                    _, future = self._calls.get_nowait()
+                except Empty:
+                    break
+                future.cancel()
+
+    def _schedule(self) -> None:
+        period = self.pass_ms / 1000
+        nslots = max(1, min(len(self.seats), round(period / _SLOT_S)))
+        slots: list[list[FarmSeat]] = [[] for _ in range(nslots)]
+        for seat in self.seats:
+            slots[seat.index % nslots].append(seat)
+        slot_s = period / nslots
+        handlers, epoll = self._poller.handlers, self._poller.epoll
+        k = 0
+        next_t = time.monotonic()
+        next_pty = next_t
+        while not self._stopping:
+            wait = next_t - time.monotonic()
+            for fd, events in epoll.poll(wait if wait > 0 else 0):
+                handler = handlers.get(fd)
+                if handler is not None:
+                    handler(events)
+            now = time.monotonic()
+            if self._ptys and now >= next_pty:
+                self._check_ptys()
+                next_pty = now + _PTY_CHECK_S
+            self._run_calls()
+            while now >= next_t and not self._stopping:
+                for seat in slots[k]:
+                    if seat._gen is not None:
+                        if self.load_hz:
+                            self._press(seat)
+                        self._step(seat)
+                k = (k + 1) % nslots
+                next_t += slot_s
+                if next_t < now - period:
+                    next_t = now  # fell behind by a whole period: longer passes, no burst
+
+    def _step(self, seat: FarmSeat) -> None:
+        gen = seat._gen
+        if gen is None:
+            return
+        try:
+            next(gen)
+            seat.passes += 1
+        except StopIteration:  # a Z frame: the firmware left for the REPL
+            seat._gen = None
+            seat.exited = True
+        except BaseException as exc:  # this seat stops; the others run on
+            seat._gen = None
+            seat.error = exc
+
+    def _press(self, seat: FarmSeat) -> None:
+        # Called just before the seat's pass. The firmware's debounce (agent.poll) is a
+        # lockout: the pass that takes an edge starts debounce_ms of summed pass times during
+        # which levels are not looked at; the first pass after that takes whatever level is
+        # there. A level that flips back within the lockout is never seen, so the generator
+        # changes HELP only once its last change is surely taken, reckoning the lockout from
+        # the pass times as the firmware does (+2 ms for board.now()'s whole milliseconds).
+        # A slow farm then presses less often instead of losing presses.
+        now = time.monotonic()
+        if not seat._pending:
+            if seat._help_down:
+                seat.board.bits &= ~IN_HELP
+                seat._help_down = False
+                seat._pending = True
+            elif now >= seat._next_press:
+                seat.board.bits |= IN_HELP
+                seat._help_down = True
+                seat._pending = True
+                seat.pressed += 1
+                period = 1 / self.load_hz
+                seat._next_press += period
+                if seat._next_press < now - period:
+                    seat._next_press = now  # too slow to keep up: no burst of presses
+        if seat._pending and (seat._prev_t - seat._edge_t
+                              >= (seat._cfg[SettingKey.DEBOUNCE_MS] + 2) / 1000):
+            seat._pending = False  # this pass takes it
+            seat._edge_t = now
+        seat._prev_t = now
+
+    def _check_ptys(self) -> None:
+        hung = {fd for fd, events in self._hung.poll(0) if events & select.POLLHUP}
+        for fd, link in self._ptys.items():
+            if not link.connected and fd not in hung:
+                link.plugged()

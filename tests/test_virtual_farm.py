@@ -1,0 +1,251 @@
+"""A farm of virtual seats: the real firmware bundle per seat, each on its own serial link
+(a TCP port for pyserial's socket://, or a pseudo-terminal), one scheduler thread for all."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import serial
+
+from gateway.seatlink.codec import EventCode, Frame, Kind
+from gateway.seatlink.session import Session
+from gateway.virtual_farm import SeatFarm
+
+HELP_BIT = 8
+HELP_FLAG = 1  # snapshot flags, bit 0: help requested
+
+
+@contextmanager
+def session_on(url: str) -> Iterator[Session]:
+    port = serial.serial_for_url(url, timeout=0.01)
+    try:
+        yield Session(port, read_timeout=0.01)
+    finally:
+        port.close()
+
+
+def booted(farm: SeatFarm) -> SeatFarm:
+    """Wait until every seat has written its hello and snapshot (one a pass): a host that
+    connects between the two would take the snapshot as the start of its count and drop
+    the resent hello as a repeat."""
+    deadline = time.monotonic() + 5
+    while min(s.passes for s in farm.seats) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return farm
+
+
+def is_hello(f: Frame) -> bool:
+    return f.kind is Kind.HELLO
+
+
+def is_help(f: Frame) -> bool:
+    return f.kind is Kind.EVENT and f.fields[0] == EventCode.HELP
+
+
+def press_help(farm: SeatFarm, index: int) -> None:
+    board = farm.seats[index].board
+    board.bits |= HELP_BIT
+    time.sleep(0.1)  # longer than the firmware's 30 ms debounce
+    board.bits &= ~HELP_BIT
+    time.sleep(0.1)
+
+
+def test_each_seat_greets_with_its_own_uid_over_socket() -> None:
+    with SeatFarm(3, first_uid=0x5EA70010) as farm:
+        booted(farm)
+        assert [s.uid for s in farm.seats] == ["5EA70010", "5EA70011", "5EA70012"]
+        assert len({s.url for s in farm.seats}) == 3
+        for seat in (farm.seats[0], farm.seats[2]):
+            assert seat.url.startswith("socket://127.0.0.1:")
+            with session_on(seat.url) as session:
+                # the hello was written before anyone listened: it comes as a resend
+                hello = session.wait_for(is_hello, timeout=5)
+            assert hello.fields[1] == seat.boot == 1
+            assert hello.fields[3] == seat.uid
+            assert hello.fields[4] == "virtual"
+
+
+def test_a_reconnecting_gateway_finds_the_same_firmware_and_its_unacked_events() -> None:
+    with SeatFarm(1) as farm:
+        seat = booted(farm).seats[0]
+        with session_on(seat.url) as session:
+            session.wait_for(is_hello, timeout=5)
+            session.sync()
+        time.sleep(0.1)  # the seat sees the hang-up
+        assert not seat.connected
+        press_help(farm, 0)  # queued; written to nobody
+        with session_on(seat.url) as session:
+            event = session.wait_for(is_help, timeout=5)  # resent from the seat's queue
+            assert event.fields[4] == 1  # help asked
+            session.sync()
+            snapshot = session.wait_for(lambda f: f.kind is Kind.SNAPSHOT, timeout=5)
+            assert int(snapshot.fields[4]) & HELP_FLAG  # the state lived on
+            assert not any(is_hello(r.frame) for r in session.received if r.frame)
+        assert seat.boot == 1 and seat.boots == 1
+        assert seat.connections == 2
+
+
+def test_a_new_connection_replaces_the_old_one() -> None:
+    with SeatFarm(1) as farm:
+        host, port = farm.seats[0].url.removeprefix("socket://").rsplit(":", 1)
+        first = socket.create_connection((host, int(port)), timeout=5)
+        second = socket.create_connection((host, int(port)), timeout=5)
+        try:
+            deadline = time.monotonic() + 5
+            while first.recv(4096):  # whatever it got before: then EOF
+                assert time.monotonic() < deadline
+            with session_on(farm.seats[0].url) as session:  # a third one still works
+                session.sync()
+        finally:
+            first.close()
+            second.close()
+
+
+def test_reset_reboots_the_seat_behind_a_connection_that_stays_up() -> None:
+    with SeatFarm(2, trace=True) as farm:
+        seat = booted(farm).seats[1]
+        with session_on(seat.url) as session:
+            assert session.wait_for(is_hello, timeout=5).fields[1] == 1
+            session.sync()
+            assert farm.reset(1) == 2
+            hello = session.wait_for(is_hello, timeout=5)
+            assert hello.fields[1] == 2 and hello.fields[3] == seat.uid
+            assert session.reboots == 1
+            session.sync()  # the new firmware takes commands on the same connection
+        assert seat.boot == 2 and seat.boots == 2 and seat.connections == 1
+        assert farm.seats[0].boot == 1  # the other seat ran on
+        assert {(seat.uid, 1, 1), (seat.uid, 2, 1)} <= set(farm.first_writes())
+
+
+def test_pty_links_open_as_serial_devices() -> None:
+    with SeatFarm(2, pty=True) as farm:
+        booted(farm)
+        for seat in farm.seats:
+            assert seat.url.startswith("/dev/")
+        seat = farm.seats[1]
+        port = serial.Serial(seat.url, timeout=0.01)
+        try:
+            session = Session(port, read_timeout=0.01)
+            hello = session.wait_for(is_hello, timeout=5)
+            assert hello.fields[3] == seat.uid
+            session.sync()
+        finally:
+            port.close()
+        deadline = time.monotonic() + 2
+        while seat.connected:  # the farm sees the device closed
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with serial.Serial(seat.url, timeout=0.01) as port:
+            Session(port, read_timeout=0.01).sync()  # same firmware, still answering
+
+
+def test_the_load_generator_makes_about_load_hz_help_events_per_seat() -> None:
+    seats, hz, window = 4, 10.0, 3.0
+    with SeatFarm(seats, load_hz=hz) as farm:
+        ports = [serial.serial_for_url(s.url, timeout=0) for s in farm.seats]
+        try:
+            sessions = [Session(p, read_timeout=0) for p in ports]
+
+            def serve(seconds: float) -> None:
+                until = time.monotonic() + seconds
+                while time.monotonic() < until:
+                    for session in sessions:
+                        session.poll(0)
+                    time.sleep(0.002)
+
+            serve(window)
+            pressed = farm.pressed
+            serve(0.5)  # the events of the last presses come in
+            final = farm.pressed
+        finally:
+            for p in ports:
+                p.close()
+    for session, before, after in zip(sessions, pressed, final, strict=True):
+        helps = {f.seq for f in session.frames if is_help(f)}
+        assert hz * window * 0.5 <= before <= hz * window * 1.5
+        assert before <= len(helps) <= after  # one event per press, none lost
+
+
+def test_trace_keeps_the_first_write_of_each_reliable_frame(tmp_path: Path) -> None:
+    with SeatFarm(2, trace=True) as farm:
+        seat = farm.seats[0]
+        time.sleep(0.2)
+        connected_at = time.time()
+        with session_on(seat.url) as session:
+            hello = session.wait_for(is_hello, timeout=5)
+            session.sync()
+            press_help(farm, 0)
+            event = session.wait_for(is_help, timeout=5)
+            seen = time.time()
+        first = farm.first_writes()
+        rows = farm.write_trace(tmp_path / "trace.csv")
+    # the hello was first written at boot, to nobody: its resend does not count
+    assert first[(seat.uid, 1, hello.seq)] < connected_at
+    assert connected_at < first[(seat.uid, 1, event.seq)] < seen
+    assert (farm.seats[1].uid, 1, 1) in first  # every seat is traced
+    assert all(key[2] > 0 for key in first)  # acks and heartbeats are not
+    with open(tmp_path / "trace.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == rows == len(first)
+    assert {(r["uid"], int(r["boot"]), int(r["seq"])) for r in table} == set(first)
+
+
+def test_trace_takes_a_frame_written_in_pieces_at_its_first_piece() -> None:
+    farm = SeatFarm(1, trace=True)  # not started: the test is the only writer
+    try:
+        board = farm.seats[0].board
+        uid = farm.seats[0].uid
+        hello = f"1 B 1 4 0.1.0 {uid} virtual*0000\n".encode()
+        event = b"2 E 6 0 0 0 1 0*0000\n"
+        board.write(hello + event[:3], len(hello) + 3)
+        before = time.time()
+        time.sleep(0.01)
+        board.write(event[3:9], 6)
+        board.write(event[9:] + b"0 H 1 2 3*0000\n", len(event) - 9 + 15)
+        board.write(event, len(event))  # a resend
+        board.write(b"3 S 1 0 0 0 0 -1 0 0 0*0000\n", 28)
+        first = farm.first_writes()
+    finally:
+        farm.stop()
+    assert set(first) == {(uid, 4, 1), (uid, 4, 2), (uid, 4, 3)}  # boot from the hello
+    assert first[(uid, 4, 2)] < before < first[(uid, 4, 3)]
+
+
+def test_seatlink_seats_writes_a_map_and_a_trace_and_stops_on_sigterm(tmp_path: Path) -> None:
+    seat_map, trace = tmp_path / "seats.json", tmp_path / "trace.csv"
+    cmd = [sys.executable, "-m", "gateway.cli", "seats", "--count", "2", "--map", str(seat_map),
+           "--trace", str(trace)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().split() for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while not seat_map.exists():
+            assert time.monotonic() < deadline, "no seat map"
+            time.sleep(0.05)
+        seats = json.loads(seat_map.read_text())["seats"]
+        assert [[s["uid"], s["url"]] for s in seats] == lines
+        time.sleep(0.2)  # as booted(): the hello and snapshot are out
+        with session_on(seats[1]["url"]) as session:
+            assert session.wait_for(is_hello, timeout=5).fields[3] == seats[1]["uid"]
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    with open(trace, newline="") as f:
+        uids = {row["uid"] for row in csv.DictReader(f)}
+    assert uids == {s["uid"] for s in seats}
