@@ -23,6 +23,11 @@ When the firmware does not boot on QEMU, the board figures are null, `microbit_b
 false with the reason, and the figures of the same firmware under CPython follow under
 `virtual` (clearly not the board's).
 
+Then, under `edge`, the edge gateway's load figures (tools/bench_edge.py: 256 virtual seats
+pressing HELP 10 times a second each for 60 s; latency, events lost, the gateway's CPU and
+memory, its delivered throughput against raw aiomqtt publishing), or `{"error": ...}` when
+they cannot be measured (no mosquitto). `--no-edge` leaves them out.
+
 Progress goes to stderr; stdout is the JSON object only. Exit status 1 if nothing could be
 measured at all, with the reason on stderr.
 """
@@ -45,6 +50,7 @@ from gateway.seatlink.codec import EventCode, SettingKey, State
 from gateway.seatlink.messages import Event, Heartbeat, parse_message
 from hil_tests.dut import BLUE, GREEN, RED, Dut, open_dut
 from hil_tests.seat import Seat
+from tools import bench_edge
 
 FREE_HEAP_GOAL_BYTES = 3000
 WORST_LOOP_GOAL_MS = 20
@@ -264,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--presses", type=int, default=50, help="READY presses (default 50)")
     parser.add_argument("--rings", type=int, default=3, help="offers rung out (default 3)")
+    parser.add_argument("--no-edge", action="store_true",
+                        help="leave out the edge gateway's load figures (tools/bench_edge.py)")
     args = parser.parse_args(argv)
     if args.presses < 1 or args.rings < 1:
         parser.error("--presses and --rings must be at least 1")
@@ -289,8 +297,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "input_to_light_p99_ms": None, "ring_timeout_error_ms": None})  # fmt: skip
         log("measuring the same firmware under CPython instead (not the board's figures)")
         figures["virtual"] = run_backend("virtual", presses=args.presses, rounds=args.rings)
+    if not args.no_edge:
+        figures["edge"] = edge_figures()
     print(json.dumps(figures))
     return 0
+
+
+def edge_figures() -> dict[str, Any]:
+    """The edge gateway under load, full size; its failure costs only this section."""
+    log("edge gateway: 256 virtual seats, 10 events/s each for 60 s (tools/bench_edge.py)")
+    try:
+        figures = bench_edge.measure(seats=256, rate=10.0, seconds=60.0)
+    except (RuntimeError, ValueError, OSError) as exc:
+        log(f"no edge gateway figures: {exc}")
+        return {"error": str(exc)}
+    log(bench_edge.summary(figures))
+    return figures
 
 
 def run_backend(backend: str, *, presses: int, rounds: int) -> dict[str, Any]:
