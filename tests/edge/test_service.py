@@ -241,8 +241,6 @@ def test_missed_heartbeats_make_a_seat_offline_and_back(tmp_path: Path,
             asyncio.run(scenario())
 
 
-@pytest.mark.xfail(strict=False, reason="passed in the work tree, timed out once in a clean "
-                   "clone at the session's end; cause not yet found (issue 3 note)")
 def test_garbage_and_oversized_lines_from_a_board_are_counted(
     tmp_path: Path, mqtt_broker: Any
 ) -> None:
@@ -262,6 +260,10 @@ def test_garbage_and_oversized_lines_from_a_board_are_counted(
         async with EdgeService(cfg) as edge:
             loop = asyncio.get_running_loop()
             conn, _ = await loop.run_in_executor(None, server.accept)
+            # pyserial empties its input buffer as it opens the port: what a board sends in
+            # that instant is gone (a real seat resends it; this one sends once), so wait
+            await until(lambda: edge.links[0].is_open, 5, "the link open")
+            await asyncio.sleep(0.2)
             lines = [
                 b"\x00\xff garbage \x01\n",
                 b"9" * 5000 + b"\n",  # oversized
@@ -276,7 +278,8 @@ def test_garbage_and_oversized_lines_from_a_board_are_counted(
             types = [e["type"] for e in sub.events("s0")]
             assert types == ["hello", "snapshot", "event"]
             assert [e["seq"] for e in sub.events("s0")] == [1, 3, 4]
-            assert sub.last("seat_state", seat="s0")["state"] == "ready"  # type: ignore[index]
+            await until(lambda: (sub.last("seat_state", seat="s0") or {}).get("state") == "ready",
+                        5, "the snapshot's state")  # fmt: skip
             link = edge.links[0]
             assert link.rx.garbage >= 3 and link.rx.crc_errors >= 1
             assert link.stats.invalid_messages == 1
