@@ -467,9 +467,10 @@ class SeatFarm:
     host: where the TCP links listen (ignored with pty=True: each seat gets a pseudo-terminal
         whose slave path is its url).
     load_hz: each seat presses HELP about this often a second (one help event, code 6, per
-        press), phases spread over the period. A press and its release each wait out the
-        firmware's debounce lockout (its live debounce_ms setting), so the rate tops out
-        near 1 / (2 * (debounce_ms + 2 * pass_ms)): about 12/s with the defaults.
+        press; it may be changed while the farm runs, 0 stops the presses), phases spread
+        over the period. A press and its release each wait out the firmware's debounce
+        lockout (its live debounce_ms setting), so the rate tops out near
+        1 / (2 * (debounce_ms + 2 * pass_ms)): about 12/s with the defaults.
     trace: record first writes (first_writes(), write_trace()).
     store_dir: where each seat keeps its file store (boot counter), in a directory named by
         its uid: with the same dir, a new farm's seats boot with the next counters.
@@ -732,8 +733,9 @@ class SeatFarm:
             while now >= next_t and not self._stopping:
                 for seat in slots[k]:
                     if seat._gen is not None:
-                        if self.load_hz:
-                            self._press(seat)
+                        hz = self.load_hz  # read once: a test may set it meanwhile
+                        if hz:
+                            self._press(seat, hz)
                         self._step(seat)
                 k = (k + 1) % nslots
                 next_t += slot_s
@@ -754,7 +756,7 @@ class SeatFarm:
             seat._gen = None
             seat.error = exc
 
-    def _press(self, seat: FarmSeat) -> None:
+    def _press(self, seat: FarmSeat, hz: float) -> None:
         # Called just before the seat's pass. The firmware's debounce (agent.poll) is a
         # lockout: the pass that takes an edge starts debounce_ms of summed pass times during
         # which levels are not looked at; the first pass after that takes whatever level is
@@ -773,7 +775,7 @@ class SeatFarm:
                 seat._help_down = True
                 seat._pending = True
                 seat.pressed += 1
-                period = 1 / self.load_hz
+                period = 1 / hz
                 seat._next_press += period
                 if seat._next_press < now - period:
                     seat._next_press = now  # too slow to keep up: no burst of presses

@@ -332,10 +332,7 @@ def farm_worker(argv: Sequence[str]) -> int:
                 boots = [farm.reset(i) for i in range(len(farm.seats))]
                 reply(t=time.time(), boots=boots)
             elif cmd[0] == "stop-load":
-                # Not 0: the scheduler thread reads load_hz twice per press (a truth test,
-                # then 1 / load_hz); a period of 30 years stops the presses just as well.
-                # Each seat releases HELP and presses at most once more.
-                farm.load_hz = 1e-9
+                farm.load_hz = 0  # a seat still holding HELP keeps it held: no event
                 reply(t=time.time())
             elif cmd[0] == "trace":
                 frames = farm.write_trace(Path(cmd[1]))

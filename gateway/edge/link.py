@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -280,10 +281,10 @@ class SeatLink:
             loop.remove_writer(port.fileno())
         except (OSError, ValueError, serial.SerialException):
             pass
-        try:
-            port.close()
-        except (OSError, serial.SerialException):
-            pass
+        # pyserial's socket:// close() sleeps 0.3 s: never on the event loop, which
+        # serves every other link meanwhile
+        threading.Thread(target=_close_quietly, args=(port,), name="close-port",
+                         daemon=True).start()  # fmt: skip
         self._port = None
         self.is_open = False
         self._out.clear()
@@ -643,3 +644,10 @@ class SeatLink:
             return
         self.online, self.why = online, why
         self.hub.changed(self)
+
+
+def _close_quietly(port: Any) -> None:
+    try:
+        port.close()
+    except (OSError, serial.SerialException):
+        pass

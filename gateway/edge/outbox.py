@@ -128,6 +128,7 @@ class Outbox:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self._db.execute(statement)
                 self._check_version()
+            self._leased = 0  # the newest id `pending` handed out (being published)
             # count(*) reads the whole table: keep the depth here, for a put at a time
             (self._depth,) = self._db.execute("SELECT count(*) FROM events").fetchone()
         except BaseException:
@@ -202,7 +203,10 @@ class Outbox:
     def _trim(self) -> None:
         excess = self._depth - self.max_events
         if excess > 0:
-            self._drop("SELECT id, seat FROM events ORDER BY id LIMIT ?", (excess,), "overflow")
+            # never what `pending` handed out: it is being published, and counting it as
+            # dropped would count an event that reaches the broker
+            self._drop("SELECT id, seat FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                       (self._leased, excess), "overflow")  # fmt: skip
 
     def _drop(self, query: str, args: tuple[object, ...], reason: str) -> int:
         rows = self._db.execute(query, args).fetchall()
@@ -251,6 +255,8 @@ class Outbox:
         rows = self._db.execute(
             "SELECT id, event_id, seat, created, payload FROM events ORDER BY id LIMIT ?",
             (limit,)).fetchall()
+        if rows:
+            self._leased = max(self._leased, rows[-1][0])
         return [Entry(*row) for row in rows]
 
     def delivered(self, ids: Iterable[int]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, suppress
@@ -186,12 +187,17 @@ class EdgeService:
         will = aiomqtt.Will(self.topics.gateway_status(self.gateway),
                             GatewayStatus(gateway=self.gateway, status="offline",
                                           version=__version__).dump(), qos=1, retain=True)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             b.host, b.port, identifier=f"seatlink-edge-{self.gateway}",
             username=b.username,
             password=None if b.password is None else b.password.get_secret_value(),
             keepalive=b.keepalive_s, will=will, max_inflight_messages=200,
-            max_queued_outgoing_messages=0, timeout=10)  # fmt: skip
+            max_queued_outgoing_messages=0, timeout=10,
+            # small messages, one at a time: Nagle would hold each for the last one's ack
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))  # fmt: skip
+        # a batch of QoS 1 publishes in flight is the design, not a warning sign
+        client.pending_calls_threshold = 1 << 30
+        return client
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         self._client = client
@@ -211,6 +217,13 @@ class EdgeService:
         self._sent[topic] = self._strip_t(data)
 
     async def _publish(self, client: aiomqtt.Client) -> None:
+        try:
+            await self._publish_on(client)
+        finally:
+            if self._client is client:
+                self._client = None  # gone: the goodbye at close must not wait on it
+
+    async def _publish_on(self, client: aiomqtt.Client) -> None:
         next_health = time.monotonic() + self.settings.health_interval_s
         while True:
             self._wake.clear()

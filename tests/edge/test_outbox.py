@@ -74,6 +74,21 @@ def test_overflow_drops_the_oldest_and_counts_them_per_seat(tmp_path: Path) -> N
         assert stats.dropped == {"s1": {"overflow": 2}} and stats.dropped_total == 2
 
 
+def test_overflow_spares_events_being_published(tmp_path: Path) -> None:
+    """What the drainer holds reaches the broker: dropping it would count a delivered
+    event as lost. The next oldest go instead."""
+    with Outbox(tmp_path / "o.db", max_events=3) as box:
+        for seq in (1, 2):
+            put(box, seq)
+        in_flight = box.pending()
+        for seq in (3, 4, 5):
+            put(box, seq)
+        assert [e.event_id for e in box.pending()] == ["B1-1-1", "B1-1-2", "B1-1-5"]
+        assert box.stats().dropped_total == 2  # 3 and 4
+        box.delivered(e.id for e in in_flight)
+        assert box.stats().depth == 1
+
+
 def test_old_events_expire_counted(tmp_path: Path) -> None:
     now = [1000.0]
     with Outbox(tmp_path / "o.db", max_age_s=60, clock=lambda: now[0]) as box:
