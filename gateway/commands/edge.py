@@ -7,7 +7,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -36,11 +38,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"seatlink edge: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(service))
+        _run(_serve(service))
     except (OutboxError, OSError) as exc:
         print(f"seatlink edge: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    # uvloop's event loop costs a fraction of asyncio's own per callback, and the gateway
+    # is one loop serving every link and the broker
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 async def _serve(service: EdgeService) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,14 +51,20 @@ class Drainer:
         self._wake.set()
 
     async def run(self, client: aiomqtt.Client) -> None:
+        after = 0  # a new connection starts from the oldest event the broker may not have
         while True:
             self._wake.clear()
-            entries = await self._outbox.pending(self.BATCH)
+            entries = self._outbox.pending(self.BATCH, after=after)
             if entries:
+                # No timer per message (aiomqtt's default is one wait_for each): a broker
+                # that stops answering is found by the keepalive, which ends the connection
+                # and with it these waits.
                 await asyncio.gather(*(
-                    client.publish(self._topics.seat_event(e.seat), e.payload, qos=1)
+                    client.publish(self._topics.seat_event(e.seat), e.payload, qos=1,
+                                   timeout=math.inf)
                     for e in entries))  # fmt: skip
-                await self._outbox.delivered(e.id for e in entries)
+                self._outbox.delivered_later([e.id for e in entries])
+                after = entries[-1].id
                 self.stats.published += len(entries)
             if len(entries) < self.BATCH:
                 try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -151,6 +152,7 @@ class SeatLink:
         self._last_heard = -1e9  # monotonic
         self._last_written = -1e9
         self._port: Any = None
+        self._fd = -1
         self._lines = LineSplitter()
         self._out = bytearray()
         self._readable = asyncio.Event()
@@ -294,6 +296,8 @@ class SeatLink:
 
     async def _session(self, port: Any) -> None:
         self._port = port
+        self._fd = port.fileno()
+        os.set_blocking(self._fd, False)
         self.is_open = True
         self.stats.opens += 1
         self._synced = False  # a Q opens every connection: fresh snapshot, known seqs
@@ -308,12 +312,18 @@ class SeatLink:
     # --- receiving --------------------------------------------------------------------------
 
     async def _reader(self) -> None:
+        # pyserial opened and configured the port; the bytes go through its descriptor
+        # directly (non-blocking), without pyserial's select() around every read
+        fd = self._fd
         while True:
             await self._readable.wait()
             self._readable.clear()
-            data = self._port.read(4096)
-            if not data:
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
                 continue
+            if not data:
+                raise ConnectionError("the other end closed the link")
             self.stats.bytes_in += len(data)
             await self._feed(data)
 
@@ -477,10 +487,13 @@ class SeatLink:
         if self._out:
             self._out += data
         else:
-            n = port.write(data) or 0
+            try:
+                n = os.write(self._fd, data)
+            except BlockingIOError:
+                n = 0
             if n < len(data):
                 self._out += data[n:]
-                asyncio.get_running_loop().add_writer(port.fileno(), self._flush)
+                asyncio.get_running_loop().add_writer(self._fd, self._flush)
         if len(self._out) > self.tuning.out_max:
             self.stats.stalls += 1
             raise LinkStalled(f"{len(self._out)} bytes not taken by the seat")
@@ -490,13 +503,15 @@ class SeatLink:
         if port is None:
             return
         try:
-            n = port.write(bytes(self._out)) or 0
-        except (serial.SerialException, OSError):
+            n = os.write(self._fd, self._out)
+        except BlockingIOError:
             n = 0
-            self._out.clear()
+        except OSError:
+            n = 0
+            self._out.clear()  # the reader hears of it too and closes the link
         del self._out[:n]
         if not self._out:
-            asyncio.get_running_loop().remove_writer(port.fileno())
+            asyncio.get_running_loop().remove_writer(self._fd)
 
     async def _sender(self) -> None:
         while True:

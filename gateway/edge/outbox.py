@@ -166,9 +166,10 @@ class Outbox:
         seat after this returns, whichever it is."""
         return self.put_many([Record(board, boot, seq, seat, payload)])[0]
 
-    def put_many(self, records: list[Record]) -> list[bool]:
+    def put_many(self, records: list[Record], delete: Iterable[int] = ()) -> list[bool]:
         """`put` for a batch, in one transaction (one disk sync for all of them): all are
-        stored or, on an error, none. Whether each was new, in order."""
+        stored or, on an error, none. Whether each was new, in order. `delete`: events the
+        broker has (as `delivered`), removed in the same transaction."""
         for r in records:
             if not 1 <= r.seq <= MAX_SEQ:
                 raise ValueError(f"seq {r.seq} is not a reliable sequence number "
@@ -194,6 +195,10 @@ class Outbox:
                         (event_id(r.board, r.boot, r.seq), r.seat, self._clock(), r.payload))
                     self._depth += 1
                     fresh.append(True)
+                gone = [(i,) for i in delete]
+                if gone:
+                    cur = self._db.executemany("DELETE FROM events WHERE id = ?", gone)
+                    self._depth -= max(cur.rowcount, 0)
                 self._trim()
         except BaseException:
             self._depth = depth
@@ -250,14 +255,17 @@ class Outbox:
             self._depth = depth
             raise
 
-    def pending(self, limit: int = 100) -> list[Entry]:
-        """The oldest events not yet delivered, in the order they came."""
-        rows = self._db.execute(
-            "SELECT id, event_id, seat, created, payload FROM events ORDER BY id LIMIT ?",
-            (limit,)).fetchall()
+    def pending(self, limit: int = 100, *, after: int = 0) -> list[Entry]:
+        """The oldest events not yet delivered (past id `after`), in the order they came.
+        They count as being published from now: overflow spares them."""
+        rows = read_pending(self._db, after, limit)
         if rows:
-            self._leased = max(self._leased, rows[-1][0])
-        return [Entry(*row) for row in rows]
+            self.lease(rows[-1].id)
+        return rows
+
+    def lease(self, up_to: int) -> None:
+        """Events up to this id are being published: overflow spares them."""
+        self._leased = max(self._leased, up_to)
 
     def delivered(self, ids: Iterable[int]) -> None:
         """The broker has these (PUBACK): remove them for good."""
@@ -274,6 +282,12 @@ class Outbox:
         total = sum(c for by_reason in dropped.values() for c in by_reason.values())
         age = None if oldest is None else max(0.0, self._clock() - oldest)
         return OutboxStats(depth=depth, oldest_age_s=age, dropped=dropped, dropped_total=total)
+
+
+def read_pending(db: sqlite3.Connection, after: int, limit: int) -> list[Entry]:
+    rows = db.execute("SELECT id, event_id, seat, created, payload FROM events WHERE id > ? "
+                      "ORDER BY id LIMIT ?", (after, limit)).fetchall()  # fmt: skip
+    return [Entry(*row) for row in rows]
 
 
 class _Transaction:

@@ -3,19 +3,25 @@
 SQLite's synchronous=FULL costs a disk sync per commit, far too slow for a commit per seat
 event with hundreds of seats. So every link hands its events to `put_many` and waits; the
 database thread commits whatever has gathered meanwhile as one transaction (group commit)
-and only then answers every waiting link, which acks its seat. All outbox calls run on that
-one thread, in the order made, so the event loop never blocks on the disk and the SQLite
-connection is never used from two threads at once.
+and only then answers every waiting link, which acks its seat. The removal of events the
+broker has taken (`delivered_later`) rides along in the same transactions: a crash before
+it commits publishes those events once more, which subscribers drop by id.
+
+Writes run on that one thread, in the order made, so the event loop never waits for the
+disk. The drainer reads what is committed through a connection of its own (`pending`, on
+the event loop: an indexed read that WAL never blocks), so publishing never queues behind
+commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Iterable
+import sqlite3
+from collections.abc import Callable
 from typing import TypeVar
 
-from gateway.edge.outbox import Entry, Outbox, OutboxStats, Record
+from gateway.edge.outbox import Entry, Outbox, OutboxStats, Record, read_pending
 
 _T = TypeVar("_T")
 
@@ -27,7 +33,11 @@ class AsyncOutbox:
         self.outbox = outbox
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="outbox")
         self._waiting: list[tuple[list[Record], asyncio.Future[list[bool]]]] = []
+        self._deletes: list[int] = []  # delivered, removal not yet committed
+        self._deleting: set[int] = set()  # the same, for `pending` to skip
         self._writing = False
+        self._reader = sqlite3.connect(f"file:{outbox.path}?mode=ro", uri=True,
+                                       check_same_thread=False)  # fmt: skip
         self.commits = 0
         self.stored = 0  # new events committed
         self.repeats = 0  # events refused as already stored or delivered
@@ -42,23 +52,36 @@ class AsyncOutbox:
             return []
         future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
         self._waiting.append((records, future))
+        self._kick()
+        return await future
+
+    def delivered_later(self, ids: list[int]) -> None:
+        """The broker has these: remove them with the next commit (no wait)."""
+        self._deletes += ids
+        self._deleting.update(ids)
+        self._kick()
+
+    def _kick(self) -> None:
         if not self._writing:
             self._writing = True
             asyncio.get_running_loop().create_task(self._write())
-        return await future
 
     async def _write(self) -> None:
         try:
-            while self._waiting:
+            while self._waiting or self._deletes:
                 batch, self._waiting = self._waiting, []
+                deletes, self._deletes = self._deletes, []
                 flat = [r for records, _ in batch for r in records]
                 try:
-                    fresh = await self._run(self.outbox.put_many, flat)
+                    fresh = await self._run(self.outbox.put_many, flat, deletes)
                 except Exception as exc:  # every waiter hears it; none acks its seat
+                    self._deletes[:0] = deletes
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
+                    await asyncio.sleep(0.1)  # a failing disk is not retried in a spin
                     continue
+                self._deleting.difference_update(deletes)
                 self.commits += 1
                 new = sum(fresh)
                 self.stored += new
@@ -73,11 +96,18 @@ class AsyncOutbox:
         finally:
             self._writing = False
 
-    async def pending(self, limit: int) -> list[Entry]:
-        return await self._run(self.outbox.pending, limit)
-
-    async def delivered(self, ids: Iterable[int]) -> None:
-        await self._run(self.outbox.delivered, list(ids))
+    def pending(self, limit: int, *, after: int = 0) -> list[Entry]:
+        """Committed events past id `after`, oldest first, without those already delivered;
+        they count as being published from now (overflow spares them)."""
+        while True:
+            rows = read_pending(self._reader, after, limit)
+            fresh = [e for e in rows if e.id not in self._deleting]
+            if fresh or len(rows) < limit:
+                break
+            after = rows[-1].id
+        if fresh:
+            self.outbox.lease(fresh[-1].id)
+        return fresh
 
     async def expire(self) -> int:
         return await self._run(self.outbox.expire)
@@ -96,3 +126,4 @@ class AsyncOutbox:
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
+        self._reader.close()

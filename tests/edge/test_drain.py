@@ -85,9 +85,10 @@ def test_events_reach_a_subscriber_in_each_seats_order(tmp_path: Path, own_broke
                 connect=lambda: aiomqtt.Client(own_broker.host, own_broker.port),
                 drainer=drainer))  # fmt: skip
             await until(lambda: len(sub.received) >= 120, 20)
+            await until(lambda: drainer.stats.published >= 120, 5)  # every PUBACK in
             task.cancel()
             sub_task.cancel()
-            assert (await box.stats()).depth == 0
+            await until(lambda: db.stats().depth == 0, 5)  # removed with the next commit
             box.close()
         assert sub.check({seat: list(range(1, 41)) for seat in SEATS}) == 0
 
