@@ -2,12 +2,12 @@
 
 An event leaves the outbox after its PUBACK, so a broker outage or a gateway crash between
 publish and removal publishes it again (at least once; subscribers drop a repeat by the
-event id in the payload). A batch of the oldest events is published back to back on one
-connection (MQTT keeps a connection's messages in order), and the batch is removed once
-every PUBACK is in: each seat's order holds, and the broker's round trip is paid once per
-batch instead of once per event. While the broker is away the drainer's task ends with the
-MQTT error and the connection loop (`bridge`) reconnects with backoff; the outbox keeps
-filling meanwhile.
+event id in the payload). Events go out oldest first on one connection (MQTT keeps a
+connection's messages in order), each as soon as it is committed, up to `WINDOW` of them
+waiting for their PUBACK at a time: each seat's order holds and the broker's round trip is
+not paid per event. While the broker is away the drainer's task ends with the MQTT error
+and the connection loop (`bridge`) reconnects with backoff; the outbox keeps filling
+meanwhile.
 """
 
 from __future__ import annotations
@@ -17,14 +17,22 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiomqtt
 
 from gateway.contract.topics import Topics
-from gateway.edge.store import AsyncOutbox
+from gateway.edge.outbox import Entry
 
 log = logging.getLogger(__name__)
+
+
+class DrainSource(Protocol):
+    """The outbox as the drainer sees it (AsyncOutbox in-process, a pipe in a child)."""
+
+    def pending(self, limit: int, *, after: int = 0) -> list[Entry]: ...
+
+    def delivered_later(self, ids: list[int]) -> None: ...
 
 
 @dataclass
@@ -38,10 +46,11 @@ class Drainer:
     """`await drainer.run(client)` until cancelled or the connection fails; `wake()` after
     a put so new events go out at once instead of at the next poll."""
 
-    BATCH = 64
+    BATCH = 64  # events read at a time, and removals handed back at a time
+    WINDOW = 256  # events published and not yet acknowledged
     POLL_S = 0.5
 
-    def __init__(self, *, outbox: AsyncOutbox, topics: Topics) -> None:
+    def __init__(self, *, outbox: DrainSource, topics: Topics) -> None:
         self._outbox = outbox
         self._topics = topics
         self._wake = asyncio.Event()
@@ -51,26 +60,62 @@ class Drainer:
         self._wake.set()
 
     async def run(self, client: aiomqtt.Client) -> None:
+        # A sliding window: new events go out as soon as they are committed, while up to
+        # WINDOW earlier ones still wait for their PUBACK (one connection keeps them in
+        # order); each is removed once its PUBACK is in.
+        window = _Window(self, client)
+        try:
+            await window.run()
+        finally:
+            window.flush()  # what the broker has is removed, even as the connection goes
+
+
+class _Window:
+    def __init__(self, drainer: Drainer, client: aiomqtt.Client) -> None:
+        self.d = drainer
+        self.client = client
+        self.room = asyncio.Semaphore(drainer.WINDOW)
+        self.inflight = 0
+        self.acked: list[int] = []
+
+    async def run(self) -> None:
+        d = self.d
         after = 0  # a new connection starts from the oldest event the broker may not have
-        while True:
-            self._wake.clear()
-            entries = self._outbox.pending(self.BATCH, after=after)
-            if entries:
-                # No timer per message (aiomqtt's default is one wait_for each): a broker
-                # that stops answering is found by the keepalive, which ends the connection
-                # and with it these waits.
-                await asyncio.gather(*(
-                    client.publish(self._topics.seat_event(e.seat), e.payload, qos=1,
-                                   timeout=math.inf)
-                    for e in entries))  # fmt: skip
-                self._outbox.delivered_later([e.id for e in entries])
-                after = entries[-1].id
-                self.stats.published += len(entries)
-            if len(entries) < self.BATCH:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.POLL_S)
-                except TimeoutError:
-                    pass
+        async with asyncio.TaskGroup() as group:
+            while True:
+                d._wake.clear()
+                entries = d._outbox.pending(d.BATCH, after=after)
+                for entry in entries:
+                    await self.room.acquire()
+                    self.inflight += 1
+                    group.create_task(self.publish(entry))
+                if entries:
+                    after = entries[-1].id
+                if len(entries) < d.BATCH:
+                    try:
+                        await asyncio.wait_for(d._wake.wait(), d.POLL_S)
+                    except TimeoutError:
+                        pass
+
+    async def publish(self, entry: Entry) -> None:
+        try:
+            # No timer per message (aiomqtt's default is a wait_for each): a broker that
+            # stops answering is found by the keepalive, which ends the connection and
+            # with it these waits.
+            await self.client.publish(self.d._topics.seat_event(entry.seat), entry.payload,
+                                      qos=1, timeout=math.inf)  # fmt: skip
+        finally:
+            self.room.release()
+            self.inflight -= 1
+        self.acked.append(entry.id)
+        self.d.stats.published += 1
+        if len(self.acked) >= self.d.BATCH or not self.inflight:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.acked:
+            self.d._outbox.delivered_later(self.acked)
+            self.acked = []
 
 
 Task = Callable[[aiomqtt.Client], Coroutine[Any, Any, None]]
@@ -79,15 +124,20 @@ Task = Callable[[aiomqtt.Client], Coroutine[Any, Any, None]]
 async def bridge(
     *,
     connect: Callable[[], aiomqtt.Client],
-    drainer: Drainer,
+    drainer: Drainer | None = None,
+    stats: DrainStats | None = None,
     on_connect: Callable[[aiomqtt.Client], Awaitable[None]] | None = None,
     tasks: Sequence[Task] = (),
     backoff_s: tuple[float, float] = (0.2, 5.0),
 ) -> None:
-    """Keep a broker connection with the drainer and `tasks` running on it, reconnecting
-    with exponential backoff (first, cap) after any MQTT error, until cancelled.
+    """Keep a broker connection with the drainer (if any) and `tasks` running on it,
+    reconnecting with exponential backoff (first, cap) after any MQTT error, until
+    cancelled; reconnects are counted in `stats` (default: the drainer's).
     `on_connect` runs on every new connection first (publish `online`, republish retained
     state, subscribe)."""
+    if stats is None:
+        stats = drainer.stats if drainer is not None else DrainStats()
+    runs = ((drainer.run,) if drainer is not None else ()) + tuple(tasks)
     delay = backoff_s[0]
     while True:
         try:
@@ -96,12 +146,12 @@ async def bridge(
                 if on_connect is not None:
                     await on_connect(client)
                 async with asyncio.TaskGroup() as group:
-                    for task in (drainer.run, *tasks):
+                    for task in runs:
                         group.create_task(task(client))
         except* aiomqtt.MqttError as errors:
             exc = errors.exceptions[0]
-            drainer.stats.reconnects += 1
-            drainer.stats.last_error = str(exc)
+            stats.reconnects += 1
+            stats.last_error = str(exc)
             log.warning("broker connection lost (%s); again in %.1f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, backoff_s[1])

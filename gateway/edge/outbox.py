@@ -263,6 +263,11 @@ class Outbox:
             self.lease(rows[-1].id)
         return rows
 
+    def checkpoint_every(self, pages: int) -> None:
+        """Let commits checkpoint the WAL only past `pages` (a checkpointer of one's own
+        does it sooner, off the commit path: a commit that checkpoints waits for it)."""
+        self._db.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+
     def lease(self, up_to: int) -> None:
         """Events up to this id are being published: overflow spares them."""
         self._leased = max(self._leased, up_to)

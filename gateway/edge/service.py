@@ -46,7 +46,8 @@ from gateway.contract.payloads import (
     setting_keys,
 )
 from gateway.contract.topics import TopicError, Topics
-from gateway.edge.drain import Drainer, bridge
+from gateway.edge.drain import Drainer, DrainStats, bridge
+from gateway.edge.drain_process import DrainConfig, DrainProcess
 from gateway.edge.inventory import InventoryWatcher, SeatBinding
 from gateway.edge.link import LinkTuning, Request, SeatLink
 from gateway.edge.outbox import Outbox
@@ -77,7 +78,9 @@ class EdgeService:
         self.lost_results = 0
         self._db: Outbox | None = None
         self._outbox: AsyncOutbox | None = None
-        self.drainer: Drainer | None = None
+        self.drainer: Drainer | None = None  # in this process (drain_process false)
+        self.drain_process: DrainProcess | None = None
+        self.mqtt = DrainStats()  # the main connection: reconnects
         self._dirty: set[SeatLink] = set()
         self._results: collections.deque[CommandResult] = collections.deque()
         self._sent: dict[str, bytes] = {}  # topic -> last retained payload published
@@ -124,11 +127,22 @@ class EdgeService:
         s = self.settings
         self._db = Outbox(s.outbox, max_events=s.outbox_max_events, max_age_s=s.outbox_max_age_s)
         self._outbox = AsyncOutbox(self._db)
-        self.drainer = Drainer(outbox=self._outbox, topics=self.topics)
-        self._outbox.on_stored = self.drainer.wake
+        if s.drain_process:
+            b = s.broker
+            self.drain_process = DrainProcess(DrainConfig(
+                outbox=s.outbox.resolve(), site=s.site, root=s.root, host=b.host, port=b.port,
+                identifier=f"seatlink-edge-{self.gateway}-events", username=b.username,
+                password=None if b.password is None else b.password.get_secret_value(),
+                keepalive_s=b.keepalive_s, backoff_s=(0.2, 5.0)),
+                on_lease=self._db.lease, on_delivered=self._outbox.delivered_later)  # fmt: skip
+            await self.drain_process.start()
+            self._outbox.on_stored = self.drain_process.wake
+        else:
+            self.drainer = Drainer(outbox=self._outbox, topics=self.topics)
+            self._outbox.on_stored = self.drainer.wake
         for link in self.links:
             self._spawn(link.run(), f"link {link.url}")
-        self._spawn(bridge(connect=self._connect, drainer=self.drainer,
+        self._spawn(bridge(connect=self._connect, drainer=self.drainer, stats=self.mqtt,
                            on_connect=self._on_connect,
                            tasks=(self._listen, self._publish)), "broker")  # fmt: skip
         self._spawn(self._watch_inventory(), "inventory")
@@ -165,6 +179,8 @@ class EdgeService:
         for task in self._tasks:
             with suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.drain_process is not None:
+            await self.drain_process.stop()
         if self._outbox is not None:
             self._outbox.close()
         if self._db is not None:
@@ -299,7 +315,8 @@ class EdgeService:
 
     async def health(self) -> GatewayHealth:
         stats = await self.outbox.stats()
-        drain = self.drainer.stats if self.drainer is not None else None
+        drain = (self.drainer.stats if self.drainer is not None else
+                 self.drain_process.stats if self.drain_process is not None else None)
         commands = {k: self.commands.get(k, 0) for k in
                     ("received", "done", "rejected", "expired", "failed", "invalid")}  # fmt: skip
         return GatewayHealth(
@@ -312,7 +329,8 @@ class EdgeService:
             else round(stats.oldest_age_s, 3),
             outbox_dropped=stats.dropped, outbox_dropped_total=stats.dropped_total,
             events_stored=self.outbox.stored, repeats_refused=self.outbox.repeats,
-            published=drain.published if drain else 0, reconnects=drain.reconnects if drain else 0,
+            published=drain.published if drain else 0,
+            reconnects=self.mqtt.reconnects + (drain.reconnects if drain else 0),
             commands=commands, lost_results=self.lost_results,
             inventory_error=self.inventory.error, t=round(time.time(), 3),
         )  # fmt: skip

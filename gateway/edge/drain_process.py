@@ -1,0 +1,223 @@
+"""The drainer in a process of its own, so publishing seat events uses the second core.
+
+Measured on the 2-core target at 256 seats x 10 events/s: one event loop serving every
+link, the outbox and the MQTT publishes is busy ~90 % of the time, and the QoS 1 publish
+path (aiomqtt and paho, per message) is about 40 % of it. The child runs the same
+`Drainer` on its own broker connection and reads committed events from the outbox file
+(WAL: a reader never blocks the writer). It never writes the database: what the broker
+has taken goes back to the gateway over a pipe, and the gateway's writer thread removes it
+with its next commit, as in-process.
+
+Pipe messages (pickled tuples), child -> parent: ("lease", id) before publishing up to id
+(overflow spares those events), ("delivered", [ids]), ("stats", published, reconnects,
+last_error). Parent -> child: ("wake",) after a commit that stored new events.
+The child ends when the pipe closes (the gateway is gone); if the child dies, the gateway
+starts another, which publishes again from the oldest event not yet removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from gateway.contract.topics import Topics
+from gateway.edge.drain import Drainer, DrainStats, bridge
+from gateway.edge.outbox import Entry, read_pending
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DrainConfig:
+    outbox: Path
+    site: str
+    root: str
+    host: str
+    port: int
+    identifier: str
+    username: str | None
+    password: str | None
+    keepalive_s: int
+    backoff_s: tuple[float, float]
+
+
+class _PipeOutbox:
+    """What the drainer needs of the outbox, in the child: reads from the file, removals
+    and leases to the parent."""
+
+    def __init__(self, path: Path, conn: multiprocessing.connection.Connection) -> None:
+        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self._conn = conn
+        self._deleting: set[int] = set()
+
+    def pending(self, limit: int, *, after: int = 0) -> list[Entry]:
+        rows = read_pending(self._db, after, limit)
+        fresh = [e for e in rows if e.id not in self._deleting]
+        if fresh:
+            self._conn.send(("lease", fresh[-1].id))
+        return fresh
+
+    def delivered_later(self, ids: list[int]) -> None:
+        self._conn.send(("delivered", ids))
+        # until the parent's commit removes them a new connection must not send them again;
+        # bounded: the parent removes them within a commit or two
+        self._deleting.update(ids)
+        if len(self._deleting) > 100_000:
+            self._deleting.clear()
+
+
+def _child(config: DrainConfig, conn: multiprocessing.connection.Connection) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s drain: %(message)s")  # fmt: skip
+    try:
+        import uvloop
+
+        uvloop.run(_child_main(config, conn))
+    except ImportError:
+        asyncio.run(_child_main(config, conn))
+
+
+async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Connection) -> None:
+    topics = Topics(site=config.site, root=config.root)
+    outbox = _PipeOutbox(config.outbox, conn)
+    drainer = Drainer(outbox=outbox, topics=topics)
+    loop = asyncio.get_running_loop()
+    gone = asyncio.Event()
+
+    def readable() -> None:
+        try:
+            while conn.poll():
+                conn.recv()  # every message is a wake-up
+        except (EOFError, OSError):
+            loop.remove_reader(conn.fileno())
+            gone.set()
+            return
+        drainer.wake()
+
+    loop.add_reader(conn.fileno(), readable)
+
+    def connect() -> aiomqtt.Client:
+        client = aiomqtt.Client(
+            config.host, config.port, identifier=config.identifier, username=config.username,
+            password=config.password, keepalive=config.keepalive_s, max_inflight_messages=200,
+            max_queued_outgoing_messages=0, timeout=10,
+            socket_options=((6, 1, 1),))  # IPPROTO_TCP, TCP_NODELAY  # fmt: skip
+        client.pending_calls_threshold = 1 << 30
+        return client
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            s = drainer.stats
+            conn.send(("stats", s.published, s.reconnects, s.last_error))
+
+    task = asyncio.create_task(bridge(connect=connect, drainer=drainer,
+                                      backoff_s=config.backoff_s))  # fmt: skip
+    reporter = asyncio.create_task(report())
+    await gone.wait()
+    task.cancel()
+    reporter.cancel()
+
+
+class DrainProcess:
+    """Start with `await start()` on the gateway's loop; `wake()` after a commit; `stop()`."""
+
+    RESTART_S = 1.0
+
+    def __init__(self, config: DrainConfig, *, on_lease: Callable[[int], None],
+                 on_delivered: Callable[[list[int]], None]) -> None:  # fmt: skip
+        self.config = config
+        self.stats = DrainStats()
+        self.restarts = 0
+        self._on_lease = on_lease
+        self._on_delivered = on_delivered
+        self._ctx = multiprocessing.get_context("spawn")  # no copy of the gateway's threads
+        self._process: Any = None
+        self._conn: multiprocessing.connection.Connection | None = None
+        self._published_before = 0  # by children that ended
+        self._stopping = False
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
+
+    async def start(self) -> None:
+        self._spawn()
+        self._watch = asyncio.get_running_loop().create_task(self._watchdog())
+
+    def _spawn(self) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        self._process = self._ctx.Process(target=_child, args=(self.config, child),
+                                          name="seatlink-edge-drain", daemon=True)  # fmt: skip
+        self._process.start()
+        child.close()
+        self._conn = parent
+        os.set_blocking(parent.fileno(), True)
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            while conn.poll():
+                message = conn.recv()
+                kind = message[0]
+                if kind == "delivered":
+                    self._on_delivered(message[1])
+                elif kind == "lease":
+                    self._on_lease(message[1])
+                elif kind == "stats":
+                    self.stats.published = self._published_before + message[1]
+                    self.stats.reconnects, self.stats.last_error = message[2], message[3]
+        except (EOFError, OSError):
+            self._drop_conn()
+
+    def _drop_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            conn.close()
+
+    def wake(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.send(("wake",))
+        except OSError:
+            self._drop_conn()
+
+    async def _watchdog(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.RESTART_S)
+            if self._process is not None and not self._process.is_alive():
+                log.error("event drainer process ended (exit %s); starting another",
+                          self._process.exitcode)  # fmt: skip
+                self._drop_conn()
+                self._published_before = self.stats.published
+                self.restarts += 1
+                self._spawn()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+        self._drop_conn()  # the child sees the pipe close and ends
+        process = self._process
+        if process is not None:
+            await asyncio.to_thread(process.join, 5)
+            if process.is_alive():
+                process.kill()
+                await asyncio.to_thread(process.join, 5)
