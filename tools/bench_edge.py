@@ -29,8 +29,9 @@ The figures, all measured, none asserted (goals are printed next to them):
   duplicates (an id twice) and order violations (a seq not above the seat's previous one,
   after dropping repeats) too;
 - gateway_cpu_* / gateway_*rss*: from /proc/PID/stat (user + system) and /proc/PID/status
-  (VmRSS, VmHWM) of the gateway process, over the window; the farm's, broker's and this
-  process's CPU next to them (the machine's cores are shared);
+  (VmRSS, VmHWM) of the gateway process and its children (the event drainer), over the
+  window; the farm's, broker's and this process's CPU next to them (the machine's cores
+  are shared);
 - throughput: see THROUGHPUT_METHOD.
 
 Progress goes to stderr; stdout is the JSON object only.
@@ -219,28 +220,48 @@ def seatlink_command() -> list[str]:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its live descendants (the gateway's event drainer is a child process)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return out
+
+
 def cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process (all its threads) so far."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    """User + system CPU seconds of a process and its live children (all threads) so far."""
+    total, found = 0.0, False
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        found = True
+        fields = data[data.rindex(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return total if found else None
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS (now) and VmHWM (peak) in MB."""
+    """VmRSS (now) and VmHWM (peak) in MB, summed over the process and its children."""
     out: dict[str, float] = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = round(int(value.split()[0]) / 1024, 1)
-    except OSError:
-        pass
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key in ("VmRSS", "VmHWM"):
+                        out[key] = round(out.get(key, 0) + int(value.split()[0]) / 1024, 1)
+        except OSError:
+            pass
     return out
 
 
