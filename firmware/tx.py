@@ -10,7 +10,7 @@ SIZE = 10  # frames the seat keeps for the host
 EVENT, REJECT, SNAP, HELLO, ACKF, BEAT = 69, 88, 83, 66, 65, 72
 L = [0] * 19
 Q = [0] * (SIZE * 8)  # seq, kind, code, state, reason, call, a, b
-TB = bytearray(96)
+TB = bytearray(128)
 FW = b'0.1.0'
 UID = b''
 
@@ -51,15 +51,16 @@ def snap(p):
 
 
 def status(k, p):
-    # heartbeat, or hello: protocol, boot, firmware, board id, board
+    # heartbeat: health, boot, firmware, board id (a host that missed the
+    # hello learns them here); hello: protocol, boot, firmware, board id, board
     if k == BEAT:
         gc.collect()
         p = f(f(f(f(p, L[SEC]), board.mem()), L[WORST]), L[BAD])
-        p = f(f(f(f(p, L[DROP]), L[COUNT]), L[RETX]), L[ERR])
+        p = f(f(f(f(f(p, L[DROP]), L[COUNT]), L[RETX]), L[ERR]), L[BOOT])
         L[WORST] = 0
     else:
         p = f(f(p, 1), L[BOOT])
-    for t in (FW, UID, board.NAME) if k == HELLO else (FW,):
+    for t in (FW, UID, board.NAME) if k == HELLO else (FW, UID):
         TB[p] = 32
         p += 1
         for c in t:

@@ -49,7 +49,10 @@ def test_heartbeats_come_on_a_ping_and_every_heartbeat_period(seat: Seat) -> Non
         for i in range(2)
     )  # fmt: skip
     for beat in (pinged, first, second):
-        assert beat.firmware == seat.hello.firmware
+        # the heartbeat names the board and boot as the hello does
+        assert (beat.boot, beat.firmware, beat.uid) == (
+            seat.hello.boot, seat.hello.firmware, seat.hello.uid,
+        )  # fmt: skip
         assert (beat.errors, beat.bad_frames, beat.dropped_frames) == (0, 0, 0)
         if seat.dut.backend != "virtual":  # CPython has no fixed heap to report
             assert beat.free_heap > 0

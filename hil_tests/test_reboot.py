@@ -44,6 +44,10 @@ def test_reboot_mid_call_sends_a_new_hello_and_a_fresh_snapshot(seat: Seat) -> N
         assert seat.snapshot().off_hook
     if seat.sees_light:
         seat.expect_steady(OFF)
+    # the new boot's heartbeat names it too; its uptime went back, but the hello said so
+    # already: not a second restart
+    assert seat.heartbeat().boot == boot + 1
+    assert seat.session.reboots == 1
     seat.send(messages.set_state(State.READY))  # the same session, its seqs running on
     seat.wait_state(State.READY, why=Why.HOST)
     if seat.sees_light:

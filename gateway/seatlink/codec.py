@@ -55,7 +55,7 @@ SEAT_LINE_MAX = 64  # bytes before "\n" the seat keeps (firmware/rx.py RB); long
 FIELDS_MAX = 10  # fields after the kind the seat parses (firmware/frame.py F = seq + 10)
 NUMBER_MAX = 99_999_999  # the seat's parser refuses larger numbers
 QUEUE_SIZE = 10  # unacked frames the seat keeps (firmware/tx.py SIZE)
-# Seat frames are at most 95 bytes before "\n" (firmware/tx.py TB); the host allows more so a
+# Seat frames are at most 127 bytes before "\n" (firmware/tx.py TB); the host allows more so a
 # firmware that grows a frame still decodes, but not unbounded: a line is garbage past this.
 LINE_MAX = 255
 

@@ -263,7 +263,12 @@ class Reject:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Seat health, unsequenced; the worst loop time is reset by each heartbeat."""
+    """Seat health, unsequenced; the worst loop time is reset by each heartbeat.
+
+    It also names the board and its boot (as the hello does), so a host that missed the
+    hello still learns them. Firmware from before that sends the old 9-field heartbeat,
+    still accepted: boot and uid are then None.
+    """
 
     KIND: ClassVar[Kind] = Kind.HEARTBEAT
     uptime_s: int
@@ -274,11 +279,17 @@ class Heartbeat:
     queue_depth: int
     retransmits: int
     errors: int
+    boot: int | None  # the hello's boot counter; None from older firmware
     firmware: str
+    uid: str | None  # the hello's board uid; None from older firmware
+
+    FIELDS: ClassVar[int] = 11
+    OLD_FIELDS: ClassVar[int] = 9  # without boot and uid
 
     @classmethod
     def from_frame(cls, frame: Frame) -> Heartbeat:
-        _fields(frame, cls.KIND, 9)
+        old = len(frame.fields) == cls.OLD_FIELDS
+        _fields(frame, cls.KIND, cls.OLD_FIELDS if old else cls.FIELDS)
         return cls(
             uptime_s=_int(frame, 0, "uptime"),
             free_heap=_int(frame, 1, "free heap"),
@@ -288,7 +299,9 @@ class Heartbeat:
             queue_depth=_int(frame, 5, "queue depth"),
             retransmits=_int(frame, 6, "retransmits"),
             errors=_int(frame, 7, "errors"),
-            firmware=_text(frame, 8),
+            boot=None if old else _int(frame, 8, "boot"),
+            firmware=_text(frame, 8 if old else 9),
+            uid=None if old else _text(frame, 10),
         )
 
 

@@ -14,7 +14,8 @@ host does with it (docs/protocol.md, "Host"):
   over are gone, and the snapshot carries the whole state, so it is taken;
 - a frame further behind than a repeat can be is from a seat that restarted its count: it is
   dropped and not acked (an ack of the old count would ack the new one's frames); a hello
-  with a new boot counter, or a heartbeat whose uptime went back, starts the count again;
+  with a new boot counter, or a heartbeat whose uptime went back or whose boot counter is
+  not the one known, starts the count again;
 - lines that are not frames are garbage, blank lines are skipped.
 """
 
@@ -39,6 +40,7 @@ from gateway.seatlink.codec import (
 __all__ = ["LineSplitter", "Outcome", "Receiver", "RxStatus"]
 
 _HALF = MAX_SEQ // 2  # a seq this far ahead or more counts as behind (already seen)
+_BEAT_FIELDS = 11  # a heartbeat with the boot counter (field 9) and board uid
 
 
 class RxStatus(enum.Enum):
@@ -100,6 +102,12 @@ class Receiver:
     """Sequence state of one seat link, host side. `take` each line; after a DELIVERED
     reliable frame, `boot` and `dropped` are the seat's latest known values.
 
+    `boot` is the boot counter of the count being taken: from its hello, or from a heartbeat
+    that came while no count was under way (nothing taken yet, or a restart just seen). A
+    heartbeat never sets it for a count already under way: the seat may have restarted since
+    that count's frames, and a new boot's hello must not then pass for a resend.
+    `beat_boot` is the boot counter of the last heartbeat (None from older firmware).
+
     `need_resync` is raised by a gap or a restart seen in a heartbeat: the owner sends a Q
     once no command of its own waits for an ack, then clears it (`resynced`)."""
 
@@ -110,11 +118,12 @@ class Receiver:
         self.out_of_order = 0
         self.stale = 0
         self.skipped = 0  # seqs jumped over by a snapshot
-        self.reboots = 0  # seat restarts seen (hello with a new boot, uptime going back)
+        self.reboots = 0  # seat restarts seen (a new boot in a hello or heartbeat, uptime back)
         self.delivered = 0
         self.need_resync = False
         self.last: int | None = None  # last in-order seat seq
-        self.boot: int | None = None  # boot counter of the last hello
+        self.boot: int | None = None  # boot counter of the count being taken (see above)
+        self.beat_boot: int | None = None  # boot counter in the last heartbeat
         self.dropped: int | None = None  # the seat's dropped count in the last snapshot
         self.uptime: int | None = None  # from the last heartbeat
         self.gap_open = False  # frames past a gap seen since the last one taken
@@ -199,16 +208,28 @@ class Receiver:
         uptime = frame.fields[0] if frame.fields else None
         if not isinstance(uptime, int):
             return
-        if self.uptime is not None and uptime < self.uptime and self.last is not None:
+        # boot counter: field 9 of 11; older firmware sends 9 fields, without it
+        boot = frame.fields[8] if len(frame.fields) == _BEAT_FIELDS else None
+        if not isinstance(boot, int):
+            boot = None
+        known = self.boot if self.boot is not None else self.beat_boot
+        if (boot is not None and known is not None and boot != known) or (
+            self.uptime is not None and uptime < self.uptime and self.last is not None
+        ):
             # restarted, and its hello never reached us: take its count from the next frame
             self._restarted()
             self.last = None
             self.need_resync = True
+        if boot is not None:
+            self.beat_boot = boot
+            if self.last is None:
+                self.boot = boot  # the count starts after this heartbeat: it is this boot's
         self.uptime = uptime
 
     def _restarted(self) -> None:
         self.reboots += 1
-        self.boot = self.dropped = None
+        # the old boot's uptime is no measure for the new one's heartbeats
+        self.boot = self.dropped = self.uptime = None
         self.gap_open = self.need_resync = False
 
     def _new_boot(self, frame: Frame) -> bool:

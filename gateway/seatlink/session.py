@@ -18,8 +18,8 @@ so a test decides when time passes. The rules (docs/protocol.md) as the host app
   jumped over are gone, and the snapshot carries the whole state, so it is taken;
 - a frame further behind than a repeat can be is from a seat that restarted its count: it
   is dropped and not acked (an ack of the old count would ack the new one's frames); a
-  hello with a new boot counter, or a heartbeat whose uptime went back, starts the count
-  again;
+  hello with a new boot counter, or a heartbeat whose uptime went back or whose boot counter
+  is not the one known, starts the count again;
 - lines that are not frames are counted and skipped up to the next newline.
 """
 

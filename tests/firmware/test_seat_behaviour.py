@@ -90,6 +90,7 @@ def test_boot_sends_hello_then_snapshot_and_counts_boots(code: str) -> None:
         again = Seat(bundled=code == "bundled", board=FakeBoard(store_dir=board.store_dir)).start()
         try:
             assert again.frames()[0].fields[1] == "2"
+            assert again.heartbeat().fields[8] == "2"  # the heartbeat names the boot too
         finally:
             again.close()
     finally:
@@ -502,8 +503,10 @@ def test_heartbeat_every_five_seconds_reports_link_counters(seat: Seat) -> None:
     assert [f.seq for f in beats] == [0, 0, 0]
     gaps = [b.ms - a.ms for a, b in zip(beats, beats[1:], strict=False)]
     assert gaps == [5_000, 5_000]
-    sec, mem, worst, bad, drop, count, retx, err = (beats[-1].num(i) for i in range(8))
-    assert beats[-1].fields[8] == "0.1.0"
+    sec, mem, worst, bad, drop, count, retx, err, boot = (beats[-1].num(i) for i in range(9))
+    # boot counter, firmware and board id (hex) as in the hello: a host that missed it learns
+    # them here
+    assert beats[-1].fields[9:] == ("0.1.0", "5EED00C0FFEE0001") and boot == 1
     assert mem == 6144 and worst == PASS_MS and (bad, drop, err) == (0, 0, 0)
     assert abs(sec - beats[-1].ms // 1000) <= 1
 

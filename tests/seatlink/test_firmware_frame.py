@@ -32,6 +32,8 @@ from gateway.seatlink.codec import (
 VECTORS = load_vectors()
 TO_SEAT = [v for v in VECTORS if v["direction"] == Direction.HOST_TO_SEAT]
 FROM_SEAT = [v for v in VECTORS if v["direction"] == Direction.SEAT_TO_HOST and "frame" in v]
+# what this firmware writes: not the frames only older firmware sends (the host still reads them)
+WRITTEN = [v for v in FROM_SEAT if not v.get("older_firmware")]
 RB = firmware_constants("rx")["RB"][1]  # the seat's line buffer
 # The kinds the seat acts on: rx.py handles A, I, Q, Z itself, host.py the commands.
 HANDLED = {
@@ -132,10 +134,10 @@ def render(fw: types.SimpleNamespace, frame: Frame) -> bytes:
         tx.send(-2, f[0])
     elif frame.kind is Kind.HEARTBEAT:
         fw.board.mem = lambda: f[1]
-        for slot, value in zip(("SEC", "WORST", "BAD", "DROP", "COUNT", "RETX", "ERR"),
-                               (f[0], *f[2:8]), strict=True):  # fmt: skip
+        for slot, value in zip(("SEC", "WORST", "BAD", "DROP", "COUNT", "RETX", "ERR", "BOOT"),
+                               (f[0], *f[2:9]), strict=True):  # fmt: skip
             L[c[slot]] = value
-        tx.FW = str(f[8]).encode()
+        tx.FW, tx.UID = (str(v).encode() for v in f[9:11])
         tx.send(-1, 0)
     else:
         Q[0], Q[1] = frame.seq, ord(frame.kind.value)
@@ -155,7 +157,7 @@ def render(fw: types.SimpleNamespace, frame: Frame) -> bytes:
     return bytes(fw.board.written)
 
 
-@pytest.mark.parametrize("vector", FROM_SEAT, ids=ids(FROM_SEAT))
+@pytest.mark.parametrize("vector", WRITTEN, ids=ids(WRITTEN))
 def test_seat_tx_writes_the_vector(
     tmp_path: Path, firmware_dir: Path, vector: dict[str, Any]
 ) -> None:
@@ -163,6 +165,18 @@ def test_seat_tx_writes_the_vector(
     want = vector["frame"]
     frame = Frame(want["seq"], Kind(want["kind"]), tuple(want["fields"]))
     assert render(fw, frame) == vector["line"].encode("ascii")
+
+
+def test_the_longest_heartbeat_fits_the_seats_buffer(tmp_path: Path, firmware_dir: Path) -> None:
+    """Every counter at ten digits (2**30 - 1, MicroPython's small-int limit), a PSRAM-sized
+    heap and a 16-digit uid: the seat still writes the whole frame, and the host reads it."""
+    fw = load_firmware(FakeBoard(tmp_path), firmware_dir)
+    big = 2**30 - 1
+    frame = Frame(0, Kind.HEARTBEAT, (big, 8_000_000, 2**29 - 1, big, big, 10, big, big, big,
+                                      "0.1.0", "0123456789ABCDEF"))  # fmt: skip
+    line = render(fw, frame)
+    assert line.endswith(b"\n") and len(line) - 1 <= len(fw.tx.TB) - 1
+    assert decode(line, direction=Direction.SEAT_TO_HOST) == frame
 
 
 # --- the firmware's helpers against the host's ------------------------------------------------

@@ -235,6 +235,7 @@ def test_garbage_and_oversized_lines_are_counted_bad(seat: Seat) -> None:
     session.write(b"\r\n")  # blank with the CR a terminal sends: not bad either
     beat = heartbeat(session)
     assert beat.bad_frames == 4 and beat.firmware == "0.1.0" and beat.free_heap == 9000
+    assert (beat.boot, beat.uid) == (1, "1234ABCD")  # as the hello says
     session.send(messages.help_flag(True))  # the link still works
     event(session, EventCode.HELP, on=True)
 
@@ -283,6 +284,29 @@ def test_queue_overflow_collapses_into_a_snapshot(seat: Seat) -> None:
     assert [f.fields[4] for f in hooks] == [1, 0]  # the two queued after the collapse
     assert session.skipped == 10  # the jump is exactly the frames the seat dropped
     assert heartbeat(session).dropped_frames == 10
+
+
+def test_a_host_that_missed_the_hello_learns_the_board_from_a_heartbeat(seat: Seat) -> None:
+    port, running = seat
+    board = running.fw.board
+    board.link_up = False  # no host listening yet: what the seat writes is lost...
+    port.timeout = 0.05
+    while port.read(4096):  # ...and so is what it wrote before
+        pass
+    for i in range(12):  # the hello, the snapshot and 12 hook events for a queue of 10
+        board.pins = (i + 1) % 2
+        time.sleep(0.06)
+    assert running.counters["drop"] == 10  # the hello went with the collapse
+    board.link_up = True
+    session = open_session(seat)
+    drain(session)
+    assert Kind.HELLO not in {f.kind for f in session.frames}
+    beat = heartbeat(session)
+    assert (beat.boot, beat.uid, beat.firmware) == (1, "1234ABCD", "0.1.0")
+    assert session.rx.beat_boot == 1
+    # the count was under way before the first heartbeat: the receiver does not vouch for
+    # its boot (the seat might have restarted in between); the heartbeat's is there to take
+    assert session.rx.boot is None and session.reboots == 0
 
 
 def test_host_seq_wraps_through_the_seat(seat: Seat) -> None:

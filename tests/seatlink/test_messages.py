@@ -87,9 +87,28 @@ def test_reject_heartbeat_ack() -> None:
     assert parse_message(Frame(6, Kind.REJECT, (12, 3, 1))) == Reject(
         6, 12, ErrorCode.OTHER_CALL, 1
     )
-    beat = parse_message(Frame(0, Kind.HEARTBEAT, (3600, 9123, 12, 0, 0, 1, 3, 0, "0.1.0")))
-    assert beat == Heartbeat(3600, 9123, 12, 0, 0, 1, 3, 0, "0.1.0")
+    fields = (3600, 9123, 12, 0, 0, 1, 3, 0, 7, "0.1.0", "1234ABCD")
+    beat = parse_message(Frame(0, Kind.HEARTBEAT, fields))
+    assert beat == Heartbeat(3600, 9123, 12, 0, 0, 1, 3, 0, 7, "0.1.0", "1234ABCD")
     assert parse_message(Frame(0, Kind.ACK, (9,))) == Ack(9)
+
+
+def test_heartbeat_names_the_board_as_the_hello_does() -> None:
+    # the vectors' hello and heartbeat come from the same board and boot
+    vectors = {v["name"]: v for v in load_vectors()}
+    hello = parse_message(decode(vectors["hello"]["line"].encode()))
+    beat = parse_message(decode(vectors["heartbeat"]["line"].encode()))
+    assert isinstance(hello, Hello) and isinstance(beat, Heartbeat)
+    assert (beat.boot, beat.uid, beat.firmware) == (hello.boot, hello.uid, hello.firmware)
+    # a uid of digits only decodes as a number: the message gives it back as text
+    digits = parse_message(Frame(0, Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8, 9, "v", 12345678)))
+    assert isinstance(digits, Heartbeat) and digits.uid == "12345678"
+
+
+def test_heartbeat_from_older_firmware_has_no_boot_or_uid() -> None:
+    # firmware flashed before the heartbeat named the board: 9 fields, firmware last
+    beat = parse_message(Frame(0, Kind.HEARTBEAT, (3600, 9123, 12, 0, 0, 1, 3, 0, "0.1.0")))
+    assert beat == Heartbeat(3600, 9123, 12, 0, 0, 1, 3, 0, None, "0.1.0", None)
 
 
 @pytest.mark.parametrize(
@@ -109,8 +128,13 @@ def test_reject_heartbeat_ack() -> None:
         (Kind.EVENT, (7, 4, 0, 1, 2, 11), "pending reason 11"),
         (Kind.REJECT, (0, 1, 0), "command seq 0"),
         (Kind.REJECT, (1, 6, 0), "error 6"),
-        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, -8, "v"), "errors -8"),
-        (Kind.HEARTBEAT, ("x", 2, 3, 4, 5, 6, 7, 8, "v"), "uptime is text"),
+        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, -8, 9, "v", "AB"), "errors -8"),
+        (Kind.HEARTBEAT, ("x", 2, 3, 4, 5, 6, 7, 8, 9, "v", "AB"), "uptime is text"),
+        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8, "v", "v", "AB"), "boot is text"),
+        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8, -9, "v", "AB"), "boot -9"),
+        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8, 9, "v"), "10 fields, expected 11"),
+        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, -8, "v"), "errors -8"),  # older firmware
+        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8), "8 fields, expected 11"),
         (Kind.ACK, (0,), "acked seq 0"),
         (Kind.ACK, (MAX_SEQ + 1,), "65536"),
         (Kind.OFFER, (1,), "not a frame the seat sends"),

@@ -29,6 +29,12 @@ from gateway.seatlink.session import AckTimeout, RxStatus, Session, SessionError
 
 SNAP = [0, 0, 0, 0, 0, -1, 0, 0, 0]
 EVENT = [6, 0, 0, 0, 1, 0]  # help asked
+HELLO = [1, 1, "0.1.0", "1234ABCD", "cpython"]  # boot 1
+
+
+def beat(uptime: int, boot: int) -> list[Field]:
+    """A heartbeat's fields: uptime, then the health counters, boot, firmware and board."""
+    return [uptime, 9000, 5, 0, 0, 0, 0, 0, boot, "0.1.0", "1234ABCD"]
 
 
 class Peer:
@@ -109,7 +115,8 @@ class Peer:
             return
         if frame.kind is Kind.PING:
             self.pings += 1
-            self.emit(Kind.HEARTBEAT, [1, 9000, 5, len(self.bad), 0, 0, 0, 0, "0.1.0"])
+            health = [1, 9000, 5, len(self.bad), 0, 0, 0, 0]
+            self.emit(Kind.HEARTBEAT, [*health, 1, "0.1.0", "1234ABCD"])
             return
         self.seen[frame.seq] += 1
         copy = self.seen[frame.seq]
@@ -321,11 +328,11 @@ def test_frame_too_far_behind_is_not_acked(session: Session, peer: Peer) -> None
 
 
 def test_heartbeat_uptime_going_back_restarts_the_count(session: Session, peer: Peer) -> None:
-    beat = [100, 9000, 5, 0, 0, 0, 0, 0, "0.1.0"]
+    old = [100, 9000, 5, 0, 0, 0, 0, 0, "0.1.0"]  # older firmware: no boot counter to compare
     for seq in range(40, 45):
         peer.emit(Kind.EVENT, EVENT, seq=seq)
-    peer.emit(Kind.HEARTBEAT, beat)
-    peer.emit(Kind.HEARTBEAT, [2, *beat[1:]])  # rebooted; its hello was lost
+    peer.emit(Kind.HEARTBEAT, old)
+    peer.emit(Kind.HEARTBEAT, [2, *old[1:]])  # rebooted; its hello was lost
     peer.emit(Kind.SNAPSHOT, SNAP, seq=2)
     settle(session, peer)
     assert session.reboots == 1 and session.stale == 0
@@ -347,6 +354,50 @@ def test_new_boot_restarts_the_count(session: Session, peer: Peer) -> None:
     ]  # fmt: skip
     assert session.reboots == 1 and session.duplicates == 1
     assert peer.acks == [1, 2, 3, 3, 1, 2]
+
+
+def test_heartbeat_with_another_boot_restarts_the_count(session: Session, peer: Peer) -> None:
+    for seq, kind, fields in ((1, Kind.HELLO, HELLO), (2, Kind.SNAPSHOT, SNAP),
+                              (3, Kind.EVENT, EVENT)):  # fmt: skip
+        peer.emit(kind, fields, seq=seq)
+    peer.emit(Kind.HEARTBEAT, beat(100, 1))  # the boot the hello named: nothing new
+    settle(session, peer)
+    assert session.reboots == 0 and session.rx.boot == 1
+    # rebooted, its hello lost; the uptime did not go back (the last heartbeat seen was
+    # early in the old boot), the boot counter says it all the same
+    peer.tx_seq = 2  # the new boot's hello and snapshot: the Q's snapshot comes next
+    peer.emit(Kind.HEARTBEAT, beat(200, 2))
+    peer.emit(Kind.SNAPSHOT, SNAP, seq=2)  # without the restart: a repeat of the old 2
+    settle(session, peer)
+    assert session.reboots == 1 and session.duplicates == 0 and session.stale == 0
+    assert kinds(peer.applied) == "Q"  # and a Q for a snapshot of the restarted seat
+    assert [(f.seq, f.kind.value) for f in session.frames if f.seq][3:] == [(2, "S"), (3, "S")]
+    assert session.rx.boot == 2  # the heartbeat's: the count started after it
+
+
+def test_restart_seen_in_the_hello_is_not_counted_again(session: Session, peer: Peer) -> None:
+    peer.emit(Kind.HELLO, HELLO, seq=1)
+    peer.emit(Kind.HEARTBEAT, beat(100, 1))
+    peer.emit(Kind.HELLO, [1, 2, *HELLO[2:]], seq=1)  # reset: boot 2
+    peer.emit(Kind.SNAPSHOT, SNAP, seq=2)
+    peer.emit(Kind.HEARTBEAT, beat(5, 2))  # the new boot's uptime is lower: not news
+    peer.emit(Kind.EVENT, EVENT, seq=3)
+    settle(session, peer)
+    assert session.reboots == 1 and session.resyncs == 0
+    assert [(f.seq, f.kind.value) for f in session.frames if f.seq] == [
+        (1, "B"), (1, "B"), (2, "S"), (3, "E")
+    ]  # fmt: skip
+    assert peer.acks == [1, 1, 2, 3]
+
+
+def test_resent_hello_after_a_heartbeat_is_still_a_resend(session: Session, peer: Peer) -> None:
+    peer.emit(Kind.HEARTBEAT, beat(0, 1))  # before any frame: its boot is the count's
+    peer.emit(Kind.HELLO, HELLO, seq=1)
+    peer.emit(Kind.SNAPSHOT, SNAP, seq=2)
+    peer.emit(Kind.HELLO, HELLO, seq=1)  # resent (its ack was lost): same boot
+    settle(session, peer)
+    assert session.reboots == 0 and session.duplicates == 1
+    assert peer.acks == [1, 2, 2]
 
 
 def test_seat_seq_wraps_to_one(session: Session, peer: Peer) -> None:

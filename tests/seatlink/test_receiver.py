@@ -1,0 +1,109 @@
+"""The host's receive rules (gateway/seatlink/receiver.py) line by line, without any I/O: what
+a heartbeat's boot counter does to the sequence state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.seatlink.codec import Field, Kind, encode
+from gateway.seatlink.receiver import Receiver, RxStatus
+
+SNAP: list[Field] = [0, 0, 0, 0, 0, -1, 0, 0, 0]
+EVENT: list[Field] = [6, 0, 0, 0, 1, 0]
+
+
+def hello(boot: int) -> list[Field]:
+    return [1, boot, "0.1.0", "1234ABCD", "cpython"]
+
+
+def beat(uptime: int, boot: int | None) -> list[Field]:
+    """A heartbeat's fields; boot None: the 9 fields of older firmware."""
+    health: list[Field] = [uptime, 9000, 5, 0, 0, 0, 0, 0]
+    return [*health, "0.1.0"] if boot is None else [*health, boot, "0.1.0", "1234ABCD"]
+
+
+def take(rx: Receiver, kind: Kind, fields: Sequence[Field], seq: int = 0) -> RxStatus:
+    return rx.take(encode(seq, kind, fields)).status
+
+
+def test_a_heartbeat_before_any_frame_names_the_counts_boot() -> None:
+    rx = Receiver()
+    take(rx, Kind.HEARTBEAT, beat(30, 7))
+    assert (rx.boot, rx.beat_boot, rx.reboots) == (7, 7, 0)
+    # the hello is long gone (the queue collapsed): the snapshot starts the count, boot known
+    assert take(rx, Kind.SNAPSHOT, [*SNAP[:8], 10], seq=12) is RxStatus.DELIVERED
+    assert (rx.last, rx.boot) == (12, 7)
+
+
+def test_a_heartbeat_does_not_vouch_for_a_count_already_under_way() -> None:
+    rx = Receiver()
+    take(rx, Kind.EVENT, EVENT, seq=40)  # the host joined late: boot unknown
+    take(rx, Kind.HEARTBEAT, beat(30, 8))
+    # the seat may have restarted since frame 40: only the heartbeat's own boot is known
+    assert (rx.boot, rx.beat_boot, rx.reboots) == (None, 8, 0)
+    # so the hello of boot 8 (the seat did restart) still starts a new count, not a repeat
+    assert take(rx, Kind.HELLO, hello(8), seq=1) is RxStatus.DELIVERED
+    assert (rx.last, rx.boot, rx.reboots) == (1, 8, 1)
+
+
+def test_another_boot_than_the_hellos_is_a_restart() -> None:
+    rx = Receiver()
+    take(rx, Kind.HELLO, hello(7), seq=1)
+    take(rx, Kind.SNAPSHOT, SNAP, seq=2)
+    take(rx, Kind.HEARTBEAT, beat(10, 7))
+    assert (rx.reboots, rx.need_resync, rx.last) == (0, False, 2)
+    take(rx, Kind.HEARTBEAT, beat(15, 8))  # uptime still growing: only the boot tells
+    assert (rx.reboots, rx.need_resync, rx.last, rx.boot) == (1, True, None, 8)
+    assert take(rx, Kind.EVENT, EVENT, seq=3) is RxStatus.DELIVERED  # the new count
+    assert (rx.last, rx.boot) == (3, 8)
+
+
+def test_another_boot_than_the_last_heartbeats_is_a_restart() -> None:
+    rx = Receiver()
+    take(rx, Kind.EVENT, EVENT, seq=40)
+    take(rx, Kind.HEARTBEAT, beat(100, 7))
+    take(rx, Kind.EVENT, EVENT, seq=41)
+    take(rx, Kind.HEARTBEAT, beat(105, 8))  # the count's boot unknown, the heartbeats differ
+    assert (rx.reboots, rx.need_resync, rx.last, rx.boot, rx.beat_boot) == (1, True, None, 8, 8)
+
+
+def test_a_boot_known_from_elsewhere_is_compared_too() -> None:
+    # the edge gateway restores the boot and last seq it stored before a restart of its own
+    rx = Receiver()
+    rx.boot, rx.last = 7, 120
+    take(rx, Kind.HEARTBEAT, beat(500, 7))
+    assert (rx.reboots, rx.last) == (0, 120)
+    take(rx, Kind.HEARTBEAT, beat(600, 9))  # the seat restarted while nobody listened
+    assert (rx.reboots, rx.last, rx.boot) == (1, None, 9)
+
+
+def test_a_restart_in_the_hello_is_not_counted_again_by_the_heartbeat() -> None:
+    rx = Receiver()
+    take(rx, Kind.HELLO, hello(7), seq=1)
+    take(rx, Kind.HEARTBEAT, beat(3600, 7))
+    take(rx, Kind.HELLO, hello(8), seq=1)
+    take(rx, Kind.SNAPSHOT, SNAP, seq=2)
+    assert rx.reboots == 1
+    # the new boot's uptime is lower and its counter new to the old boot's heartbeat: neither
+    # is news after the hello (older firmware's heartbeat neither)
+    for fields in (beat(5, 8), beat(6, None)):
+        take(rx, Kind.HEARTBEAT, fields)
+        assert (rx.reboots, rx.need_resync, rx.last, rx.boot) == (1, False, 2, 8)
+
+
+def test_a_resent_hello_with_the_heartbeats_boot_is_a_repeat() -> None:
+    rx = Receiver()
+    take(rx, Kind.HEARTBEAT, beat(0, 7))
+    take(rx, Kind.HELLO, hello(7), seq=1)
+    take(rx, Kind.SNAPSHOT, SNAP, seq=2)
+    assert take(rx, Kind.HELLO, hello(7), seq=1) is RxStatus.DUPLICATE
+    assert (rx.reboots, rx.last, rx.boot) == (0, 2, 7)
+
+
+def test_older_firmwares_heartbeat_keeps_the_uptime_rule_only() -> None:
+    rx = Receiver()
+    take(rx, Kind.HELLO, hello(7), seq=1)
+    take(rx, Kind.HEARTBEAT, beat(100, None))
+    assert (rx.boot, rx.beat_boot, rx.reboots) == (7, None, 0)
+    take(rx, Kind.HEARTBEAT, beat(2, None))  # uptime went back
+    assert (rx.reboots, rx.need_resync, rx.last, rx.boot) == (1, True, None, None)
