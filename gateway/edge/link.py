@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import threading
@@ -115,7 +116,7 @@ class LinkStats:
 @dataclass(frozen=True)
 class LinkTuning:
     heartbeat_misses: int = 3
-    ack_timeout_s: float = 0.5
+    ack_timeout_s: float = 0.25
     attempts: int = 5
     reject_window_s: float = 1.0
     reopen_backoff_s: tuple[float, float] = (0.5, 10.0)
@@ -127,8 +128,9 @@ class LinkTuning:
 class SeatLink:
     """`await link.run()` until cancelled. `submit` queues a command."""
 
-    RESYNC_S = 0.5  # a gap still open this long after the last Q gets another
-    FIRST_FRAME_WAIT_S = 3.5  # the seat's longest retransmission timeout, and a margin
+    RESYNC_S = 0.15  # a gap still open this long after the last Q gets another (the resend
+    # of a full queue takes the seat 10 passes, 50 ms)
+    IDENTIFY_PING_S = 1.0  # a board not yet identified is pinged for its heartbeat
 
     def __init__(self, url: str, *, hub: Hub, tuning: LinkTuning | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
@@ -137,7 +139,7 @@ class SeatLink:
         self.tuning = tuning or LinkTuning()
         self.clock = clock
         self.stats = LinkStats()
-        self.rx = Receiver()
+        self.rx = Receiver(known_start=True)
         self.board: str | None = None  # uid from the last hello (or remembered)
         self.boot: int | None = None
         self.firmware: str | None = None
@@ -164,11 +166,12 @@ class SeatLink:
         self._inflight_request: Request | None = None
         self._synced = False
         self._settings_due = False
+        # (board, boot, settings) last pushed in full; a seat keeps them in RAM until reboot
+        self._configured: tuple[object, ...] | None = None
         self._awaiting: dict[int, tuple[Request, float]] = {}  # acked, reject window open
         self._done: collections.OrderedDict[int, Request] = collections.OrderedDict()
         self._reboots = 0
         self._last_sync = -1e9
-        self._sync_after = 0.0  # no Q before this while no seat frame has been taken
 
     # --- what the service reads -----------------------------------------------------------
 
@@ -228,12 +231,8 @@ class SeatLink:
         was = self.binding
         self._bind(binding)
         if binding is not None and was is None:
-            # Provisioned: take the seat's frames from scratch. It sent its whole queue
-            # while quarantined, so what comes next is its resend from the oldest (within
-            # its 3 s timeout); a Q now would queue a snapshot that overtakes them.
-            self.rx.forget()
+            self.rx.forget()  # provisioned: its count starts from what is stored (sender)
             self._synced = False
-            self._sync_after = self.clock() + self.FIRST_FRAME_WAIT_S
         self._settings_due = binding is not None
         self._kick.set()
         self.hub.changed(self)
@@ -245,10 +244,6 @@ class SeatLink:
         if remembered is not None and self.board is None:
             self.board, self.boot = remembered
             self._bind(self.hub.binding(self.board))
-            # the seat goes on from where the last run stored: frames after that one are
-            # new, earlier ones repeats (the receiver's normal rules from here)
-            self.rx.last = await self.hub.outbox.last_seq(self.board, self.boot)
-            self.rx.boot = self.boot
         first, cap = self.tuning.reopen_backoff_s
         delay = first
         try:
@@ -341,11 +336,24 @@ class SeatLink:
                 if frame.fields and frame.fields[0] == self._inflight:
                     self._on_ack()
                 continue
+            if out.status is RxStatus.HELD:
+                # not taken before the first Q of a count is acked (Receiver.sync_first);
+                # a hello still says which board this is
+                if frame.kind is Kind.HELLO:
+                    with contextlib.suppress(MessageError):
+                        hello = parse_message(frame)
+                        assert isinstance(hello, Hello)
+                        await self._on_hello(hello)
+                self._kick.set()
+                continue
             if out.status is not RxStatus.DELIVERED:
                 if out.ack is not None and self.binding is not None:
                     await self._store(batch)  # an ack covers what came before it
                     batch, ack = [], None
                     self._write(encode(0, Kind.ACK, [out.ack]))
+                if (out.status is RxStatus.OUT_OF_ORDER and not self.rx.need_resync
+                        and self.clock() - self._last_sync >= self.RESYNC_S):
+                    self.rx.need_resync = True  # the resend the last Q asked for lost one too
                 self._kick.set()  # a gap wants a Q
                 continue
             try:
@@ -359,7 +367,7 @@ class SeatLink:
                     ack = out.ack
                 continue
             if isinstance(message, Heartbeat):
-                self._on_heartbeat(message)
+                await self._on_heartbeat(message)
                 continue
             if isinstance(message, messages.Ack):
                 continue  # not reached: acks are link business, handled above
@@ -385,17 +393,22 @@ class SeatLink:
 
     async def _on_hello(self, hello: Hello) -> None:
         self._reboots = self.rx.reboots
-        new = (hello.uid, hello.boot) != (self.board, self.boot)
-        self.board, self.boot, self.firmware = hello.uid, hello.boot, hello.firmware
+        self.firmware = hello.firmware
+        await self._identify(hello.uid, hello.boot)
+
+    async def _identify(self, board: str, boot: int) -> None:
+        """The board and boot on this link, from a hello or a heartbeat."""
+        new = (board, boot) != (self.board, self.boot)
+        self.board, self.boot = board, boot
         if new:
-            await self.hub.outbox.remember_link(self.url, board=hello.uid, boot=hello.boot)
-        binding = self.hub.binding(hello.uid)
+            await self.hub.outbox.remember_link(self.url, board=board, boot=boot)
+        binding = self.hub.binding(board)
         if binding != self.binding:
             self._bind(binding)
             self.hub.changed(self)
-        if binding is not None:
+        if binding is not None and new:
             self._settings_due = True  # RAM only on the seat: every boot needs them again
-            self._kick.set()
+        self._kick.set()
 
     def _bind(self, binding: SeatBinding | None) -> None:
         if self.online and binding is None:
@@ -413,14 +426,18 @@ class SeatLink:
         self.rx.forget()
         self.hub.changed(self)
 
-    def _on_heartbeat(self, hb: Heartbeat) -> None:
-        if self.rx.reboots != self._reboots:
-            # uptime went back with no new hello: the seat restarted and its hello is gone
-            # (its queue overflowed before we heard it). Without the boot counter its frames
-            # have no ids: they wait, unstored and unacked, until the board says hello.
-            self._reboots = self.rx.reboots
-            if self.rx.last is None:
-                self.boot = None
+    async def _on_heartbeat(self, hb: Heartbeat) -> None:
+        if hb.uid is not None and hb.boot is not None:
+            # firmware that names itself in every heartbeat: identified even when its
+            # hello was lost, and a new boot counter is a restart (the receiver holds the
+            # new count until the Q)
+            await self._identify(hb.uid, hb.boot)
+        elif self.rx.reboots != self._reboots and self.rx.last is None:
+            # older firmware, uptime went back with no new hello: the seat restarted and
+            # its hello is gone; without the boot counter its frames have no ids: they
+            # wait, unstored and unacked, until the board says hello
+            self.boot = None
+        self._reboots = self.rx.reboots
         self.heartbeat = hb
         self.firmware = hb.firmware
         if self.binding is not None:
@@ -519,8 +536,19 @@ class SeatLink:
             if self.binding is None:
                 await self._idle()
                 continue
-            if not self._synced and self.rx.last is None and self.clock() < self._sync_after:
-                await self._idle()
+            if self.board is None or self.boot is None:
+                await self._idle()  # its frames can have no ids yet
+                continue
+            if self.rx.holding:
+                # the count goes on from the newest frame stored from this board and boot
+                # (after a gateway restart, a quarantine, a seat restart), or from its hello
+                stored = await self.hub.outbox.last_seq(self.board, self.boot)
+                hb = self.heartbeat
+                dropped = hb.dropped_frames if hb is not None and hb.boot == self.boot else (
+                    0 if stored is None and hb is None else None)  # fmt: skip
+                if self.rx.holding:
+                    self.rx.start(stored or 0, self.boot, dropped=dropped)
+                    self._synced = False
                 continue
             if not self._synced or self.rx.need_resync:
                 resync = self._synced
@@ -551,6 +579,8 @@ class SeatLink:
         beat = self.heartbeat_s()
         if self.binding is not None and now - self._last_written >= beat:
             self._write(_PING)  # keeps the seat's link-up light and asks for a heartbeat
+        elif self.board is None and now - self._last_written >= self.IDENTIFY_PING_S:
+            self._write(_PING)  # its heartbeat names the board
         if self.rx.gap_open and not self.rx.need_resync and now - self._last_sync >= self.RESYNC_S:
             self.rx.need_resync = True  # the resend the last Q asked for was lost too
         silent = now - self._last_heard
@@ -572,12 +602,17 @@ class SeatLink:
         # every key, the seat's own default where the inventory names none: a setting
         # taken out of the inventory goes back to its default without a reboot
         own = self.binding.settings
-        items = [(key, own.get(key, key.default)) for key in SettingKey]
+        items = tuple((key, own.get(key, key.default)) for key in SettingKey)
+        if self._configured == (self.board, self.boot, items):
+            # same boot, same values: a reconnect (cable, gateway restart) needs no push,
+            # and three more frames to get through would slow the seat's catching up
+            return
         for at in range(0, len(items), 5):  # a G frame carries at most 5 pairs
             command = messages.settings(dict(items[at : at + 5]))
             if not await self._send_reliable(command):
                 self._settings_due = True  # again once the link is back
                 return
+        self._configured = (self.board, self.boot, items)
 
     async def _send_request(self, request: Request) -> None:
         if self.clock() >= request.deadline:

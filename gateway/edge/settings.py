@@ -52,7 +52,7 @@ class EdgeSettings(BaseSettings):
     outbox_max_events: Annotated[int, Field(ge=1)] = 100_000
     outbox_max_age_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     heartbeat_misses: Annotated[int, Field(ge=1, le=100)] = 3
-    ack_timeout_s: Annotated[float, Field(gt=0, le=30)] = 0.5
+    ack_timeout_s: Annotated[float, Field(gt=0, le=30)] = 0.25
     attempts: Annotated[int, Field(ge=1, le=100)] = 5
     reject_window_s: Annotated[float, Field(ge=0, le=60)] = 1.0
     reopen_backoff_s: tuple[float, float] = (0.5, 10.0)

@@ -51,6 +51,7 @@ class RxStatus(enum.Enum):
     STALE = "stale"  # too far behind to be a repeat: dropped, not acked
     GARBAGE = "garbage"  # not a frame
     BLANK = "blank"  # an empty line: no frame, no fault
+    HELD = "held"  # a reliable frame while the owner has not said where the count stands
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +110,17 @@ class Receiver:
     `beat_boot` is the boot counter of the last heartbeat (None from older firmware).
 
     `need_resync` is raised by a gap or a restart seen in a heartbeat: the owner sends a Q
-    once no command of its own waits for an ack, then clears it (`resynced`)."""
+    once no command of its own waits for an ack, then clears it (`resynced`).
 
-    def __init__(self) -> None:
+    `known_start` (the edge gateway): while no count is under way, reliable frames are HELD
+    (not taken, not acked) until the owner says where it stands (`start`): the newest seq
+    it stored from this board and boot, or 0 when it has none (the boot's hello, seq 1,
+    comes first). Taking whatever arrives first instead would start the count at a newer
+    frame whenever the older one was damaged on the line, and the older ones would then
+    look like repeats, and be lost."""
+
+    def __init__(self, *, known_start: bool = False) -> None:
+        self.known_start = known_start
         self.garbage = 0
         self.crc_errors = 0
         self.duplicates = 0
@@ -132,9 +141,22 @@ class Receiver:
         """A Q went out: it brings the snapshot a gap asked for."""
         self.need_resync = False
 
+    def start(self, last: int, boot: int, *, dropped: int | None) -> None:
+        """The count of boot `boot` stands at `last` (0: nothing taken, seq 1 is next);
+        `dropped`: the seat's dropped count as last known (a heartbeat of this boot), so
+        that only a snapshot with more dropped is taken as a collapsed queue: with None any
+        snapshot ahead is, and the frames before it would be skipped."""
+        if not 0 <= last <= MAX_SEQ:
+            raise ValueError(f"last seq {last} is not 0..{MAX_SEQ}")
+        self.last, self.boot, self.dropped = last, boot, dropped
+
+    @property
+    def holding(self) -> bool:
+        return self.known_start and self.last is None
+
     def forget(self) -> None:
         """Start over as if nothing had been taken (a new connection to another board)."""
-        self.__init__()  # type: ignore[misc]
+        self.__init__(known_start=self.known_start)  # type: ignore[misc]
 
     def take(self, raw: bytes, *, overlong: bool = False) -> Outcome:
         if overlong:
@@ -161,6 +183,8 @@ class Receiver:
 
     def _reliable(self, frame: Frame) -> Outcome:
         seq = frame.seq
+        if self.holding:
+            return Outcome(RxStatus.HELD, frame, None, "the count's start is not known yet")
         if self.last is None:
             return self._accept(frame, "first")
         if seq == next_seq(self.last):

@@ -241,6 +241,20 @@ def test_missed_heartbeats_make_a_seat_offline_and_back(tmp_path: Path,
             asyncio.run(scenario())
 
 
+def read_until_sync(conn: socket.socket) -> int:
+    """The seq of the first Q the gateway writes (what a board reads from its host)."""
+    conn.settimeout(10)
+    buf = b""
+    while True:
+        data = conn.recv(4096)
+        assert data, "the gateway closed the link"
+        buf += data
+        for line in buf.split(b"\n"):
+            frame = line.split(b"*")[0].split()
+            if len(frame) == 2 and frame[1] == b"Q":
+                return int(frame[0])
+
+
 def test_garbage_and_oversized_lines_from_a_board_are_counted(
     tmp_path: Path, mqtt_broker: Any
 ) -> None:
@@ -264,10 +278,13 @@ def test_garbage_and_oversized_lines_from_a_board_are_counted(
             # that instant is gone (a real seat resends it; this one sends once), so wait
             await until(lambda: edge.links[0].is_open, 5, "the link open")
             await asyncio.sleep(0.2)
+            hello = encode(1, Kind.HELLO, [1, 3, "0.1.0", "BAD0B0A2", "virtual"])
+            conn.sendall(b"\x00\xff garbage \x01\n" + b"9" * 5000 + b"\n" + hello)
+            # the gateway takes nothing before its Q is acked: answer it as a seat does
+            q = await loop.run_in_executor(None, read_until_sync, conn)
+            conn.sendall(encode(0, Kind.ACK, [q]))
             lines = [
-                b"\x00\xff garbage \x01\n",
-                b"9" * 5000 + b"\n",  # oversized
-                encode(1, Kind.HELLO, [1, 3, "0.1.0", "BAD0B0A2", "virtual"]),
+                hello,  # resent, as the seat does after a Q
                 b"2 S 1 0 0 0 0 -1 0 0 0*0000\n",  # bad CRC
                 encode(2, Kind.EVENT, [99, 1, 0, 0, 0, 0]),  # no such event code
                 encode(3, Kind.SNAPSHOT, [1, 0, 0, 5, 0, -1, 0, 0, 0]),
