@@ -8,13 +8,16 @@ Design requirements (issue 3):
   seat keeps its unacked frames meanwhile and resends them (go-back-N), so nothing is lost.
 - Every reliable seat frame is in the outbox (committed) before the seat hears its ack.
   Its id is (board uid, boot counter, seq): the outbox refuses a repeat across restarts.
-- The board is bound to its seat by its uid (the hello) through the inventory. A board the
-  inventory does not know is quarantined: its frames are read but neither stored nor acked,
-  so when facilities provision it the seat's own resends bring everything it still holds.
+- The board is bound to its seat by its uid (from its hello or any heartbeat) through the
+  inventory. A board the inventory does not know is quarantined: its frames are read but
+  neither stored nor acked, so once facilities provision it everything it holds arrives.
+- A count starts where it stands: after the newest seq stored from that board and boot, or
+  before its hello; until that is known the seat's frames are held, never taken from a
+  newer one (docs/edge.md, "Identification").
 - Commands go one at a time, each resent until acked or out of attempts; each has a
   deadline, and one still queued past it is reported expired, never sent late. A Q opens
   every connection and closes every gap (the receiver asks for it); the seat's settings
-  are pushed at every connection and after every boot (the seat keeps them in RAM only).
+  are pushed once per boot (the seat keeps them in RAM only) and when they change.
 - The link is kept alive with a ping whenever nothing was written for a heartbeat period;
   the seat is offline after `heartbeat_misses` heartbeat periods without a frame.
 """

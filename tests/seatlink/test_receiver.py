@@ -107,3 +107,34 @@ def test_older_firmwares_heartbeat_keeps_the_uptime_rule_only() -> None:
     assert (rx.boot, rx.beat_boot, rx.reboots) == (7, None, 0)
     take(rx, Kind.HEARTBEAT, beat(2, None))  # uptime went back
     assert (rx.reboots, rx.need_resync, rx.last, rx.boot) == (1, True, None, None)
+
+
+# --- known_start: the edge gateway's rule for where a count begins -----------------------
+
+
+def test_known_start_holds_frames_until_the_count_is_placed() -> None:
+    rx = Receiver(known_start=True)
+    assert take(rx, Kind.EVENT, EVENT, seq=3) is RxStatus.HELD
+    assert rx.last is None and rx.delivered == 0  # not taken, nothing to ack
+    rx.start(0, 7, dropped=0)  # nothing stored from boot 7: its hello comes first
+    # the hello was damaged on the line: the newer frames are a gap, not the count's start
+    assert take(rx, Kind.SNAPSHOT, SNAP, seq=2) is RxStatus.OUT_OF_ORDER
+    assert rx.need_resync
+    assert take(rx, Kind.HELLO, hello(7), seq=1) is RxStatus.DELIVERED
+    assert take(rx, Kind.SNAPSHOT, SNAP, seq=2) is RxStatus.DELIVERED
+
+
+def test_a_placed_count_takes_a_collapse_only_when_the_seat_dropped_more() -> None:
+    rx = Receiver(known_start=True)
+    rx.start(40, 7, dropped=0)
+    assert take(rx, Kind.SNAPSHOT, SNAP, seq=45) is RxStatus.OUT_OF_ORDER  # still queued
+    assert take(rx, Kind.SNAPSHOT, [*SNAP[:8], 10], seq=52) is RxStatus.DELIVERED  # gone
+    assert (rx.last, rx.skipped) == (52, 11)
+
+
+def test_a_restart_seen_in_a_heartbeat_holds_the_new_count() -> None:
+    rx = Receiver(known_start=True)
+    rx.start(0, 7, dropped=0)
+    assert take(rx, Kind.HELLO, hello(7), seq=1) is RxStatus.DELIVERED
+    take(rx, Kind.HEARTBEAT, beat(3, 8))  # boot 8: it restarted, its hello not heard
+    assert rx.holding and take(rx, Kind.EVENT, EVENT, seq=5) is RxStatus.HELD
