@@ -82,6 +82,7 @@ class EdgeService:
         self.drain_process: DrainProcess | None = None
         self.mqtt = DrainStats()  # the main connection: reconnects
         self._dirty: set[SeatLink] = set()
+        self._flushed_at: dict[SeatLink, float] = {}
         self._results: collections.deque[CommandResult] = collections.deque()
         self._sent: dict[str, bytes] = {}  # topic -> last retained payload published
         self._quarantine_dirty = True
@@ -252,8 +253,18 @@ class EdgeService:
 
     async def _flush(self, client: aiomqtt.Client, *, everything: bool = False) -> None:
         t = round(time.time(), 3)
-        dirty = set(self.links) if everything else self._dirty
-        self._dirty = set()
+        now = time.monotonic()
+        if everything:
+            dirty, self._dirty = set(self.links), set()
+        else:
+            # a seat's retained messages at most every state_min_interval_s: at hundreds of
+            # events a second they would double the broker's load, and its events (sent
+            # at once) are the timeline; the latest state still goes out, just coalesced
+            gap = self.settings.state_min_interval_s
+            dirty = {lk for lk in self._dirty if now - self._flushed_at.get(lk, -gap) >= gap}
+            self._dirty -= dirty
+        for link in dirty:
+            self._flushed_at[link] = now
         sends: list[tuple[str, bytes, int]] = []
         for topic, payload, qos in self._retained(dirty, t, everything=everything):
             data = payload.dump()

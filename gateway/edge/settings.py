@@ -59,6 +59,7 @@ class EdgeSettings(BaseSettings):
     baudrate: int = 115200
     health_interval_s: Annotated[float, Field(gt=0)] = 5.0
     publish_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.05  # state coalescing
+    state_min_interval_s: Annotated[float, Field(ge=0, le=60)] = 0.5  # per seat
     drain_process: bool = True  # publish seat events from a second process (second core)
     answer_unknown_seats: bool = True  # False where several gateways share one site
     results_max: Annotated[int, Field(ge=1)] = 10_000  # kept while the broker is away
