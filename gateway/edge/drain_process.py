@@ -23,6 +23,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,9 @@ async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Conn
 class DrainProcess:
     """Start with `await start()` on the gateway's loop; `wake()` after a commit; `stop()`."""
 
-    RESTART_S = 1.0
+    RESTART_S = 1.0  # how often the child is looked at, and the first restart delay
+    RESTART_MAX_S = 30.0
+    QUICK_DEATH_S = 5.0  # a child that lived less than this died of its start: back off
 
     def __init__(self, config: DrainConfig, *, on_lease: Callable[[int], None],
                  on_delivered: Callable[[list[int]], None]) -> None:  # fmt: skip
@@ -147,6 +150,7 @@ class DrainProcess:
         self._published_before = 0  # by children that ended
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
+        self._started = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -157,6 +161,7 @@ class DrainProcess:
         self._watch = asyncio.get_running_loop().create_task(self._watchdog())
 
     def _spawn(self) -> None:
+        self._started = time.monotonic()
         parent, child = self._ctx.Pipe(duplex=True)
         self._process = self._ctx.Process(target=_child, args=(self.config, child),
                                           name="seatlink-edge-drain", daemon=True)  # fmt: skip
@@ -200,15 +205,21 @@ class DrainProcess:
             self._drop_conn()
 
     async def _watchdog(self) -> None:
+        delay = self.RESTART_S
         while not self._stopping:
-            await asyncio.sleep(self.RESTART_S)
+            await asyncio.sleep(delay)
             if self._process is not None and not self._process.is_alive():
-                log.error("event drainer process ended (exit %s); starting another",
-                          self._process.exitcode)  # fmt: skip
+                # one that dies at start would otherwise be started again every second
+                quick = time.monotonic() - self._started < self.QUICK_DEATH_S
+                delay = min(delay * 2, self.RESTART_MAX_S) if quick else self.RESTART_S
+                log.error("event drainer process ended (exit %s); another in %.0f s",
+                          self._process.exitcode, delay)  # fmt: skip
                 self._drop_conn()
                 self._published_before = self.stats.published
                 self.restarts += 1
-                self._spawn()
+                await asyncio.sleep(delay - self.RESTART_S)
+                if not self._stopping:
+                    self._spawn()
 
     async def stop(self) -> None:
         self._stopping = True

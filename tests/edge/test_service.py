@@ -354,3 +354,30 @@ def test_bad_settings_stop_the_gateway_with_a_clear_message(tmp_path: Path) -> N
 
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_killed_event_drainer_is_replaced_and_nothing_is_lost(
+    tmp_path: Path, mqtt_broker: Any
+) -> None:
+    topics = site()
+    with SeatFarm(1) as farm:
+        seat = farm.seats[0]
+        write_inventory(tmp_path / "inventory.toml", {"s0": seat.uid})
+        cfg = settings(tmp_path, mqtt_broker, topics, [seat.url])
+
+        async def scenario() -> None:
+            sub = Collector(mqtt_broker, topics)
+            task = asyncio.create_task(sub.run())
+            await asyncio.wait_for(sub.connected.wait(), 5)
+            async with EdgeService(cfg) as edge:
+                drain = edge.drain_process
+                assert drain is not None and drain.pid is not None
+                await until(lambda: sub.last("seat_state", seat="s0"), 10)
+                os.kill(drain.pid, signal.SIGKILL)
+                await press(seat, IN_HELP)  # stored while no drainer runs
+                await until(lambda: any(e["type"] == "event" for e in sub.events("s0")), 10,
+                            "the event, published by the next drainer")  # fmt: skip
+                assert drain.restarts == 1
+            task.cancel()
+
+        asyncio.run(scenario())
