@@ -37,13 +37,12 @@ import time
 import tty
 import types
 from collections.abc import Callable, Generator
-from concurrent.futures import Future
 from pathlib import Path
-from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
 from gateway.bundle import link_bundle
 from gateway.firmware_host import FirmwareInstance, GcStub, load_firmware
+from gateway.rig.thread_calls import ThreadCalls
 from gateway.seatlink.codec import SettingKey
 from gateway.virtual_seat import RealtimeBoard
 
@@ -504,11 +503,9 @@ class SeatFarm:
         self._gc = GcStub()  # a real gc.collect() per heartbeat walks the whole process heap
         self._poller = _Poller()
         self._hung = select.poll()
-        self._waker_r, self._waker_w = socket.socketpair()
-        self._waker_r.setblocking(False)
-        self._waker_w.setblocking(False)
-        self._poller.register(self._waker_r.fileno(), select.EPOLLIN, self._drain_waker)
-        self._calls: SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = SimpleQueue()
+        self._calls = ThreadCalls()
+        self._poller.register(self._calls.waker.fileno(), select.EPOLLIN,
+                              lambda events: self._calls.drain())  # fmt: skip
         self._stopping = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -560,7 +557,7 @@ class SeatFarm:
         self._stopping = True
         thread, self._thread = self._thread, None
         if thread is not None:
-            self._wake()
+            self._calls.wake()
             thread.join(timeout=10)
             if thread.is_alive():
                 raise RuntimeError("the seat farm's scheduler did not stop within 10 s")
@@ -583,8 +580,7 @@ class SeatFarm:
             seat.board.stopping.set()
             seat.link.close()
         self._poller.close()
-        self._waker_r.close()
-        self._waker_w.close()
+        self._calls.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -662,37 +658,7 @@ class SeatFarm:
         """Run fn on the scheduler thread, between passes, and return its result."""
         if self._closed:
             raise RuntimeError("the farm is stopped")
-        if self._thread is None or threading.current_thread() is self._thread:
-            return fn()
-        future: Future[_T] = Future()
-        self._calls.put((fn, future))
-        self._wake()
-        return future.result(timeout)
-
-    def _wake(self) -> None:
-        try:
-            self._waker_w.send(b"x")
-        except (BlockingIOError, OSError):
-            pass  # full: a wake-up is pending anyway
-
-    def _drain_waker(self, events: int) -> None:
-        try:
-            while self._waker_r.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _run_calls(self) -> None:
-        while True:
-            try:
-                fn, future = self._calls.get_nowait()
-            except Empty:
-                return
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:
-                    future.set_exception(exc)
+        return self._calls.call(fn, thread=self._thread, timeout=timeout)
 
     def _main(self) -> None:
         try:
@@ -700,13 +666,7 @@ class SeatFarm:
         except BaseException as exc:  # a bug in the farm: reported by stop()
             self.fatal = exc
         finally:
-            # nobody will run what is still queued
-            while True:
-                try:
-                    _, future = self._calls.get_nowait()
-                except Empty:
-                    break
-                future.cancel()
+            self._calls.cancel_all()
 
     def _schedule(self) -> None:
         period = self.pass_ms / 1000
@@ -729,7 +689,7 @@ class SeatFarm:
             if self._ptys and now >= next_pty:
                 self._check_ptys()
                 next_pty = now + _PTY_CHECK_S
-            self._run_calls()
+            self._calls.run()
             while now >= next_t and not self._stopping:
                 for seat in slots[k]:
                     if seat._gen is not None:

@@ -18,9 +18,9 @@ import selectors
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from queue import Empty, SimpleQueue
-from typing import Any, TypeVar
+from typing import TypeVar
+
+from gateway.rig.thread_calls import ThreadCalls
 
 __all__ = ["TO_GATEWAY", "TO_SEAT", "FaultyLink"]
 
@@ -74,11 +74,8 @@ class FaultyLink:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self._sel = selectors.DefaultSelector()
-        self._waker_r, self._waker_w = socket.socketpair()
-        self._waker_r.setblocking(False)
-        self._waker_w.setblocking(False)
-        self._sel.register(self._waker_r, selectors.EVENT_READ, None)
-        self._calls: SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = SimpleQueue()
+        self._calls = ThreadCalls()
+        self._sel.register(self._calls.waker, selectors.EVENT_READ, None)
         self._pairs: list[_Pair] = []
         self._listener: socket.socket | None = None
         self._listen(0)
@@ -106,13 +103,12 @@ class FaultyLink:
         self._stopping = True
         thread, self._thread = self._thread, None
         if thread is not None:
-            self._wake()
+            self._calls.wake()
             thread.join(timeout=5)
             if thread.is_alive():
                 raise RuntimeError("FaultyLink's thread did not stop within 5 s")
         self._close_all()
-        for s in (self._waker_r, self._waker_w):
-            s.close()
+        self._calls.close()
         self._sel.close()
         if self.error is not None:
             raise RuntimeError("FaultyLink's thread failed") from self.error
@@ -142,18 +138,7 @@ class FaultyLink:
     # --- the proxy thread ------------------------------------------------------------------
 
     def _call(self, fn: Callable[[], _T]) -> _T:
-        if self._thread is None or threading.current_thread() is self._thread:
-            return fn()
-        future: Future[_T] = Future()
-        self._calls.put((fn, future))
-        self._wake()
-        return future.result(timeout=5)
-
-    def _wake(self) -> None:
-        try:
-            self._waker_w.send(b"x")
-        except OSError:
-            pass  # full (a wake-up is pending) or closed
+        return self._calls.call(fn, thread=self._thread)
 
     def _listen(self, port: int) -> None:
         # create_server sets SO_REUSEADDR: the port comes back at once after unplug()
@@ -177,8 +162,8 @@ class FaultyLink:
         try:
             while not self._stopping:
                 for key, events in self._sel.select(timeout=1.0):
-                    if key.fileobj is self._waker_r:
-                        self._drain_waker()
+                    if key.fileobj is self._calls.waker:
+                        self._calls.drain()
                     elif key.fileobj is self._listener:
                         self._accept()
                     else:
@@ -190,35 +175,11 @@ class FaultyLink:
                         if events & selectors.EVENT_WRITE and pipe_out is not None \
                                 and pair in self._pairs:
                             self._pump_out(pair, pipe_out)
-                self._run_calls()
+                self._calls.run()
         except BaseException as exc:  # reported by stop()
             self.error = exc
         finally:
-            while True:
-                try:
-                    _, future = self._calls.get_nowait()
-                except Empty:
-                    break
-                future.cancel()
-
-    def _drain_waker(self) -> None:
-        try:
-            while self._waker_r.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _run_calls(self) -> None:
-        while True:
-            try:
-                fn, future = self._calls.get_nowait()
-            except Empty:
-                return
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:
-                    future.set_exception(exc)
+            self._calls.cancel_all()
 
     def _accept(self) -> None:
         assert self._listener is not None
