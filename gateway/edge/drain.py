@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -116,6 +117,21 @@ class _Window:
         if self.acked:
             self.d._outbox.delivered_later(self.acked)
             self.acked = []
+
+
+def broker_client(*, host: str, port: int, identifier: str, username: str | None,
+                  password: str | None, keepalive_s: int,
+                  will: aiomqtt.Will | None = None) -> aiomqtt.Client:  # fmt: skip
+    """A connection as the edge gateway makes them (its main one, its event drainer's)."""
+    client = aiomqtt.Client(
+        host, port, identifier=identifier, username=username, password=password,
+        keepalive=keepalive_s, will=will, max_inflight_messages=200,
+        max_queued_outgoing_messages=0, timeout=10,
+        # small messages, one at a time: Nagle would hold each for the last one's ack
+        socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))  # fmt: skip
+    # many QoS 1 publishes in flight is the design, not a warning sign
+    client.pending_calls_threshold = 1 << 30
+    return client
 
 
 Task = Callable[[aiomqtt.Client], Coroutine[Any, Any, None]]

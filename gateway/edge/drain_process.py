@@ -21,7 +21,6 @@ import asyncio
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from typing import Any
 import aiomqtt
 
 from gateway.contract.topics import Topics
-from gateway.edge.drain import Drainer, DrainStats, bridge
+from gateway.edge.drain import Drainer, DrainStats, bridge, broker_client
 from gateway.edge.outbox import Entry, read_pending
 
 log = logging.getLogger(__name__)
@@ -108,13 +107,9 @@ async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Conn
     loop.add_reader(conn.fileno(), readable)
 
     def connect() -> aiomqtt.Client:
-        client = aiomqtt.Client(
-            config.host, config.port, identifier=config.identifier, username=config.username,
-            password=config.password, keepalive=config.keepalive_s, max_inflight_messages=200,
-            max_queued_outgoing_messages=0, timeout=10,
-            socket_options=((6, 1, 1),))  # IPPROTO_TCP, TCP_NODELAY  # fmt: skip
-        client.pending_calls_threshold = 1 << 30
-        return client
+        return broker_client(host=config.host, port=config.port,
+                             identifier=config.identifier, username=config.username,
+                             password=config.password, keepalive_s=config.keepalive_s)
 
     async def report() -> None:
         while True:
@@ -168,7 +163,6 @@ class DrainProcess:
         self._process.start()
         child.close()
         self._conn = parent
-        os.set_blocking(parent.fileno(), True)
         asyncio.get_running_loop().add_reader(parent.fileno(), self._readable)
 
     def _readable(self) -> None:

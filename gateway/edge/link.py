@@ -340,7 +340,7 @@ class SeatLink:
                     self._on_ack()
                 continue
             if out.status is RxStatus.HELD:
-                # not taken before the first Q of a count is acked (Receiver.sync_first);
+                # not taken while the count's start is not known (Receiver.known_start);
                 # a hello still says which board this is
                 if frame.kind is Kind.HELLO:
                     with contextlib.suppress(MessageError):
@@ -354,9 +354,8 @@ class SeatLink:
                     await self._store(batch)  # an ack covers what came before it
                     batch, ack = [], None
                     self._write(encode(0, Kind.ACK, [out.ack]))
-                if (out.status is RxStatus.OUT_OF_ORDER and not self.rx.need_resync
-                        and self.clock() - self._last_sync >= self.RESYNC_S):
-                    self.rx.need_resync = True  # the resend the last Q asked for lost one too
+                if out.status is RxStatus.OUT_OF_ORDER:
+                    self._reask_gap()
                 self._kick.set()  # a gap wants a Q
                 continue
             try:
@@ -385,6 +384,11 @@ class SeatLink:
         await self._store(batch)
         if ack is not None and self.binding is not None:
             self._write(encode(0, Kind.ACK, [ack]))
+
+    def _reask_gap(self) -> None:
+        if (self.rx.gap_open and not self.rx.need_resync
+                and self.clock() - self._last_sync >= self.RESYNC_S):
+            self.rx.need_resync = True  # the resend the last Q asked for lost a frame too
 
     def _heard(self) -> None:
         self._last_heard = self.clock()
@@ -424,8 +428,8 @@ class SeatLink:
             self.view = SeatView(seat=binding.seat, gateway=self.hub.gateway)
 
     def _quarantine_frame(self) -> None:
-        # Neither stored nor acked: forget it, so that once provisioned the seat's resend
-        # of its whole queue is taken from its first frame.
+        # Neither stored nor acked: forget the count, so that once provisioned it starts
+        # again from what is stored (nothing: from the hello), and nothing is skipped.
         self.rx.forget()
         self.hub.changed(self)
 
@@ -433,7 +437,7 @@ class SeatLink:
         if hb.uid is not None and hb.boot is not None:
             # firmware that names itself in every heartbeat: identified even when its
             # hello was lost, and a new boot counter is a restart (the receiver holds the
-            # new count until the Q)
+            # new count until the sender places it)
             await self._identify(hb.uid, hb.boot)
         elif self.rx.reboots != self._reboots and self.rx.last is None:
             # older firmware, uptime went back with no new hello: the seat restarted and
@@ -584,8 +588,7 @@ class SeatLink:
             self._write(_PING)  # keeps the seat's link-up light and asks for a heartbeat
         elif self.board is None and now - self._last_written >= self.IDENTIFY_PING_S:
             self._write(_PING)  # its heartbeat names the board
-        if self.rx.gap_open and not self.rx.need_resync and now - self._last_sync >= self.RESYNC_S:
-            self.rx.need_resync = True  # the resend the last Q asked for was lost too
+        self._reask_gap()  # also when nothing more arrives after the gap
         silent = now - self._last_heard
         if self.online and silent > self.tuning.heartbeat_misses * beat:
             self._set_online(False, f"{self.tuning.heartbeat_misses} heartbeats missed")

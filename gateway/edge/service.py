@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, suppress
@@ -46,7 +45,7 @@ from gateway.contract.payloads import (
     setting_keys,
 )
 from gateway.contract.topics import TopicError, Topics
-from gateway.edge.drain import Drainer, DrainStats, bridge
+from gateway.edge.drain import Drainer, DrainStats, bridge, broker_client
 from gateway.edge.drain_process import DrainConfig, DrainProcess
 from gateway.edge.inventory import InventoryWatcher, SeatBinding
 from gateway.edge.link import LinkTuning, Request, SeatLink
@@ -204,17 +203,11 @@ class EdgeService:
         will = aiomqtt.Will(self.topics.gateway_status(self.gateway),
                             GatewayStatus(gateway=self.gateway, status="offline",
                                           version=__version__).dump(), qos=1, retain=True)
-        client = aiomqtt.Client(
-            b.host, b.port, identifier=f"seatlink-edge-{self.gateway}",
+        return broker_client(
+            host=b.host, port=b.port, identifier=f"seatlink-edge-{self.gateway}",
             username=b.username,
             password=None if b.password is None else b.password.get_secret_value(),
-            keepalive=b.keepalive_s, will=will, max_inflight_messages=200,
-            max_queued_outgoing_messages=0, timeout=10,
-            # small messages, one at a time: Nagle would hold each for the last one's ack
-            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))  # fmt: skip
-        # a batch of QoS 1 publishes in flight is the design, not a warning sign
-        client.pending_calls_threshold = 1 << 30
-        return client
+            keepalive_s=b.keepalive_s, will=will)
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         self._client = client

@@ -91,8 +91,7 @@ class EdgeSettings(BaseSettings):
                 urls += [str(seat["url"]) for seat in data["seats"]]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"links_file {self.links_file}: {exc}") from None
-        seen: set[str] = set()
-        dupes = [u for u in urls if u in seen or seen.add(u)]  # type: ignore[func-returns-value]
+        dupes = sorted({u for u in urls if urls.count(u) > 1})
         if dupes:
             raise ValueError(f"link listed twice: {', '.join(dupes)}")
         return urls

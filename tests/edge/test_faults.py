@@ -57,6 +57,8 @@ async def settle(farm: SeatFarm, sub: Collector, seats: dict[str, str], broker: 
     finally:
         counts = check_delivery(sub, seats, written)  # names what is missing if it failed
     for seat in seats:
+        # the heartbeat may not have come through a damaged line yet: one comes every 5 s
+        await until(lambda seat=seat: sub.last("seat_health", seat=seat), 15, f"{seat}'s health")
         health = sub.last("seat_health", seat=seat)
         assert health is not None and health["seat_dropped_frames"] == 0, health
     # converged: ask each seat for a snapshot; the retained state must say the same
