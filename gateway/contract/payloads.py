@@ -195,6 +195,179 @@ class Quarantine(Payload):
     t: float
 
 
+# --- pbx -> everyone --------------------------------------------------------------------------
+
+CallEventType = Literal[
+    "enter_queue",  # the call joined a queue (again after a re-queue or a transfer to a queue)
+    "offer",  # a seat was chosen and the call offered to it (ringing)
+    "ring_no_answer",  # the seat rang out (RONA) or refused the offer; the call re-queues
+    "answer",  # the seat answered (hook) or, outbound, the callee answered and was connected
+    "hold", "unhold",
+    "transfer",  # the agent transferred the call (blind or consultative, to a seat or queue)
+    "transfer_return",  # a transfer to a seat unanswered after its rings came back (seed 004)
+    "abandon",  # the caller hung up before an agent answered
+    "release",  # the call ended after an answer; the seat goes into ACW
+    "dial",  # outbound: the dialer or an agent dialled a number the gate allowed
+    "no_answer",  # outbound: the callee did not answer within the ring limit (seed 003)
+    "drop",  # outbound: the callee answered and no agent was free (counts against 3 %)
+]
+PartyName = Literal["caller", "agent", "pbx", "supervisor"]
+
+
+class TransferTarget(Payload):
+    kind: Literal["blind", "consultative"]
+    seat: str | None = None  # exactly one of seat and queue
+    queue: str | None = None
+    note: str = ""  # for the receiving agent (seed 002 §二.5)
+
+
+class CallEvent(Payload):
+    """call/{call}/event: one step of a call, enough to compute every KPI of docs/kpi.md.
+
+    `id` is `<pbx>-<call>-<step>`: a subscriber drops a repeat by it. Times are Unix seconds
+    on the PBX's clock; durations are the PBX's measure of the step that just ended. No
+    phone number travels here (customer data stays in the PBX's store): `number` is masked
+    to its last four digits."""
+
+    id: str
+    pbx: str
+    call: int
+    step: int  # 1, 2, ... in the order the PBX took the steps
+    type: CallEventType
+    t: float
+    direction: Literal["inbound", "outbound"]
+    queue: str | None  # the queue the call is in or came from; the campaign's for outbound
+    seat: str | None  # the seat this step concerns (offered, answering, holding, releasing)
+    number: str | None  # masked: "***1234"
+    arrived: float  # when the call entered the PBX
+    wait_s: float | None = None  # enter_queue .. this step (offer, answer, abandon)
+    ring_s: float | None = None  # offer .. answer or ring_no_answer; dial .. answer, no_answer
+    rings: int | None = None  # whole ring cadences in ring_s
+    hold_s: float | None = None  # unhold: this hold's length; release: all holds
+    talk_s: float | None = None  # release: answer .. release, holds included
+    by: PartyName | None = None  # release, abandon: who ended it
+    target: TransferTarget | None = None  # transfer, transfer_return
+    campaign: str | None = None
+    detail: str = ""  # ring_no_answer: "rang out" / "refused: ..."; transfer_return: why
+
+
+class PbxStatus(Payload):
+    """pbx/{pbx}/status (retained; the last will says offline)."""
+
+    pbx: str
+    status: Literal["online", "offline"]
+    backend: Literal["sim", "ami"]
+    version: str
+    t: float | None = None
+
+
+class QueueHealth(Payload):
+    waiting: int
+    oldest_wait_s: float | None
+    ready_seats: int
+
+
+class CampaignHealth(Payload):
+    dialled: int
+    denied: int
+    answered: int
+    no_answer: int
+    dropped: int
+    drop_rate_30d: float  # drops / callee answers over the last 30 days
+    ratio: float  # lines dialled per Ready agent, as paced now
+    remaining: int  # numbers not yet dialled
+
+
+class PbxHealth(Payload):
+    pbx: str
+    backend: Literal["sim", "ami"]
+    uptime_s: float
+    calls_active: int
+    queues: dict[str, QueueHealth]
+    campaigns: dict[str, CampaignHealth]
+    counts: dict[str, int]  # call event type -> count since start
+    lost: int  # calls the PBX lost track of (a bug if ever non-zero)
+    seats_known: int
+    ami_connected: bool | None = None
+    t: float
+
+
+class ComplianceDecisionMessage(Payload):
+    """pbx/{pbx}/compliance: one outbound dial's decision (docs/compliance.md). The full
+    number is kept in the PBX's decision store; here it is masked."""
+
+    id: str  # <pbx>-d<n>
+    pbx: str
+    allowed: bool
+    rule: str  # the rule that decided: parse, blocked_class, dnc, caller_id, ...
+    seed: str  # the seed the rule comes from
+    reason: str
+    number: str  # masked
+    caller_id: str | None
+    campaign: str | None  # None: a manual dial
+    seat: str | None
+    call: int | None  # the call dialled when allowed
+    at: float
+
+
+class PbxCommandResult(Payload):
+    """pbx/{pbx}/cmd/result: once per call control request."""
+
+    id: str | None
+    pbx: str
+    status: Literal["done", "denied", "invalid"]
+    detail: str = ""
+    call: int | None = None
+    t: float
+
+
+# --- commands (api -> pbx) --------------------------------------------------------------------
+
+
+class _PbxCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1]
+    id: CommandId
+
+
+class DialCommand(_PbxCommand):
+    """A manual dial by an agent: through the compliance gate like every automatic one."""
+
+    command: Literal["dial"]
+    seat: str
+    number: Annotated[str, Field(min_length=1, max_length=40)]
+    caller_id: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    authorisation: Annotated[str, Field(max_length=32)] | None = None
+
+
+class CallControlCommand(_PbxCommand):
+    command: Literal["hold", "unhold", "complete", "hangup"]
+    call: CallId
+
+
+class TransferCommand(_PbxCommand):
+    command: Literal["transfer"]
+    call: CallId
+    kind: Literal["blind", "consultative"]
+    seat: str | None = None
+    queue: str | None = None
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+class DncCommand(_PbxCommand):
+    """A Do-Not-Call request: takes effect before the result is sent."""
+
+    command: Literal["dnc_add"]
+    number: Annotated[str, Field(min_length=1, max_length=40)]
+
+
+PbxCommand = Annotated[
+    DialCommand | CallControlCommand | TransferCommand | DncCommand,
+    Field(discriminator="command"),
+]
+_PBX_COMMAND = TypeAdapter(PbxCommand)
+
+
 # --- commands (api/pbx -> edge) ---------------------------------------------------------------
 
 
@@ -260,6 +433,18 @@ class CommandError(ValueError):
 
 
 def parse_command(raw: bytes) -> SeatCommand:
+    command: SeatCommand = _parse(raw, _COMMAND)
+    return command
+
+
+def parse_pbx_command(raw: bytes) -> PbxCommand:
+    cmd: PbxCommand = _parse(raw, _PBX_COMMAND)
+    if isinstance(cmd, TransferCommand) and (cmd.seat is None) == (cmd.queue is None):
+        raise CommandError("transfer: give exactly one of seat and queue", id=cmd.id)
+    return cmd
+
+
+def _parse(raw: bytes, adapter: TypeAdapter[Any]) -> Any:
     try:
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -272,7 +457,7 @@ def parse_command(raw: bytes) -> SeatCommand:
         raise CommandError(f"payload version {obj.get('v')!r}: this gateway reads v "
                            f"{SCHEMA_VERSION}", id=cid)  # fmt: skip
     try:
-        return _COMMAND.validate_python(obj)
+        return adapter.validate_python(obj)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'command'}: {err['msg']}"

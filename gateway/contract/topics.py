@@ -75,6 +75,19 @@ TOPICS: Mapping[str, TopicSpec] = dict([
           qos=1, summary="boards heard on this gateway that no seat is bound to"),
     _spec("call_event", "call/{call}/event", Role.PBX, retained=False, qos=1,
           summary="a step of a call: queued, offered, answered, held, transferred, ended"),
+    _spec("pbx_status", "pbx/{pbx}/status", Role.PBX, retained=True, qos=1,
+          summary="online / offline, the offline being the PBX connector's MQTT last will"),
+    _spec("pbx_health", "pbx/{pbx}/health", Role.PBX, retained=True, qos=0,
+          summary="calls waiting per queue, calls in progress, counts, dialer pacing and "
+                  "drop rates"),
+    _spec("pbx_cmd", "pbx/{pbx}/cmd", Role.API, retained=False, qos=1,
+          summary="a call control request: dial, hold, unhold, transfer, complete, hang up, "
+                  "Do-Not-Call"),
+    _spec("pbx_cmd_result", "pbx/{pbx}/cmd/result", Role.PBX, retained=False, qos=1,
+          summary="what became of a call control request: done or invalid, with a reason"),
+    _spec("compliance_decision", "pbx/{pbx}/compliance", Role.PBX, retained=False, qos=1,
+          summary="every outbound dial's compliance decision: allow or deny, rule, seed, "
+                  "reason"),
 ])  # fmt: skip
 
 
