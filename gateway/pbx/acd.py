@@ -127,12 +127,19 @@ class Acd:
     def ready_seats(self, queue: str) -> list[str]:
         return [s.id for s in self._members(self._queue(queue)) if s.routable()]
 
+    def ready_seats_any(self) -> list[str]:
+        return [s.id for s in self._seats.values() if s.routable()]
+
     def seat_call(self, seat: str) -> int | None:
         s = self._seats.get(seat)
         return None if s is None else s.call
 
     def seat_known(self, seat: str) -> bool:
         return seat in self._seats
+
+    @property
+    def seats_known(self) -> int:
+        return len(self._seats)
 
     def take(self) -> list[Effect]:
         out, self.effects = self.effects, []
@@ -193,8 +200,11 @@ class Acd:
             self._route_seat(s, at)
 
     def seat_event(self, seat: str, *, event: str, call: int | None, at: float,
-                   a: int = 0, b: int = 0) -> None:  # fmt: skip
-        """A seat's event (docs/mqtt.md seat events): answered, ring_no_answer, released."""
+                   a: int = 0, b: int = 0, as_of: float | None = None) -> None:  # fmt: skip
+        """A seat's event (docs/mqtt.md seat events): answered, ring_no_answer, released.
+        `as_of`: when its gateway took it, on the gateway's clock (default `at`)."""
+        if as_of is None:
+            as_of = at
         s = self._seats.get(seat)
         c = self._calls.get(call) if call else None
         if s is None or c is None:
@@ -203,7 +213,7 @@ class Acd:
             self._answered(c, s, at, rung_ms=a)
         elif event == "ring_no_answer":
             if self._ringing_at(c, s):
-                if s.as_of <= at:  # the seat goes Ready or pauses itself: wait to hear which
+                if s.as_of <= as_of:  # the seat goes Ready or pauses itself: wait to hear which
                     s.state = None
                 self._rang_out(c, s, at, ring_s=a / 1000, rings=round(a / self.ring_ms) or 1,
                                detail="rang out")  # fmt: skip

@@ -1,0 +1,199 @@
+"""Whole calls through the real path: the simulated PBX publishes seat commands, the edge
+gateway carries them to virtual seats running the real firmware bundle, agents lift and hang
+up the headset at the desk, and every step comes back as a call event on a real mosquitto.
+
+Ring cadence is 1 s here (the seat's shortest) so that ring limits pass in seconds; the
+hold test waits the real 35 s, since the seat's hold limit (30 s) is what it checks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edge_support import until
+from pbx_support import call_site
+
+from gateway.pbx.calls import Action
+
+FAST = {"ring_ms": 1000}
+
+
+def test_answer_by_hook_hold_past_the_limit_release_acw_ready(tmp_path: Path,
+                                                              mqtt_broker: Any) -> None:
+    async def flow() -> None:
+        async with call_site(tmp_path, mqtt_broker, 2, queues={"support": ["s0", "s1"]},
+                             **FAST) as site:  # fmt: skip
+            await site.login("s1", "s0")  # s1 has waited longest
+            call = site.pbx.arrive("support", number="+862161234567", talk_s=45.0,
+                                   actions=(Action(after_s=1, do="hold"),
+                                            Action(after_s=36, do="unhold")))
+            offer = await site.until_step(call, "offer")
+            assert offer["seat"] == "s1"
+            await site.until_state("s1", "ringing")
+            await asyncio.sleep(1.2)  # into the second ring
+            site.lift("s1")
+            answer = await site.until_step(call, "answer")
+            assert answer["seat"] == "s1" and answer["rings"] == 2
+            assert 1.0 <= answer["ring_s"] < 2.0 and answer["number"] == "***4567"
+            await site.until_step(call, "hold")
+            await site.until_state("s1", "hold")
+            # the seat itself raises the over-limit alert after 30 s on hold
+            await until(lambda: site.state("s1").get("hold_over_limit"), 35, "over the limit")
+            alerts = [e for e in site.sub.events("s1") if e["type"] == "event"
+                      and e["data"]["event"] == "hold_over_limit"]  # fmt: skip
+            assert len(alerts) == 1 and alerts[0]["data"]["a"] >= 30_000
+            unhold = await site.until_step(call, "unhold", timeout=10)
+            assert 34.5 <= unhold["hold_s"] <= 36.5
+            await site.until_state("s1", "talking")
+            release = await site.until_step(call, "release", timeout=15)
+            assert release["by"] == "caller" and release["seat"] == "s1"
+            assert 44 <= release["talk_s"] <= 46 and 34.5 <= release["hold_s"] <= 36.5
+            await site.until_state("s1", "acw")
+            await site.until_state("s1", "ready", timeout=5)  # after acw_s
+            assert site.steps(call) == [("enter_queue", None), ("offer", "s1"),
+                                        ("answer", "s1"), ("hold", "s1"), ("unhold", "s1"),
+                                        ("release", "s1")]  # fmt: skip
+            assert [e["step"] for e in site.calls(call)] == [1, 2, 3, 4, 5, 6]
+
+    asyncio.run(flow())
+
+
+def test_no_answer_requeues_to_the_next_agent(tmp_path: Path, mqtt_broker: Any) -> None:
+    async def flow() -> None:
+        async with call_site(tmp_path, mqtt_broker, 3, queues={"support": ["s0", "s1", "s2"]},
+                             **FAST) as site:  # fmt: skip
+            await site.login("s0", "s1")
+            call = site.pbx.arrive("support")
+            await site.until_step(call, "offer")
+            rona = await site.until_step(call, "ring_no_answer", timeout=8)
+            assert rona["seat"] == "s0" and rona["rings"] == 3 and rona["detail"] == "rang out"
+            await site.until_state("s0", "not_ready")  # the seat paused itself (RONA)
+            assert site.state("s0")["reason"] == "no_answer"
+            await site.until_state("s1", "ringing")
+            site.lift("s1")
+            answer = await site.until_step(call, "answer")
+            assert answer["seat"] == "s1"
+            await asyncio.sleep(0.5)
+            site.hang_up("s1")  # the agent ends it
+            release = await site.until_step(call, "release")
+            assert release["by"] == "agent"
+            await site.until_state("s1", "acw")
+            assert site.steps(call) == [("enter_queue", None), ("offer", "s0"),
+                                        ("ring_no_answer", "s0"), ("offer", "s1"),
+                                        ("answer", "s1"), ("release", "s1")]  # fmt: skip
+
+    asyncio.run(flow())
+
+
+def test_callers_abandon_in_the_queue_and_while_ringing(tmp_path: Path,
+                                                        mqtt_broker: Any) -> None:
+    async def flow() -> None:
+        async with call_site(tmp_path, mqtt_broker, 1, queues={"support": ["s0"]},
+                             **FAST) as site:  # fmt: skip
+            queued = site.pbx.arrive("support", patience_s=1.5)  # nobody logged in
+            abandon = await site.until_step(queued, "abandon", timeout=5)
+            assert abandon["by"] == "caller" and 1.4 <= abandon["wait_s"] <= 2.0
+            await site.login("s0")
+            ringing = site.pbx.arrive("support", patience_s=1.5)
+            await site.until_state("s0", "ringing")
+            await site.until_step(ringing, "abandon", timeout=5)
+            await site.until_state("s0", "ready")  # the offer was withdrawn
+            assert site.steps(ringing) == [("enter_queue", None), ("offer", "s0"),
+                                           ("abandon", "s0")]  # fmt: skip
+            assert site.pbx.acd.calls == {}
+
+    asyncio.run(flow())
+
+
+def test_blind_and_consultative_transfers(tmp_path: Path, mqtt_broker: Any) -> None:
+    async def flow() -> None:
+        async with call_site(tmp_path, mqtt_broker, 3, queues={"support": ["s0", "s1", "s2"]},
+                             **FAST) as site:  # fmt: skip
+            await site.login("s0")
+            call = site.pbx.arrive("support")
+            await site.until_state("s0", "ringing")
+            site.lift("s0")
+            await site.until_step(call, "answer")
+            await site.login("s1", "s2")
+
+            # blind to s1, nobody answers: after 5 rings it comes back to s0 (seed 004)
+            result = await site.command({"v": 1, "id": "t1", "command": "transfer",
+                                         "call": call, "kind": "blind", "seat": "s1",
+                                         "note": "address change, verified"})
+            assert result["status"] == "done"
+            await site.until_state("s0", "hold")
+            await site.until_state("s1", "ringing")
+            back = await site.until_step(call, "transfer_return", timeout=9)
+            assert back["seat"] == "s0" and back["target"]["seat"] == "s1"
+            rona = [e for e in site.calls(call) if e["type"] == "ring_no_answer"][-1]
+            assert rona["rings"] == 5
+            await site.until_state("s0", "talking")
+
+            # consultative to s2: s2 answers, talks to s0, then s0 completes
+            result = await site.command({"v": 1, "id": "t2", "command": "transfer",
+                                         "call": call, "kind": "consultative", "seat": "s2",
+                                         "note": "refund over the limit"})
+            assert result["status"] == "done"
+            transfer = [e for e in site.calls(call) if e["type"] == "transfer"][-1]
+            assert transfer["target"] == {"v": 1, "kind": "consultative", "seat": "s2",
+                                          "queue": None, "note": "refund over the limit"}
+            await site.until_state("s2", "ringing")
+            site.lift("s2")
+            await until(lambda: [e for e in site.calls(call) if e["type"] == "answer"
+                                 and e["seat"] == "s2"], 5, "s2 answers")  # fmt: skip
+            await site.until_state("s0", "hold")  # the caller waits while the agents talk
+            result = await site.command({"v": 1, "id": "t3", "command": "complete",
+                                         "call": call})  # fmt: skip
+            assert result["status"] == "done"
+            await site.until_state("s0", "acw")
+            assert site.state("s2")["state"] == "talking"
+
+            # blind to s0 (Ready again after ACW), who answers: s2 is released
+            await site.until_state("s0", "ready", timeout=5)
+            site.hang_up("s0")
+            await site.command({"v": 1, "id": "t4", "command": "transfer", "call": call,
+                                "kind": "blind", "seat": "s0"})
+            await site.until_state("s0", "ringing")
+            site.lift("s0")
+            await site.until_state("s2", "acw")
+            await site.until_state("s0", "talking")
+            kinds = [e["type"] for e in site.calls(call)]
+            assert kinds.count("transfer") == 3 and kinds.count("transfer_return") == 1
+            releases = [(e["seat"], e["detail"]) for e in site.calls(call)
+                        if e["type"] == "release"]  # fmt: skip
+            assert releases == [("s0", "transferred"), ("s2", "transferred")]
+
+    asyncio.run(flow())
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"not json", "not JSON"),
+        ({"v": 2, "id": "x", "command": "hold", "call": 1}, "payload version 2"),
+        ({"v": 1, "id": "x", "command": "hold", "call": 99999998}, "no call 99999998"),
+        ({"v": 1, "id": "x", "command": "transfer", "call": 1, "kind": "blind"},
+         "exactly one of seat and queue"),
+        ({"v": 1, "id": "x", "command": "fly", "call": 1}, "command"),
+    ],
+)
+def test_bad_call_control_is_refused_with_a_reason(tmp_path: Path, mqtt_broker: Any,
+                                                   body: Any, detail: str) -> None:
+    async def flow() -> None:
+        async with call_site(tmp_path, mqtt_broker, 1, queues={"support": ["s0"]}) as site:
+            before = dict(site.pbx.acd.counts)
+            if isinstance(body, bytes):
+                topic = site.topics.topic("pbx_cmd", pbx="pbx1")
+                import aiomqtt
+                async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as c:
+                    await c.publish(topic, body, qos=1)
+                await until(lambda: site.sub.on("pbx_cmd_result", pbx="pbx1"), 5)
+                result = site.sub.on("pbx_cmd_result", pbx="pbx1")[-1]
+            else:
+                result = await site.command(body)
+            assert result["status"] == "invalid" and detail in result["detail"]
+            assert dict(site.pbx.acd.counts) == before and site.pbx.acd.calls == {}
+
+    asyncio.run(flow())
