@@ -127,6 +127,9 @@ class Acd:
     def ready_seats(self, queue: str) -> list[str]:
         return [s.id for s in self._members(self._queue(queue)) if s.routable()]
 
+    def queue_members(self, queue: str) -> list[str]:
+        return [s.id for s in self._members(self._queue(queue))]
+
     def ready_seats_any(self) -> list[str]:
         return [s.id for s in self._seats.values() if s.routable()]
 

@@ -230,6 +230,11 @@ class DecisionStore:
         assert row_id is not None
         return row_id
 
+    def attach_call(self, row_id: int, call: int) -> None:
+        """The call an allowed dial placed (known only once it was placed)."""
+        self._db.execute("UPDATE decision SET call = ? WHERE id = ?", (call, row_id))
+        self._db.commit()
+
     def recent(self, limit: int = 50) -> list[StoredDecision]:
         """The `limit` latest decisions, newest first."""
         if limit < 0:

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
@@ -27,9 +28,10 @@ from gateway import __version__
 from gateway.contract.payloads import (
     CallControlCommand,
     CallEvent,
+    CampaignHealth,
     CommandError,
+    ComplianceDecisionMessage,
     DialCommand,
-    DncCommand,
     PbxCommand,
     PbxCommandResult,
     PbxHealth,
@@ -41,6 +43,7 @@ from gateway.contract.payloads import (
 from gateway.contract.topics import TopicError, Topics
 from gateway.edge.drain import bridge, broker_client
 from gateway.pbx.acd import Acd, AcdError, SeatCommand
+from gateway.pbx.outbound import Denied, Outbound
 from gateway.pbx.scenario import ScriptedCall, load_scenario
 from gateway.pbx.settings import PbxSettings
 
@@ -72,7 +75,8 @@ class PbxService:
     OUTGOING_MAX = 100_000
     LATENCY_KEEP = 200_000
 
-    def __init__(self, settings: PbxSettings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: PbxSettings, *, clock: Callable[[], float] = time.time,
+                 wall: Callable[[], datetime] | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.topics = Topics(site=settings.site, root=settings.root)
         self.pbx = settings.pbx
@@ -89,6 +93,13 @@ class PbxService:
         self.scenario: list[ScriptedCall] = (
             [] if settings.scenario is None
             else load_scenario(settings.scenario, queues=settings.queues)
+        )  # fmt: skip
+        self.outbound = Outbound(
+            pbx=self.pbx, acd=self.acd, compliance=settings.compliance,
+            callees=settings.dialer.callees, campaigns=settings.dialer.campaigns,
+            store=settings.store, rng=self.rng, publish=self._decision,
+            target_drop_rate=settings.dialer.target_drop_rate,
+            wall=wall or (lambda: datetime.fromtimestamp(self.clock(), UTC)),
         )  # fmt: skip
         self.stats = PbxStats()
         self.outgoing: deque[_Out] = deque()
@@ -119,6 +130,8 @@ class PbxService:
             self._tasks.append(asyncio.create_task(self._poisson(), name="pbx-arrivals"))
         if self.scenario:
             self._tasks.append(asyncio.create_task(self._script(), name="pbx-scenario"))
+        if self.outbound.runs:
+            self._tasks.append(asyncio.create_task(self._dialer(), name="pbx-dialer"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -127,6 +140,7 @@ class PbxService:
         for task in self._tasks:
             with suppress(asyncio.CancelledError, Exception):
                 await task
+        self.outbound.close()
         await self._goodbye()
 
     async def wait_online(self, timeout: float = 10.0) -> None:
@@ -290,7 +304,11 @@ class PbxService:
             samples.append((time.perf_counter() - arrived) * 1000)
 
     def on_call_event(self, event: CallEvent) -> None:
-        """Every call event as it is published (the dialer's ledger hooks in here)."""
+        """Every call event as it is published: the dialer's ledger counts outcomes."""
+        self.outbound.on_call_event(event)
+
+    def _decision(self, message: ComplianceDecisionMessage) -> None:
+        self._send(self.topics.topic("compliance_decision", pbx=self.pbx), message.dump())
 
     # --- call control -------------------------------------------------------------------
 
@@ -303,13 +321,16 @@ class PbxService:
             return
         try:
             call = self.control(cmd, now)
+        except Denied as exc:
+            self._result(cmd.id, "denied", str(exc), now)
         except AcdError as exc:
             self._result(cmd.id, "invalid", str(exc), now)
         else:
             self._result(cmd.id, "done", "", now, call=call)
 
     def control(self, cmd: PbxCommand, now: float) -> int | None:
-        """Carry out a call control request; AcdError (nothing changed) if it cannot be."""
+        """Carry out a call control request; AcdError (nothing changed) if it cannot be,
+        Denied if the compliance gate refused a dial."""
         if isinstance(cmd, TransferCommand):
             self.acd.transfer(cmd.call, kind=cmd.kind, seat=cmd.seat, queue=cmd.queue,
                               note=cmd.note, at=now)  # fmt: skip
@@ -324,9 +345,13 @@ class PbxService:
             else:
                 self.acd.hangup(cmd.call, at=now, by="agent")
             return cmd.call
-        if isinstance(cmd, DialCommand | DncCommand):
-            raise AcdError("this PBX has no dialer configured")
-        raise AcdError(f"unknown command {cmd!r}")
+        if isinstance(cmd, DialCommand):
+            return self.outbound.manual(cmd, at=now)
+        try:
+            self.outbound.add_dnc(cmd.number)
+        except ValueError as exc:
+            raise AcdError(str(exc)) from None
+        return None
 
     def _result(self, cid: str | None, status: str, detail: str, now: float,
                 call: int | None = None) -> None:  # fmt: skip
@@ -356,6 +381,12 @@ class PbxService:
                         patience_s=None if a.patience is None else a.patience.draw(self.rng),
                         talk_s=a.talk.draw(self.rng))  # fmt: skip
 
+    async def _dialer(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.dialer.tick_s)
+            self.outbound.tick(at=self.clock())
+            self._flush_effects(None)
+
     async def _script(self) -> None:
         start = time.monotonic()
         for c in self.scenario:
@@ -381,8 +412,8 @@ class PbxService:
                          lost=self.acd.lost + self.stats.dropped,
                          seats_known=self.acd.seats_known, t=round(now, 3))  # fmt: skip
 
-    def campaign_health(self) -> dict[str, Any]:
-        return {}
+    def campaign_health(self) -> dict[str, CampaignHealth]:
+        return self.outbound.health()
 
 
 def _secret(b: Any) -> str | None:

@@ -95,7 +95,7 @@ class Site:
 
 @asynccontextmanager
 async def call_site(tmp: Path, broker: Any, count: int, *, queues: dict[str, Any],
-                    **pbx: Any) -> AsyncIterator[Site]:  # fmt: skip
+                    wall: Any = None, **pbx: Any) -> AsyncIterator[Site]:  # fmt: skip
     topics = site()
     with SeatFarm(count) as farm:
         seats = {f"s{i}": s for i, s in enumerate(farm.seats)}
@@ -108,8 +108,7 @@ async def call_site(tmp: Path, broker: Any, count: int, *, queues: dict[str, Any
             broker={"host": broker.host, "port": broker.port},  # type: ignore[arg-type]
             queues={k: {"seats": v} for k, v in queues.items()},  # type: ignore[misc]
             store=tmp / "pbx.db", health_interval_s=1.0,
-            compliance={"dnc": tmp / "dnc.db"},  # type: ignore[arg-type]
-            **pbx)  # fmt: skip
+            **{"compliance": {"dnc": tmp / "dnc.db"}, **pbx})  # fmt: skip
         sub = Collector(broker, topics)
         task = asyncio.create_task(sub.run())
         await asyncio.wait_for(sub.connected.wait(), 5)
@@ -119,7 +118,7 @@ async def call_site(tmp: Path, broker: Any, count: int, *, queues: dict[str, Any
                             "every seat's state")  # fmt: skip
                 from gateway.pbx.runner import build
 
-                async with build(pbx_cfg) as service:
+                async with build(pbx_cfg, wall=wall) as service:
                     await service.wait_online()
                     yield Site(farm, topics, sub, service, broker, seats)
         finally:

@@ -8,6 +8,7 @@ hold test waits the real 35 s, since the seat's hold limit (30 s) is what it che
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from edge_support import until
 from pbx_support import call_site
 
 from gateway.pbx.calls import Action
+from gateway.pbx.compliance import DoNotCallList
 
 FAST = {"ring_ms": 1000}
 
@@ -195,5 +197,92 @@ def test_bad_call_control_is_refused_with_a_reason(tmp_path: Path, mqtt_broker: 
                 result = await site.command(body)
             assert result["status"] == "invalid" and detail in result["detail"]
             assert dict(site.pbx.acd.counts) == before and site.pbx.acd.calls == {}
+
+    asyncio.run(flow())
+
+
+# 10:00 in Shanghai: inside the calling window, whenever the test runs
+DAYTIME = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+
+def decisions(site: Any) -> list[dict[str, Any]]:
+    return site.sub.on("compliance_decision", pbx="pbx1")
+
+
+def test_a_manual_dial_passes_the_gate_and_hangs_up_after_six_rings(tmp_path: Path,
+                                                                    mqtt_broker: Any) -> None:
+    async def flow() -> None:
+        async with call_site(tmp_path, mqtt_broker, 1, queues={"sales": ["s0"]},
+                             wall=lambda: DAYTIME, dialer={"callees": {"answer_p": 0.0}},
+                             **FAST) as site:  # fmt: skip
+            await site.login("s0")
+            denied = await site.command({"v": 1, "id": "d1", "command": "dial", "seat": "s0",
+                                         "number": "+86 21 6123 4567"})  # no caller ID
+            assert denied["status"] == "denied" and denied["call"] is None
+            assert denied["detail"].startswith("caller_id: ")
+            await until(lambda: decisions(site), 5, "the decision")
+            d = decisions(site)[0]
+            assert (d["allowed"], d["rule"], d["seed"], d["number"], d["seat"]) == (
+                False, "caller_id", "000 TCPA 1)", "***4567", "s0")
+            assert "6123" not in d["reason"]  # masked in the reason too
+
+            done = await site.command({"v": 1, "id": "d2", "command": "dial", "seat": "s0",
+                                       "number": "+86 21 6123 4567",
+                                       "caller_id": "+86 21 6000 0000"})  # fmt: skip
+            assert done["status"] == "done"
+            call = done["call"]
+            await until(lambda: len(decisions(site)) == 2, 5)
+            assert decisions(site)[1]["allowed"] is True and decisions(site)[1]["call"] == call
+            no_answer = await site.until_step(call, "no_answer", timeout=10)
+            assert no_answer["rings"] == 6 and 5.9 <= no_answer["ring_s"] <= 6.5
+            assert site.steps(call) == [("dial", "s0"), ("no_answer", "s0")]
+            assert site.pbx.acd.seat_call("s0") is None  # the agent is free again
+            stored = site.pbx.outbound.decisions.recent(10)
+            assert [(s.decision.number, s.call) for s in stored] == [
+                ("+862161234567", call), ("+862161234567", None)]  # newest first
+
+    asyncio.run(flow())
+
+
+def test_a_campaign_dials_through_the_gate_and_connects_answers(tmp_path: Path,
+                                                                mqtt_broker: Any) -> None:
+    campaign = tmp_path / "renewals.toml"
+    campaign.write_text(
+        'name = "renewals"\ncaller_id = "+862160000000"\nqueue = "sales"\n'
+        '[[number]]\nnumber = "+86 21 6123 4501"\nname = "Li Wei"\n'
+        '[[number]]\nnumber = "+86 21 6123 4502"\nname = "Wang Fang"\n'
+        '[[number]]\nnumber = "+86 800 810 1234"\nname = "a hotline"\n')
+    DoNotCallList(tmp_path / "dnc.db").add("+86 21 6123 4502", at=DAYTIME)
+
+    async def flow() -> None:
+        async with call_site(
+            tmp_path, mqtt_broker, 1, queues={"sales": ["s0"]}, wall=lambda: DAYTIME,
+            dialer={"campaigns": [campaign], "tick_s": 0.2,
+                    "callees": {"answer_p": 1.0, "answer_rings": (2, 2),
+                                "talk": {"dist": "fixed", "mean_s": 5.0}}},
+            **FAST,
+        ) as site:  # fmt: skip
+            await site.login("s0")
+            # one Ready agent, a new campaign: one line at a time (no drop is affordable yet)
+            await until(lambda: decisions(site), 10, "the first decision")
+            first = decisions(site)[0]
+            assert (first["allowed"], first["rule"], first["number"]) == (True, "allowed",
+                                                                            "***4501")
+            call = first["call"]
+            answer = await site.until_step(call, "answer", timeout=10)
+            assert answer["seat"] == "s0" and answer["campaign"] == "renewals"
+            assert answer["rings"] == 2
+            await site.until_state("s0", "talking")  # connected to the seat
+            assert len(decisions(site)) == 1  # nobody else Ready: nothing more dialled
+            release = await site.until_step(call, "release", timeout=10)
+            assert release["by"] == "caller"
+            await site.until_state("s0", "acw")
+            await until(lambda: len(decisions(site)) == 3, 10, "the other two decisions")
+            rules = [(d["number"], d["allowed"], d["rule"], d["seed"]) for d in decisions(site)]
+            assert rules[1:] == [("***4502", False, "dnc", "000 TCPA 3)"),
+                                 ("***1234", False, "blocked_class", "000 TCPA 4)")]
+            health = site.pbx.health().campaigns["renewals"]
+            assert (health.dialled, health.denied, health.answered, health.dropped,
+                    health.remaining) == (1, 2, 1, 0, 0)  # fmt: skip
 
     asyncio.run(flow())
