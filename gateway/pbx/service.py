@@ -3,9 +3,9 @@
 It hears every seat (state, events, availability, command results), routes calls with
 `Acd`, and publishes seat commands and call events. One asyncio task runs the engine and
 its timers, whether or not the broker is there: calls keep ringing out and abandoning
-during an outage, and what they publish waits in `outgoing` (bounded; what it has to drop
-is counted) and goes out in order after the reconnect. A seat command that waited past its
-expiry is not sent late (the engine times the offer out itself).
+during an outage, and what they publish waits in order for the reconnect (BrokerSide,
+gateway/pbx/broker_side.py). A seat command that waited past its expiry is not sent late:
+the engine times the offer out itself.
 """
 
 from __future__ import annotations
@@ -15,16 +15,11 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiomqtt
-
-from gateway import __version__
 from gateway.contract.payloads import (
     CallControlCommand,
     CallEvent,
@@ -35,44 +30,23 @@ from gateway.contract.payloads import (
     PbxCommand,
     PbxCommandResult,
     PbxHealth,
-    PbxStatus,
     QueueHealth,
     TransferCommand,
     parse_pbx_command,
 )
 from gateway.contract.topics import TopicError, Topics
-from gateway.edge.drain import bridge, broker_client
 from gateway.pbx.acd import Acd, AcdError, SeatCommand
+from gateway.pbx.broker_side import BrokerSide
 from gateway.pbx.outbound import Denied, Outbound
 from gateway.pbx.scenario import ScriptedCall, load_scenario
 from gateway.pbx.settings import PbxSettings
 
 log = logging.getLogger("seatlink.pbx")
 
-Inbound = tuple[str, bytes, float]  # topic, payload, when it arrived (perf_counter)
-
-
-@dataclass(slots=True)
-class _Out:
-    topic: str
-    payload: bytes
-    expires: float | None  # monotonic; None: never (call events)
-
-
-@dataclass
-class PbxStats:
-    received: int = 0
-    ignored: int = 0  # messages that are no input of the PBX's (bad JSON, wrong version)
-    published: int = 0
-    dropped: int = 0  # outgoing messages given up while the broker was away too long
-    stale_commands: int = 0  # seat commands not sent because they expired while queued
-    reconnects: int = 0
-    last_error: str | None = None
-    offer_latency_ms: list[float] = field(default_factory=list)  # trigger in -> offer out
-
+# what the PBX hears of the seats
+SEAT_INPUTS = ("seat_state", "seat_event", "seat_availability", "seat_cmd_result")
 
 class PbxService:
-    OUTGOING_MAX = 100_000
     LATENCY_KEEP = 200_000
 
     def __init__(self, settings: PbxSettings, *, clock: Callable[[], float] = time.time,
@@ -101,15 +75,14 @@ class PbxService:
             target_drop_rate=settings.dialer.target_drop_rate,
             wall=wall or (lambda: datetime.fromtimestamp(self.clock(), UTC)),
         )  # fmt: skip
-        self.stats = PbxStats()
-        self.outgoing: deque[_Out] = deque()
-        self._inbox: asyncio.Queue[Inbound] = asyncio.Queue()
-        self._wake_out = asyncio.Event()
-        self._wake_engine = asyncio.Event()
+        self.broker = BrokerSide(
+            pbx=self.pbx, topics=self.topics, broker=settings.broker, backend="sim",
+            subscriptions=[*(self.topics.subscription(name) for name in SEAT_INPUTS),
+                           self.topics.topic("pbx_cmd", pbx=self.pbx)],
+            clock=clock)  # fmt: skip
+        self.stats = self.broker.stats
         self._started = time.monotonic()
-        self._client: aiomqtt.Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._online = asyncio.Event()
 
     def _first_call_id(self) -> int:
         # a restarted PBX must not reuse the ids of calls it published a moment ago: start
@@ -121,10 +94,7 @@ class PbxService:
     async def __aenter__(self) -> PbxService:
         self._tasks = [
             asyncio.create_task(self._engine(), name="pbx-engine"),
-            asyncio.create_task(bridge(connect=self._connect, on_connect=self._on_connect,
-                                       tasks=(self._reader, self._writer),
-                                       stats=self.stats),  # type: ignore[arg-type]
-                                name="pbx-broker"),
+            asyncio.create_task(self.broker.run(), name="pbx-broker"),
         ]  # fmt: skip
         if self.settings.arrivals.rate_per_min > 0:
             self._tasks.append(asyncio.create_task(self._poisson(), name="pbx-arrivals"))
@@ -141,73 +111,13 @@ class PbxService:
             with suppress(asyncio.CancelledError, Exception):
                 await task
         self.outbound.close()
-        await self._goodbye()
+        await self.broker.goodbye()
 
     async def wait_online(self, timeout: float = 10.0) -> None:
-        await asyncio.wait_for(self._online.wait(), timeout)
-
-    async def _goodbye(self) -> None:
-        b = self.settings.broker
-        with suppress(aiomqtt.MqttError, OSError, TimeoutError):
-            async with aiomqtt.Client(b.host, b.port, identifier=f"seatlink-pbx-{self.pbx}-bye",
-                                      username=b.username, password=_secret(b),
-                                      timeout=3) as c:  # fmt: skip
-                await c.publish(self.topics.topic("pbx_status", pbx=self.pbx),
-                                self._status("offline").dump(), qos=1, retain=True)
-
-    # --- broker -------------------------------------------------------------------------
-
-    def _status(self, status: str) -> PbxStatus:
-        return PbxStatus(pbx=self.pbx, status=status, backend="sim",  # type: ignore[arg-type]
-                         version=__version__,
-                         t=None if status == "offline" else round(self.clock(), 3))
-
-    def _connect(self) -> aiomqtt.Client:
-        b = self.settings.broker
-        will = aiomqtt.Will(self.topics.topic("pbx_status", pbx=self.pbx),
-                            PbxStatus(pbx=self.pbx, status="offline", backend="sim",
-                                      version=__version__).dump(), qos=1, retain=True)
-        return broker_client(host=b.host, port=b.port, identifier=f"seatlink-pbx-{self.pbx}",
-                             username=b.username, password=_secret(b),
-                             keepalive_s=b.keepalive_s, will=will)  # fmt: skip
-
-    async def _on_connect(self, client: aiomqtt.Client) -> None:
-        for name in ("seat_state", "seat_event", "seat_availability", "seat_cmd_result"):
-            await client.subscribe(self.topics.subscription(name), qos=1)
-        await client.subscribe(self.topics.topic("pbx_cmd", pbx=self.pbx), qos=1)
-        await client.publish(self.topics.topic("pbx_status", pbx=self.pbx),
-                             self._status("online").dump(), qos=1, retain=True)
-        self._client = client
-        self._online.set()
-
-    async def _reader(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            self._inbox.put_nowait((str(message.topic), payload, time.perf_counter()))
-
-    async def _writer(self, client: aiomqtt.Client) -> None:
-        try:
-            while True:
-                while self.outgoing:
-                    out = self.outgoing[0]
-                    if out.expires is not None and time.monotonic() > out.expires:
-                        self.stats.stale_commands += 1
-                    else:
-                        await client.publish(out.topic, out.payload, qos=1, timeout=float("inf"))
-                        self.stats.published += 1
-                    self.outgoing.popleft()
-                self._wake_out.clear()
-                await self._wake_out.wait()
-        finally:
-            self._client = None
-            self._online.clear()
+        await asyncio.wait_for(self.broker.online.wait(), timeout)
 
     def _send(self, topic: str, payload: bytes, expires: float | None = None) -> None:
-        if len(self.outgoing) >= self.OUTGOING_MAX:
-            self.outgoing.popleft()
-            self.stats.dropped += 1
-        self.outgoing.append(_Out(topic, payload, expires))
-        self._wake_out.set()
+        self.broker.send(topic, payload, expires_in_s=expires)
 
     # --- the engine ---------------------------------------------------------------------
 
@@ -218,13 +128,13 @@ class PbxService:
             now = self.clock()
             timeout = 0.5 if due is None else min(0.5, max(0.0, due - now))
             try:
-                topic, payload, arrived = await asyncio.wait_for(self._inbox.get(), timeout)
+                topic, payload, arrived = await asyncio.wait_for(self.broker.inbox.get(), timeout)
             except TimeoutError:
                 pass
             else:
                 self._take(topic, payload, arrived)
-                while not self._inbox.empty():
-                    self._take(*self._inbox.get_nowait())
+                while not self.broker.inbox.empty():
+                    self._take(*self.broker.inbox.get_nowait())
             self.acd.tick(self.clock())
             self._flush_effects(None)
             if time.monotonic() >= next_health:
@@ -289,9 +199,8 @@ class PbxService:
         self.acd.problems.clear()
         for effect in self.acd.take():
             if isinstance(effect, SeatCommand):
-                expires = time.monotonic() + float(effect.body.get("expires_in_s", 10))
                 self._send(self.topics.seat_cmd(effect.seat), json.dumps(effect.body).encode(),
-                           expires)  # fmt: skip
+                           float(effect.body.get("expires_in_s", 10)))  # fmt: skip
                 if arrived is not None and effect.body["command"] == "offer":
                     self._latency(arrived)
             else:
@@ -415,6 +324,3 @@ class PbxService:
     def campaign_health(self) -> dict[str, CampaignHealth]:
         return self.outbound.health()
 
-
-def _secret(b: Any) -> str | None:
-    return None if b.password is None else str(b.password.get_secret_value())
