@@ -150,7 +150,7 @@ class PbxService:
                 raise ValueError("not a v1 object")
         except (TopicError, ValueError):
             if topic == self.topics.topic("pbx_cmd", pbx=self.pbx):
-                self._command(payload)  # answers with `invalid`
+                self._command(payload, arrived)  # answers with `invalid`
             else:
                 self.stats.ignored += 1
             return
@@ -171,7 +171,7 @@ class PbxService:
                     self.acd.command_result(seat, command=cid, status=str(body["status"]),
                                             error=body.get("error"), at=now)  # fmt: skip
             elif name == "pbx_cmd":
-                self._command(payload)
+                self._command(payload, arrived)
             else:
                 self.stats.ignored += 1
         except (KeyError, TypeError, ValueError) as exc:
@@ -221,7 +221,7 @@ class PbxService:
 
     # --- call control -------------------------------------------------------------------
 
-    def _command(self, payload: bytes) -> None:
+    def _command(self, payload: bytes, arrived: float) -> None:
         now = self.clock()
         try:
             cmd = parse_pbx_command(payload)
@@ -231,11 +231,14 @@ class PbxService:
         try:
             call = self.control(cmd, now)
         except Denied as exc:
-            self._result(cmd.id, "denied", str(exc), now)
+            status, detail, call = "denied", str(exc), None
         except AcdError as exc:
-            self._result(cmd.id, "invalid", str(exc), now)
+            status, detail, call = "invalid", str(exc), None
         else:
-            self._result(cmd.id, "done", "", now, call=call)
+            status, detail = "done", ""
+        # the call events go first: whoever reads the result finds what it changed
+        self._flush_effects(arrived)
+        self._result(cmd.id, status, detail, now, call=call)
 
     def control(self, cmd: PbxCommand, now: float) -> int | None:
         """Carry out a call control request; AcdError (nothing changed) if it cannot be,

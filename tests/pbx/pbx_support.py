@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,23 @@ class Site:
                            if r["id"] == body.get("id")]  # fmt: skip
         await until(results, 5, f"result of {body.get('id')}")
         return results()[-1]
+
+
+def run(flow: Callable[[], Awaitable[None]], *, timeout: float = 150) -> None:
+    """asyncio.run(flow()), but a flow stuck past `timeout` prints where every task waits
+    (pytest-timeout shows only threads) before it fails."""
+
+    async def guarded() -> None:
+        task = asyncio.create_task(flow())
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            for t in asyncio.all_tasks():
+                t.print_stack(file=sys.stderr)
+            task.cancel()
+            raise AssertionError(f"flow stuck for {timeout} s (task stacks on stderr)")
+        task.result()
+
+    asyncio.run(guarded())
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from edge_support import until
-from pbx_support import call_site
+from pbx_support import call_site, run
 
 from gateway.pbx.calls import Action
 from gateway.pbx.compliance import DoNotCallList
@@ -59,7 +59,7 @@ def test_answer_by_hook_hold_past_the_limit_release_acw_ready(tmp_path: Path,
                                         ("release", "s1")]  # fmt: skip
             assert [e["step"] for e in site.calls(call)] == [1, 2, 3, 4, 5, 6]
 
-    asyncio.run(flow())
+    run(flow)
 
 
 def test_no_answer_requeues_to_the_next_agent(tmp_path: Path, mqtt_broker: Any) -> None:
@@ -86,7 +86,7 @@ def test_no_answer_requeues_to_the_next_agent(tmp_path: Path, mqtt_broker: Any) 
                                         ("ring_no_answer", "s0"), ("offer", "s1"),
                                         ("answer", "s1"), ("release", "s1")]  # fmt: skip
 
-    asyncio.run(flow())
+    run(flow)
 
 
 def test_callers_abandon_in_the_queue_and_while_ringing(tmp_path: Path,
@@ -106,7 +106,7 @@ def test_callers_abandon_in_the_queue_and_while_ringing(tmp_path: Path,
                                            ("abandon", "s0")]  # fmt: skip
             assert site.pbx.acd.calls == {}
 
-    asyncio.run(flow())
+    run(flow)
 
 
 def test_blind_and_consultative_transfers(tmp_path: Path, mqtt_broker: Any) -> None:
@@ -167,7 +167,7 @@ def test_blind_and_consultative_transfers(tmp_path: Path, mqtt_broker: Any) -> N
                         if e["type"] == "release"]  # fmt: skip
             assert releases == [("s0", "transferred"), ("s2", "transferred")]
 
-    asyncio.run(flow())
+    run(flow)
 
 
 @pytest.mark.parametrize(
@@ -198,7 +198,7 @@ def test_bad_call_control_is_refused_with_a_reason(tmp_path: Path, mqtt_broker: 
             assert result["status"] == "invalid" and detail in result["detail"]
             assert dict(site.pbx.acd.counts) == before and site.pbx.acd.calls == {}
 
-    asyncio.run(flow())
+    run(flow)
 
 
 # 10:00 in Shanghai: inside the calling window, whenever the test runs
@@ -241,7 +241,7 @@ def test_a_manual_dial_passes_the_gate_and_hangs_up_after_six_rings(tmp_path: Pa
             assert [(s.decision.number, s.call) for s in stored] == [
                 ("+862161234567", call), ("+862161234567", None)]  # newest first
 
-    asyncio.run(flow())
+    run(flow)
 
 
 def test_a_campaign_dials_through_the_gate_and_connects_answers(tmp_path: Path,
@@ -285,4 +285,4 @@ def test_a_campaign_dials_through_the_gate_and_connects_answers(tmp_path: Path,
             assert (health.dialled, health.denied, health.answered, health.dropped,
                     health.remaining) == (1, 2, 1, 0, 0)  # fmt: skip
 
-    asyncio.run(flow())
+    run(flow)
