@@ -241,6 +241,27 @@ def test_a_manual_dial_passes_the_gate_and_hangs_up_after_six_rings(tmp_path: Pa
             assert [(s.decision.number, s.call) for s in stored] == [
                 ("+862161234567", call), ("+862161234567", None)]  # newest first
 
+            # a number that does not parse is denied by the gate, with its reason
+            bad = await site.command({"v": 1, "id": "d3", "command": "dial", "seat": "s0",
+                                      "number": "12ab", "caller_id": "+86 21 6000 0000"})
+            assert bad["status"] == "denied" and bad["detail"].startswith("parse: ")
+            # and a Do-Not-Call request for one is refused, the list unchanged
+            dnc = await site.command({"v": 1, "id": "d4", "command": "dnc_add",
+                                      "number": "not a number"})  # fmt: skip
+            assert dnc["status"] == "invalid" and "not a number" in dnc["detail"]
+            ok = await site.command({"v": 1, "id": "d5", "command": "dnc_add",
+                                     "number": "+86 21 6123 4567"})  # fmt: skip
+            assert ok["status"] == "done"
+            again = await site.command({"v": 1, "id": "d6", "command": "dial", "seat": "s0",
+                                        "number": "021 6123 4567",
+                                        "caller_id": "+86 21 6000 0000"})  # fmt: skip
+            assert again["status"] == "denied" and again["detail"].startswith("dnc: ")
+            unknown = await site.command({"v": 1, "id": "d7", "command": "dial", "seat": "s9",
+                                          "number": "+86 21 6123 4500",
+                                          "caller_id": "+86 21 6000 0000"})  # fmt: skip
+            assert unknown["status"] == "invalid" and "no seat 's9'" in unknown["detail"]
+            assert len(site.pbx.outbound.decisions.recent(10)) == 4  # no decision for s9
+
     run(flow)
 
 
