@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +126,33 @@ def test_the_command_line_hashes_a_code() -> None:
     assert out.returncode == 0
     assert parse_code_hash(out.stdout.strip()).matches("4711")
     assert run("--hash-code", stdin="12ab\n").returncode == 2
+
+
+def test_the_command_line_runs_a_scenario_and_stops_cleanly(tmp_path: Path,
+                                                            mqtt_broker: Any) -> None:
+    scenario = write(tmp_path, '[[call]]\nat_s = 0\nqueue = "support"\npatience_s = 0.2\n')
+    cfg = tmp_path / "pbx.toml"
+    cfg.write_text(f'pbx = "cli1"\nsite = "clitest"\nscenario = "{scenario.name}"\n'
+                   f'store = "pbx.db"\n[compliance]\ndnc = "dnc.db"\n'
+                   f'[broker]\nhost = "{mqtt_broker.host}"\nport = {mqtt_broker.port}\n')
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-h", mqtt_broker.host, "-p", str(mqtt_broker.port), "-v",
+         "-t", "seatlink/v1/clitest/call/+/event", "-C", "2", "-W", "20"],
+        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(0.3)  # subscribed before the PBX publishes
+    pbx = subprocess.Popen([sys.executable, "-m", "gateway.cli", "pbx", "-c", str(cfg)],
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        out, _ = sub.communicate(timeout=30)
+        steps = [json.loads(line.split(" ", 1)[1])["type"] for line in out.splitlines()]
+        assert steps == ["enter_queue", "abandon"]
+    finally:
+        pbx.send_signal(signal.SIGTERM)
+        _, err = pbx.communicate(timeout=15)
+    assert pbx.returncode == 0, err
+    assert (tmp_path / "pbx.db").exists()  # relative to the settings file
+    status = subprocess.run(
+        ["mosquitto_sub", "-h", mqtt_broker.host, "-p", str(mqtt_broker.port), "-C", "1",
+         "-W", "5", "--retained-only", "-t", "seatlink/v1/clitest/pbx/cli1/status"],
+        capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
+    assert json.loads(status.stdout)["status"] == "offline"
