@@ -286,7 +286,7 @@ class PbxHealth(Payload):
     queues: dict[str, QueueHealth]
     campaigns: dict[str, CampaignHealth]
     counts: dict[str, int]  # call event type -> count since start
-    lost: int  # calls the PBX lost track of (a bug if ever non-zero)
+    lost: int  # messages given up while the broker was away (the queue overflowed)
     seats_known: int
     ami_connected: bool | None = None
     t: float

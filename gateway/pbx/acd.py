@@ -11,8 +11,8 @@ Design requirements:
 - A transfer to a seat rings `transfer_rings` (5, seed 004) and comes back to the sender
   if unanswered: the sender keeps the caller on hold until the receiver answers.
 - Outbound calls ring the callee at most `outbound_rings` (6, seed 003).
-- Nothing is lost silently: every call ends with an event (release, abandon, no_answer,
-  drop) and `lost` counts calls the engine had to give up on.
+- Nothing ends silently: every call ends with an event (release, abandon, no_answer or
+  drop), and the bench checks that against every call that arrived.
 
 Inputs are method calls with the time they happen at; outputs collect in `effects` (seat
 commands and call events, in order) for the caller to publish. The engine reads no clock,
@@ -88,7 +88,6 @@ class Acd:
         self.pbx = pbx
         self.effects: list[Effect] = []
         self.counts: Counter[str] = Counter()
-        self.lost = 0
         self.problems: list[str] = []  # what the caller should log (scripts that misfit)
         self._queues = {
             name: _Queue(name, None if members == ALL_SEATS else set(members))

@@ -321,7 +321,7 @@ class PbxService:
                          uptime_s=round(time.monotonic() - self._started, 3),
                          calls_active=len(self.acd.calls), queues=queues,
                          campaigns=self.campaign_health(), counts=dict(self.acd.counts),
-                         lost=self.acd.lost + self.stats.dropped,
+                         lost=self.stats.dropped,
                          seats_known=self.acd.seats_known, t=round(now, 3))  # fmt: skip
 
     def campaign_health(self) -> dict[str, CampaignHealth]:
