@@ -15,15 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
 
 from gateway.contract.topics import check_id
 from gateway.edge.inventory import SQLITE_PREFIX
+from gateway.settings_file import FileSettings, read_settings, relative_to
 
 ENV_PREFIX = "SEATLINK_EDGE_"
 
@@ -37,7 +33,7 @@ class BrokerSettings(BaseModel):
     keepalive_s: Annotated[int, Field(ge=5, le=600)] = 30
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
                                       extra="forbid")  # fmt: skip
 
@@ -96,39 +92,14 @@ class EdgeSettings(BaseSettings):
             raise ValueError(f"link listed twice: {', '.join(dupes)}")
         return urls
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml = settings_cls.model_config.get("toml_file")
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls))
-        return tuple(sources)
-
 
 def load_settings(config: Path | None = None, **overrides: Any) -> EdgeSettings:
     """Settings from `config` (TOML), the environment and `overrides`, in rising priority;
     relative paths in the file are taken from the file's directory."""
     if config is None:
         return EdgeSettings(**overrides)
-    if not config.is_file():
-        raise FileNotFoundError(f"config file {config} not found")
-
-    class FromFile(EdgeSettings):
-        model_config = SettingsConfigDict(**{**EdgeSettings.model_config, "toml_file": config})
-
-    settings = FromFile(**overrides)
-    base = config.resolve().parent
-
-    def rel(path: Path) -> Path:
-        return path if path.is_absolute() else base / path
-
+    settings = read_settings(EdgeSettings, config, **overrides)
+    rel = relative_to(config)
     inventory = settings.inventory
     if inventory.startswith(SQLITE_PREFIX):
         db = Path(inventory[len(SQLITE_PREFIX):])

@@ -13,17 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
 
 from gateway.contract.topics import check_id
 from gateway.edge.settings import BrokerSettings
 from gateway.pbx.ami_bridge import AmiSettings
 from gateway.pbx.compliance import BlockedCategory, CallClass, CodeHash
+from gateway.settings_file import FileSettings, read_settings, relative_to
 
 ENV_PREFIX = "SEATLINK_PBX_"
 CODE_SCHEME = "pbkdf2_sha256"
@@ -145,7 +141,7 @@ def parse_code_hash(text: str, *, what: str = "code") -> CodeHash:
                          "hash (make one with seatlink pbx --hash-code)") from None
 
 
-class PbxSettings(BaseSettings):
+class PbxSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
                                       extra="forbid")  # fmt: skip
 
@@ -193,38 +189,14 @@ class PbxSettings(BaseSettings):
                              "seats)")  # fmt: skip
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file") is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls))
-        return tuple(sources)
-
 
 def load_settings(config: Path | None = None, **overrides: Any) -> PbxSettings:
     """From `config` (TOML), the environment and `overrides`, in rising priority; relative
     paths in the file are taken from the file's directory."""
     if config is None:
         return PbxSettings(**overrides)
-    if not config.is_file():
-        raise FileNotFoundError(f"config file {config} not found")
-
-    class FromFile(PbxSettings):
-        model_config = SettingsConfigDict(**{**PbxSettings.model_config, "toml_file": config})
-
-    s = FromFile(**overrides)
-    base = config.resolve().parent
-
-    def rel(path: Path) -> Path:
-        return path if path.is_absolute() else base / path
-
+    s = read_settings(PbxSettings, config, **overrides)
+    rel = relative_to(config)
     return PbxSettings.model_validate({
         **s.model_dump(),
         "store": rel(s.store),
