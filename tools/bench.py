@@ -28,6 +28,11 @@ pressing HELP 10 times a second each for 60 s; latency, events lost, the gateway
 memory, its delivered throughput against raw aiomqtt publishing), or `{"error": ...}` when
 they cannot be measured (no mosquitto). `--no-edge` leaves them out.
 
+Then, under `pbx`, the simulated PBX's load figures (tools/bench_pbx.py: 200 calls a minute
+offered to 256 virtual seats with agents at their desks for 600 s; routing decision latency,
+calls lost, abandon (drop) rate, ASA, the PBX's CPU and memory), or `{"error": ...}`.
+`--no-pbx` leaves them out.
+
 Progress goes to stderr; stdout is the JSON object only. Exit status 1 if nothing could be
 measured at all, with the reason on stderr.
 """
@@ -50,7 +55,7 @@ from gateway.seatlink.codec import EventCode, SettingKey, State
 from gateway.seatlink.messages import Event, Heartbeat, parse_message
 from hil_tests.dut import BLUE, GREEN, RED, Dut, open_dut
 from hil_tests.seat import Seat
-from tools import bench_edge
+from tools import bench_edge, bench_pbx
 
 FREE_HEAP_GOAL_BYTES = 3000
 WORST_LOOP_GOAL_MS = 20
@@ -272,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rings", type=int, default=3, help="offers rung out (default 3)")
     parser.add_argument("--no-edge", action="store_true",
                         help="leave out the edge gateway's load figures (tools/bench_edge.py)")
+    parser.add_argument("--no-pbx", action="store_true",
+                        help="leave out the PBX's load figures (tools/bench_pbx.py)")
     args = parser.parse_args(argv)
     if args.presses < 1 or args.rings < 1:
         parser.error("--presses and --rings must be at least 1")
@@ -299,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures["virtual"] = run_backend("virtual", presses=args.presses, rounds=args.rings)
     if not args.no_edge:
         figures["edge"] = edge_figures()
+    if not args.no_pbx:
+        figures["pbx"] = pbx_figures()
     print(json.dumps(figures))
     return 0
 
@@ -312,6 +321,18 @@ def edge_figures() -> dict[str, Any]:
         log(f"no edge gateway figures: {exc}")
         return {"error": str(exc)}
     log(bench_edge.summary(figures))
+    return figures
+
+
+def pbx_figures() -> dict[str, Any]:
+    """The simulated PBX under load, full size; its failure costs only this section."""
+    log("PBX: 200 calls/min offered to 256 virtual seats for 600 s (tools/bench_pbx.py)")
+    try:
+        figures = bench_pbx.measure(seats=256, rate=200.0, seconds=600.0)
+    except (RuntimeError, ValueError, OSError) as exc:
+        log(f"no PBX figures: {exc}")
+        return {"error": str(exc)}
+    log(bench_pbx.summary(figures))
     return figures
 
 

@@ -4,7 +4,7 @@
     python -m tools.bench_pbx --seats 32 --rate 60 --seconds 30  # a quick check
     python -m tools.bench_pbx --keep DIR                        # keep logs and configs
 
-Five processes, so that none shares a GIL with another: the bench's own mosquitto (a free
+A process for each part, so that none shares a GIL with another: the bench's own mosquitto (a free
 loopback port, never the machine's 1883; tools.bench_edge.start_broker), a seat farm with the
 agents at its desks (gateway.virtual_farm: the real firmware under CPython, one TCP link per
 seat; the agent robot in the same process acts on the seats' inputs, driven by what it hears
@@ -12,20 +12,26 @@ on the broker), the edge gateway (`seatlink edge --config FILE`, inventory defau
 `away_s = 0`, `acw_s = 10`), the PBX (`python -m tools.bench_pbx _pbx`: `seatlink pbx`'s
 PbxService from the same settings file, with the bench's arrivals and a JSON line protocol
 on stdin/stdout to read its statistics) and this process, whose aiomqtt subscriber (QoS 1)
-counts every call event, deduplicated by its id.
+counts every call event, deduplicated by its id. SIGUSR1 to the farm or the PBX worker
+writes its asyncio tasks' and threads' stacks to its log. Inbound calls only: no outbound
+campaign runs.
 
 The run: every seat is logged in (a READY press each, staggered) and the window starts once
 the PBX sees all of them Ready (the warm-up, not counted). For `seconds`, callers arrive
 (Poisson, `rate` a minute, queue "support" served by every seat, talk time lognormal mean
 45 s sd 20 s, at least 5 s, patience exponential mean 60 s, the default ring cadence 5000 ms
 x 3; fixed seed). Then arrivals stop and the calls in progress finish (the drain, at most
-`drain` seconds).
+`drain` seconds: by default as long as the window, at least 30 s and at most 180 s; a call
+still in progress after it is counted as such, not as lost).
 
 The agent robot, per seat: offered a call (the PBX's `offer` on seat/{seat}/cmd), it lifts
 the headset after 1-8 s with probability 0.97 (once the seat's state says ringing), else lets
 it ring out (RONA: the seat pauses itself Not Ready, reason no_answer, and the robot presses
-READY again after 5-15 s); when the call is released (the PBX's `released` command, the
-call's `release` event for the seat, or the seat leaving talking) it hangs the headset up.
+READY again after 5-15 s); when the call is released (the PBX's `released` command or the
+call's `release` event for the seat: 0.5-2 s later, so the seat takes the PBX's release
+first, as at a desk; the seat leaving talking: at once) it hangs the headset up. A press the
+seat missed is made again, a headset left lifted outside a call is hung up (`agents` counts
+every action and retry).
 
 The figures, all measured, none asserted (goals are printed next to them): see
 FIGURE_NOTES. Progress goes to stderr; stdout is the JSON object only.
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import ctypes
 import gc
 import json
 import logging
@@ -58,6 +65,7 @@ from types import FrameType
 from typing import Any
 
 from tools.bench_edge import (
+    REPO,
     CpuClock,
     Processes,
     gateway_log_summary,
@@ -86,6 +94,8 @@ PRESS_S = 0.1  # a button held this long (longer than the firmware's 30 ms debou
 LOGIN_SPREAD_S = 5.0  # every seat's READY press within this, one after the other
 SEAT_DEFAULTS = {"away_s": 0, "acw_s": 10}
 IN_HOOK, IN_READY = 1, 2  # firmware/agent.py's input bits
+PBX_STATS = ("received", "ignored", "published", "dropped", "stale_commands", "reconnects",
+             "last_error")  # fmt: skip
 IN_CALL = ("ringing", "talking", "hold")
 TERMINAL = ("abandon", "no_answer", "drop")  # and a release without a leg's detail
 LEG_DETAILS = ("transferred", "consultation ended")
@@ -116,6 +126,17 @@ def log(text: str) -> None:
 def reply(**fields: Any) -> None:
     """A worker's answer to one command: one JSON line on stdout."""
     print(json.dumps(fields), flush=True)
+
+
+def dump_tasks() -> None:
+    """SIGUSR1 in a worker: every asyncio task's stack and every thread's on stderr (its
+    log), to see where a worker that does not answer waits."""
+    import faulthandler
+
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    sys.stderr.flush()
 
 
 def stdin_commands(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
@@ -163,9 +184,12 @@ def r3(x: float | None) -> float | None:
 
 class GcTimer:
     """How long the PBX's garbage collections take (gc.callbacks): a latency outlier can be
-    one."""
+    one. `long`: (time.time(), generation, ms) of every collection of LONG_MS or more."""
+
+    LONG_MS = 5.0
 
     def __init__(self) -> None:
+        self.long: list[tuple[float, int, float]] = []
         self.count = collections.Counter[int]()
         self.max_ms = collections.defaultdict[int, float](float)
         self.total_ms = 0.0
@@ -180,12 +204,15 @@ class GcTimer:
         self.count[gen] += 1
         self.max_ms[gen] = max(self.max_ms[gen], ms)
         self.total_ms += ms
+        if ms >= self.LONG_MS:
+            self.long.append((time.time(), gen, round(ms, 3)))
 
     def figures(self) -> dict[str, Any]:
         return {
             "collections": {str(g): n for g, n in sorted(self.count.items())},
             "max_ms": {str(g): round(m, 3) for g, m in sorted(self.max_ms.items())},
             "total_ms": round(self.total_ms, 1),
+            "long": self.long[:50],
         }
 
 
@@ -215,9 +242,9 @@ def pbx_worker(argv: Sequence[str]) -> int:
 
 def outgoing(service: Any) -> int | None:
     """Messages waiting to be published (the broker side's queue)."""
-    side = getattr(service, "broker", None)
-    if hasattr(side, "backlog"):
-        return int(side.backlog)
+    backlog = getattr(getattr(service, "broker", None), "backlog", None)
+    if backlog is not None:
+        return int(backlog)
     queue = getattr(service, "outgoing", None)
     return None if queue is None else len(queue)
 
@@ -230,6 +257,7 @@ async def _pbx_main(service: Any, *, rate: float, seed: int) -> None:
     commands = stdin_commands(loop)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, commands.put_nowait, "quit")
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     timer = GcTimer()
     gc.callbacks.append(timer)
     arrived: list[int] = []
@@ -293,14 +321,8 @@ async def _pbx_main(service: Any, *, rate: float, seed: int) -> None:
                     latency_kept_max=service.LATENCY_KEEP,
                     arrived_calls=arrived,
                     in_progress={str(c.id): c.phase.value for c in service.acd.calls.values()},
-                    lost=service.acd.lost,
-                    received=st.received,
-                    ignored=st.ignored,
-                    published=st.published,
-                    dropped=st.dropped,
-                    stale_commands=st.stale_commands,
-                    reconnects=st.reconnects,
-                    last_error=st.last_error,
+                    health=json.loads(service.health().dump()),
+                    **{k: getattr(st, k, None) for k in PBX_STATS},
                     gc=timer.figures(),
                 )
             else:
@@ -545,6 +567,7 @@ async def _farm_main(farm: Any, *, port: int, seed: int) -> None:
     commands = stdin_commands(loop)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, commands.put_nowait, "quit")
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     robot = Robot(farm, port=port, rng=random.Random(seed))
     tasks = [
         asyncio.create_task(robot.run(), name="agents"),
@@ -581,6 +604,39 @@ async def _farm_main(farm: Any, *, port: int, seed: int) -> None:
 
 
 # --- this process: the children, the subscriber, the run -------------------------------------
+
+
+def _killed_with_parent() -> None:
+    """In the child before exec: SIGKILL when the bench process ends without stopping it
+    (killed itself). Not SIGTERM, as bench_edge's children get: told to stop while their
+    broker goes too, the gateway (and perhaps the PBX) can stay in their reconnect loop for
+    good, with nobody left to stop them."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Children(Processes):
+    """bench_edge's Processes (each child in its own session, stopped in order by
+    stop_all()), but killed outright if the bench dies without stopping them."""
+
+    def spawn(
+        self,
+        name: str,
+        cmd: list[str],
+        *,
+        log_file: Path,
+        stdin: int | None = subprocess.DEVNULL,
+        stdout: int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        out = open(log_file, "ab")
+        self.files.append(out)
+        proc = subprocess.Popen(cmd, cwd=REPO, stdin=stdin,
+                                stdout=out if stdout is None else stdout, stderr=out,
+                                start_new_session=True, preexec_fn=_killed_with_parent)  # fmt: skip
+        self.procs.append((name, proc))
+        return proc
 
 
 class Worker:
@@ -993,14 +1049,18 @@ async def _run(
         "pbx_cpu_cores_drain": drain["pbx"],
         "pbx_rss_mb": memory.get("VmRSS"),
         "pbx_peak_rss_mb": memory_end.get("VmHWM"),
-        "pbx_gc": stats["gc"],
+        "pbx_gc": {
+            **stats["gc"],
+            # when, from the window's start (negative: before it)
+            "long": [{"at_s": round(t - t0, 1), "generation": g, "ms": ms}
+                     for t, g, ms in stats["gc"]["long"]],
+        },  # fmt: skip
         "gateway_cpu_cores": window["gateway"],
         "farm_cpu_cores": window["farm"],
         "broker_cpu_cores": window["broker"],
         "bench_cpu_cores": window["bench"],
-        "pbx_stats": {k: stats[k] for k in ("received", "ignored", "published", "dropped",
-                                            "stale_commands", "reconnects", "last_error",
-                                            "lost", "outgoing")},  # fmt: skip
+        "pbx_stats": {**{k: stats.get(k) for k in (*PBX_STATS, "outgoing")},
+                      "health_lost": stats["health"].get("lost")},  # fmt: skip
         "pbx_latency_samples_kept_max": stats["latency_kept_max"],
         "seat_cmds": dict(collections.Counter(sub.commands.values())),
         "seat_cmd_results": {f"{c} {st}": k for (c, st), k in sorted(sub.results.items())},
@@ -1039,17 +1099,25 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def default_drain(seconds: float) -> float:
+    """The window's length, at least 30 s and at most 180 s (talk time is lognormal, mean
+    45 s, sd 20 s: one call in about 4,000 talks longer than 180 s)."""
+    return min(180.0, max(30.0, seconds))
+
+
 def measure(
     *,
     seats: int = 256,
     rate: float = 200.0,
     seconds: float = 600.0,
-    drain_s: float = 180.0,
+    drain_s: float | None = None,
     seed: int = SEED,
     keep: Path | None = None,
 ) -> dict[str, Any]:
     """Run the bench (needs mosquitto); every process and the work directory are gone when
     it returns or raises, unless `keep` names a directory to leave them in."""
+    if drain_s is None:
+        drain_s = default_drain(seconds)
     if seats < 1 or seats > 999 or rate <= 0 or seconds <= 0 or drain_s < 0:
         raise ValueError("need 1 <= seats <= 999, rate > 0, seconds > 0 and drain >= 0")
     if keep is not None:
@@ -1057,7 +1125,7 @@ def measure(
         work = Path(tempfile.mkdtemp(prefix="bench-pbx-", dir=keep))
     else:
         work = Path(tempfile.mkdtemp(prefix="seatlink-bench-pbx-"))
-    procs = Processes()
+    procs = Children()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         plan = Plan(seats=seats, rate=rate, seconds=seconds, drain_s=drain_s, seed=seed)
@@ -1105,9 +1173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--seconds", type=float, default=600.0, help="measured window (default 600)"
     )
     parser.add_argument(
-        "--drain", type=float, default=180.0, metavar="S",
+        "--drain", type=float, metavar="S",
         help="after the window, at most this long for the calls in progress to end "
-        "(default 180)",
+        "(default: the window's length, at least 30 and at most 180)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=SEED, help=f"traffic seed (default {SEED})")
     parser.add_argument(

@@ -165,6 +165,12 @@ async def bridge(
                     for task in runs:
                         group.create_task(task(client))
         except* aiomqtt.MqttError as errors:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                # A TaskGroup whose child fails while the group is being cancelled raises the
+                # child's error, not the cancellation (Python 3.11): a stop that came with a
+                # broker outage would otherwise be taken for the outage and retried forever.
+                raise asyncio.CancelledError from None
             exc = errors.exceptions[0]
             stats.reconnects += 1
             stats.last_error = str(exc)

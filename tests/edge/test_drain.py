@@ -133,3 +133,32 @@ def test_nothing_is_lost_while_the_broker_is_down(tmp_path: Path, own_broker: An
         assert repeats <= 3 * 64  # at most what was in flight when the broker went
 
     asyncio.run(scenario())
+
+
+def test_a_stop_that_comes_with_a_broker_outage_still_stops(own_broker: Any) -> None:
+    """A service stopped while its broker goes down (a host shutting down) must stop, not
+    take the stop for the outage and reconnect forever. The connection's task fails as the
+    stop unwinds it, the way aiomqtt's does when the broker is gone at that moment."""
+
+    async def scenario() -> None:
+        connected = asyncio.Event()
+
+        async def listen(client: aiomqtt.Client) -> None:
+            await client.subscribe("seatlink/stop-test/#")
+            connected.set()
+            try:
+                async for _ in client.messages:
+                    pass
+            except asyncio.CancelledError:
+                raise aiomqtt.MqttError("Disconnected during message iteration") from None
+
+        task = asyncio.create_task(bridge(
+            connect=lambda: aiomqtt.Client(own_broker.host, own_broker.port, timeout=2),
+            tasks=(listen,), backoff_s=(0.05, 0.2)))  # fmt: skip
+        await asyncio.wait_for(connected.wait(), 5)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert done, "bridge() did not stop: it took the stop for a broker outage"
+        assert task.cancelled()
+
+    asyncio.run(scenario())
