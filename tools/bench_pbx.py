@@ -298,6 +298,7 @@ async def _pbx_main(service: Any, *, rate: float, seed: int) -> None:
     task: asyncio.Task[None] | None = None
     async with service:
         await service.wait_online(30)
+        gc.freeze()  # as `seatlink pbx` does after start-up (gateway/commands/pbx.py)
         reply(pid=os.getpid(), online=True, **status())
         while True:
             cmd = await commands.get()
