@@ -145,12 +145,14 @@ async def bridge(
     on_connect: Callable[[aiomqtt.Client], Awaitable[None]] | None = None,
     tasks: Sequence[Task] = (),
     backoff_s: tuple[float, float] = (0.2, 5.0),
+    stopping: Callable[[], bool] | None = None,
 ) -> None:
     """Keep a broker connection with the drainer (if any) and `tasks` running on it,
     reconnecting with exponential backoff (first, cap) after any MQTT error, until
     cancelled; reconnects are counted in `stats` (default: the drainer's).
     `on_connect` runs on every new connection first (publish `online`, republish retained
-    state, subscribe)."""
+    state, subscribe). `stopping`: true once the owner is stopping (and cancels this task):
+    an MQTT error then ends it instead of a reconnect."""
     if stats is None:
         stats = drainer.stats if drainer is not None else DrainStats()
     runs = ((drainer.run,) if drainer is not None else ()) + tuple(tasks)
@@ -165,11 +167,12 @@ async def bridge(
                     for task in runs:
                         group.create_task(task(client))
         except* aiomqtt.MqttError as errors:
-            me = asyncio.current_task()
-            if me is not None and me.cancelling():
+            if stopping is not None and stopping():
                 # A TaskGroup whose child fails while the group is being cancelled raises the
                 # child's error, not the cancellation (Python 3.11): a stop that came with a
-                # broker outage would otherwise be taken for the outage and retried forever.
+                # broker outage would be taken for the outage and retried forever. The
+                # task's cancelling() count cannot tell (aiomqtt leaves it raised after a
+                # plain outage): the owner says when it is stopping.
                 raise asyncio.CancelledError from None
             exc = errors.exceptions[0]
             stats.reconnects += 1

@@ -118,7 +118,8 @@ async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Conn
             conn.send(("stats", s.published, s.reconnects, s.last_error))
 
     task = asyncio.create_task(bridge(connect=connect, drainer=drainer,
-                                      backoff_s=config.backoff_s))  # fmt: skip
+                                      backoff_s=config.backoff_s,
+                                      stopping=gone.is_set))  # fmt: skip
     reporter = asyncio.create_task(report())
     await gone.wait()
     task.cancel()

@@ -87,6 +87,7 @@ class EdgeService:
         self._quarantine_dirty = True
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._closing = False  # close() has begun: an MQTT error then ends the broker task
         self._tasks: list[asyncio.Task[None]] = []
         self._exit = AsyncExitStack()
         self._client: aiomqtt.Client | None = None
@@ -143,8 +144,8 @@ class EdgeService:
         for link in self.links:
             self._spawn(link.run(), f"link {link.url}")
         self._spawn(bridge(connect=self._connect, drainer=self.drainer, stats=self.mqtt,
-                           on_connect=self._on_connect,
-                           tasks=(self._listen, self._publish)), "broker")  # fmt: skip
+                           on_connect=self._on_connect, tasks=(self._listen, self._publish),
+                           stopping=lambda: self._closing), "broker")  # fmt: skip
         self._spawn(self._watch_inventory(), "inventory")
         self._spawn(self._expire(), "outbox expiry")
         log.info("edge %s: %d links, site %s, broker %s:%d", self.gateway, len(self.links),
@@ -169,6 +170,7 @@ class EdgeService:
 
     async def close(self) -> None:
         """Stop links, say offline (each seat, then the gateway) while the broker is there."""
+        self._closing = True
         client = self._client
         if client is not None:
             with suppress(aiomqtt.MqttError, TimeoutError):

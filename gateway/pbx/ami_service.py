@@ -60,6 +60,7 @@ class AmiService:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.broker.closing = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -64,6 +64,7 @@ class BrokerSide:
         self.online = asyncio.Event()
         self._outgoing: deque[_Out] = deque()
         self._wake = asyncio.Event()
+        self.closing = False  # set by the owner before it cancels run()
 
     @property
     def backlog(self) -> int:
@@ -80,7 +81,7 @@ class BrokerSide:
     async def run(self) -> None:
         """Until cancelled."""
         await bridge(connect=self._connect, on_connect=self._on_connect,
-                     tasks=(self._reader, self._writer),
+                     tasks=(self._reader, self._writer), stopping=lambda: self.closing,
                      stats=self.stats)  # type: ignore[arg-type]  # fmt: skip
 
     def status(self, status: Literal["online", "offline"]) -> PbxStatus:

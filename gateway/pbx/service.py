@@ -105,6 +105,7 @@ class PbxService:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.broker.closing = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -152,10 +152,12 @@ def test_a_stop_that_comes_with_a_broker_outage_still_stops(own_broker: Any) -> 
             except asyncio.CancelledError:
                 raise aiomqtt.MqttError("Disconnected during message iteration") from None
 
+        stopping = False
         task = asyncio.create_task(bridge(
             connect=lambda: aiomqtt.Client(own_broker.host, own_broker.port, timeout=2),
-            tasks=(listen,), backoff_s=(0.05, 0.2)))  # fmt: skip
+            tasks=(listen,), backoff_s=(0.05, 0.2), stopping=lambda: stopping))  # fmt: skip
         await asyncio.wait_for(connected.wait(), 5)
+        stopping = True
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=5)
         assert done, "bridge() did not stop: it took the stop for a broker outage"
