@@ -209,6 +209,11 @@ class Acd:
             as_of = at
         s = self._seats.get(seat)
         c = self._calls.get(call) if call else None
+        if s is not None and c is None and call and event == "answered":
+            # the agent lifted as the caller gave up: the seat talks to nobody, end its call
+            self.counts["answered_after_end"] += 1
+            self._send(seat, "released", call=call)
+            return
         if s is None or c is None:
             return
         if event == "answered":

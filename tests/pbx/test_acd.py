@@ -158,6 +158,17 @@ def test_callers_abandon_after_their_patience_while_queued_or_ringing() -> None:
     assert a.seat_call("s1") is None
 
 
+def test_an_answer_just_after_the_caller_gave_up_releases_the_seat() -> None:
+    a = acd()
+    ready(a, "s1", 1.0)
+    call = a.arrive(queue="support", at=2.0, patience_s=5.0)
+    a.tick(7.0)  # the caller hangs up; the seat is sent cancel
+    a.take()
+    a.seat_event("s1", event="answered", call=call, a=4990, at=7.01)  # lifted meanwhile
+    assert commands(a.take()) == [("s1", "released", call)]
+    assert a.counts["answered_after_end"] == 1 and call not in a.calls
+
+
 def test_answer_hold_unhold_and_the_caller_hanging_up() -> None:
     a = acd()
     ready(a, "s1", 1.0)
