@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 VERSION = "v1"
 DEFAULT_ROOT = "seatlink"
-_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # every id in a topic (and payloads)
 
 
 class TopicError(ValueError):
@@ -92,7 +92,7 @@ TOPICS: Mapping[str, TopicSpec] = dict([
 
 
 def check_id(kind: str, value: str) -> str:
-    if not _ID.fullmatch(value):
+    if not ID_PATTERN.fullmatch(value):
         raise TopicError(f"{kind} id {value!r} is not 1-64 characters of A-Z a-z 0-9 _ . -")
     return value
 
@@ -137,7 +137,7 @@ class Topics:
             ids: dict[str, str] = {}
             for part, level in zip(parts, levels, strict=True):
                 if part.startswith("{"):
-                    if not _ID.fullmatch(level):
+                    if not ID_PATTERN.fullmatch(level):
                         break
                     ids[part[1:-1]] = level
                 elif part != level:

@@ -59,7 +59,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import ValidationError
 
 from gateway.contract.payloads import SCHEMA_VERSION, CallEvent, SeatEvent
-from gateway.contract.topics import Parsed, TopicError, Topics
+from gateway.contract.topics import ID_PATTERN, Parsed, TopicError, Topics
 from gateway.seatlink.codec import MAX_SEQ, NUMBER_MAX, EventCode
 
 if TYPE_CHECKING:
@@ -89,7 +89,6 @@ PAGE = 1000  # rows per query of `events()`
 TOPIC_CACHE = 100_000  # topics parsed once (one per seat and call)
 SEAT_EVENT_NAMES = frozenset(code.name.lower() for code in EventCode)
 
-_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # contract ids (board, pbx, seat): docs/mqtt.md
 _BIGINT = 2**63 - 1
 _LOCK_KEY = 0x5EA7C0BE  # PostgreSQL advisory lock of the store's writers and migrations
 
@@ -683,7 +682,7 @@ class EventStore:
         def bad(detail: str) -> _Rejection:
             return _Rejection(Reject.SCHEMA, detail, m.id)
 
-        if not _ID.fullmatch(m.board):
+        if not ID_PATTERN.fullmatch(m.board):
             return bad(f"board {m.board!r} is not 1-64 characters of A-Z a-z 0-9 _ . -")
         if not 0 <= m.boot <= _BIGINT:
             return bad(f"boot {m.boot} out of range")
@@ -717,7 +716,7 @@ class EventStore:
         def bad(detail: str) -> _Rejection:
             return _Rejection(Reject.SCHEMA, detail, m.id)
 
-        if not _ID.fullmatch(m.pbx):
+        if not ID_PATTERN.fullmatch(m.pbx):
             return bad(f"pbx {m.pbx!r} is not 1-64 characters of A-Z a-z 0-9 _ . -")
         if not 1 <= m.call <= NUMBER_MAX:
             return bad(f"call {m.call} is not 1..{NUMBER_MAX}")
@@ -726,7 +725,7 @@ class EventStore:
         if m.id != f"{m.pbx}-{m.call}-{m.step}":
             return _Rejection(Reject.SCHEMA, f"id {m.id!r} is not <pbx>-<call>-<step> "
                               f"({m.pbx}-{m.call}-{m.step})")  # fmt: skip
-        if m.seat is not None and not _ID.fullmatch(m.seat):
+        if m.seat is not None and not ID_PATTERN.fullmatch(m.seat):
             return bad(f"seat {m.seat!r} is not 1-64 characters of A-Z a-z 0-9 _ . -")
         late = self._bad_time(m.t, m.id, now)
         if late is not None and late.reason is Reject.SCHEMA:

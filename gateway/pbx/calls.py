@@ -81,7 +81,6 @@ class Call:
     tried: set[str] = field(default_factory=set)  # seats that rang out on this call
     transfer: Transfer | None = None
     step: int = 0
-    timer: int = 0  # the live timer's token; older timers of this call are void
     command: str | None = None  # the id of the offer command awaiting its result
 
     def event(self, pbx: str, kind: CallEventType, at: float, *, seat: str | None = None,

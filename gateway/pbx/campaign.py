@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.contract.topics import ID_PATTERN
 from gateway.pbx.compliance import InvalidNumberError, normalise
 
 RING_LIMIT_DEFAULT = 6  # seed 003 服务标准 2.0: outbound unanswered after 6 rings, hang up
@@ -28,7 +28,6 @@ AUTHORISATION_MAX = 32  # as DialCommand.authorisation
 NAME_MAX = 200  # a callee's name: enough for any real name, bounded for the store
 MAX_PROBLEMS_SHOWN = 20
 
-_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as the contract's ids (gateway/contract/topics.py)
 _SETTINGS = ("name", "caller_id", "queue", "ring_limit", "max_ratio", "authorisation")
 _ENTRY_KEYS = ("number", "name")
 
@@ -213,7 +212,7 @@ def _build(
     name = settings.get("name")
     if name is None:
         problems.append("name is missing")
-    elif not isinstance(name, str) or not _ID.fullmatch(name):
+    elif not isinstance(name, str) or not ID_PATTERN.fullmatch(name):
         problems.append(f"name {name!r} must be 1-64 of A-Z a-z 0-9 _ . -")
 
     caller_e164 = ""
@@ -234,7 +233,7 @@ def _build(
     queue = settings.get("queue")
     if queue is None:
         problems.append("queue is missing: the agents' queue that takes the answered calls")
-    elif not isinstance(queue, str) or not _ID.fullmatch(queue):
+    elif not isinstance(queue, str) or not ID_PATTERN.fullmatch(queue):
         problems.append(f"queue {queue!r} must be 1-64 of A-Z a-z 0-9 _ . -")
 
     ring_limit = settings.get("ring_limit", RING_LIMIT_DEFAULT)

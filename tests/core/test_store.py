@@ -179,7 +179,6 @@ def test_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_an_unreachable_postgresql_is_a_clear_error_without_the_password() -> None:
-    pytest.importorskip("psycopg")
     with pytest.raises(StoreError, match="cannot connect") as caught:
         open_store("postgresql://core:s3cret@127.0.0.1:1/core")
     assert "s3cret" not in str(caught.value)
