@@ -19,8 +19,8 @@ accounts exist (issue 6).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime, time, timedelta
 from itertools import pairwise
 from typing import Any, Literal
@@ -300,7 +300,7 @@ class _OpenLeg:
 
 
 @dataclass(slots=True)
-class _Facts:
+class CallFacts:
     entered: list[_Seen] = field(default_factory=list)  # enter_queue
     offers: list[_Seen] = field(default_factory=list)  # queue offers (per agent "offered")
     answers: list[_Answer] = field(default_factory=list)
@@ -311,7 +311,7 @@ class _Facts:
     legs: list[_Leg] = field(default_factory=list)
 
 
-def _call_facts(call_events: Iterable[CallEvent | Mapping[str, Any]]) -> _Facts:
+def call_facts(call_events: Iterable[CallEvent | Mapping[str, Any]]) -> CallFacts:
     """Each call's events (repeats dropped by id, in step order) as the samples the
     figures count."""
     seen: set[str] = set()
@@ -322,13 +322,13 @@ def _call_facts(call_events: Iterable[CallEvent | Mapping[str, Any]]) -> _Facts:
             continue
         seen.add(e.id)
         calls[(e.pbx, e.call)].append(e)
-    facts = _Facts()
+    facts = CallFacts()
     for key in sorted(calls):
         _one_call(key, sorted(calls[key], key=lambda e: e.step), facts)
     return facts
 
 
-def _one_call(key: tuple[str, int], events: list[CallEvent], facts: _Facts) -> None:
+def _one_call(key: tuple[str, int], events: list[CallEvent], facts: CallFacts) -> None:
     transfers = [(e.step, e.seat) for e in events if e.type == "transfer"]
     legs: dict[str, _OpenLeg] = {}
     last_sender: str | None = None
@@ -376,7 +376,7 @@ def _one_call(key: tuple[str, int], events: list[CallEvent], facts: _Facts) -> N
 
 
 def _end_hold(leg: _OpenLeg, e: CallEvent, held: float | None, inbound: bool,
-              facts: _Facts) -> None:  # fmt: skip
+              facts: CallFacts) -> None:  # fmt: skip
     if held is None:
         held = max(0.0, e.t - leg.hold_since) if leg.hold_since is not None else 0.0
     leg.hold_since = None
@@ -385,7 +385,7 @@ def _end_hold(leg: _OpenLeg, e: CallEvent, held: float | None, inbound: bool,
         facts.holds.append(_Timed(e.t, e.seat, e.queue, held))
 
 
-def _acw_by_leg(legs: list[_Leg], intervals: list[StateInterval]) -> list[float | None]:
+def acw_by_leg(legs: list[_Leg], intervals: list[StateInterval]) -> list[float | None]:
     """Each leg's ACW: the seat's ACW intervals of that call, the k-th to the seat's k-th
     leg of the call (any more to its last). None: no state of that seat is known."""
     known = {iv.seat for iv in intervals}
@@ -407,61 +407,143 @@ def _acw_by_leg(legs: list[_Leg], intervals: list[StateInterval]) -> list[float 
 
 
 @dataclass(slots=True)
-class _Acc:
+class Totals:
+    """The sufficient statistics of one key's figures over one window: sums, counts and
+    maxima, so that windows merge (`add`) and the live core can keep them per interval
+    instead of every sample. `result()` gives the Kpis. Which samples a Totals holds is
+    decided by the caller (`kpis()` or the live projector), through the same `add_*`."""
+
     offered: int = 0
-    answers: list[_Answer] = field(default_factory=list)
-    abandons: list[_Timed] = field(default_factory=list)
+    answered: int = 0
+    abandoned: int = 0
+    waits: int = 0  # answers with a wait_s
+    wait_sum: float = 0.0
+    waits_in_t: int = 0  # answers with wait_s <= T
+    rings: int = 0  # answers with a ring count
+    ring_sum: int = 0
+    rings_within: int = 0  # answers with rings <= ring limit
+    gave_up: int = 0  # abandons with a wait_s
+    gave_up_in_t: int = 0  # abandons with wait_s <= T
+    one_stop: int = 0
+    handled: int = 0
+    talk_sum: float = 0.0
+    talk_max: float | None = None
+    with_acw: int = 0
+    acw_sum: float = 0.0
+    aht_sum: float = 0.0
+    outbound_handled: int = 0
+    holds: int = 0
+    hold_sum: float = 0.0
+    hold_max: float | None = None
     rona: int = 0
     transfers: int = 0
-    holds: list[float] = field(default_factory=list)
-    legs: list[tuple[_Leg, float | None]] = field(default_factory=list)
     time: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     not_ready: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
-    def result(self, *, by: By, ring_limit: int, threshold: float, agent: bool) -> Kpis:
-        answered, abandoned = len(self.answers), len(self.abandons)
-        waits = [a.wait_s for a in self.answers if a.wait_s is not None]
-        rings = [a.rings for a in self.answers if a.rings is not None]
-        gave_up = [a.seconds for a in self.abandons if a.seconds is not None]
-        in_t = sum(w <= threshold for w in waits)
-        inbound = [(leg, acw) for leg, acw in self.legs if not leg.outbound]
-        talks = [leg.talk_s for leg, _ in inbound]
-        with_acw = [(leg, acw) for leg, acw in inbound if acw is not None]
-        one_stop = [a.agent_one_stop if agent else a.one_stop for a in self.answers]
+    # --- samples ---
+
+    def add_answer(self, wait_s: float | None, rings: int | None, one_stop: bool, *,
+                   ring_limit: int, threshold: float) -> None:  # fmt: skip
+        self.answered += 1
+        self.one_stop += one_stop
+        if wait_s is not None:
+            self.waits += 1
+            self.wait_sum += wait_s
+            self.waits_in_t += wait_s <= threshold
+        if rings is not None:
+            self.rings += 1
+            self.ring_sum += rings
+            self.rings_within += rings <= ring_limit
+
+    def add_abandon(self, wait_s: float | None, *, threshold: float) -> None:
+        self.abandoned += 1
+        if wait_s is not None:
+            self.gave_up += 1
+            self.gave_up_in_t += wait_s <= threshold
+
+    def add_hold(self, seconds: float) -> None:
+        self.holds += 1
+        self.hold_sum += seconds
+        self.hold_max = seconds if self.hold_max is None else max(self.hold_max, seconds)
+
+    def add_leg(self, talk_s: float, hold_s: float, acw_s: float | None, *,
+                outbound: bool) -> None:  # fmt: skip
+        if outbound:
+            self.outbound_handled += 1
+            return
+        self.handled += 1
+        self.talk_sum += talk_s
+        self.talk_max = talk_s if self.talk_max is None else max(self.talk_max, talk_s)
+        if acw_s is not None:
+            self.with_acw += 1
+            self.acw_sum += acw_s
+            self.aht_sum += talk_s + hold_s + acw_s
+
+    def add_time(self, state: str, reason: str | None, seconds: float) -> None:
+        """Seat time; logged-out time is in no figure (a desk logged out is not listed)."""
+        if state == "logged_out" or seconds <= 0:
+            return
+        self.time[state] += seconds
+        if state == "not_ready":
+            self.not_ready[reason or NO_REASON] += seconds
+
+    def add(self, other: Totals) -> None:
+        """Merge another window's Totals of the same key into this one."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("talk_max", "hold_max"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if theirs is not None and (mine is None or theirs > mine):
+                setattr(self, name, theirs)
+        for state, seconds in other.time.items():
+            self.time[state] += seconds
+        for reason, seconds in other.not_ready.items():
+            self.not_ready[reason] += seconds
+
+    def empty(self) -> bool:
+        return not (any(getattr(self, n) for n in _COUNTS) or self.time)
+
+    # --- figures ---
+
+    def result(self, *, by: By) -> Kpis:
         seat_time = by != "queue"
-        busy = sum(self.time[s] for s in BUSY)
-        available = sum(self.time[s] for s in AVAILABLE)
-        logged_in = sum(s for state, s in self.time.items() if state != "logged_out")
+        busy = sum(self.time.get(s, 0.0) for s in BUSY)
+        available = sum(self.time.get(s, 0.0) for s in AVAILABLE)
+        logged_in = sum(self.time.values())
         return Kpis(
             offered=self.offered,
-            answered=answered,
-            abandoned=abandoned,
-            abandon_rate=_ratio(abandoned, answered + abandoned),
-            asa_s=_mean(waits),
-            avg_rings=_mean(rings),
-            within_ring_limit=_ratio(sum(r <= ring_limit for r in rings), len(rings)),
-            service_level=_ratio(in_t, len(waits)),
-            service_level_abandoned=_ratio(
-                in_t + sum(w <= threshold for w in gave_up), len(waits) + len(gave_up)
-            ),
-            handled=len(inbound),
-            avg_talk_s=_mean(talks),
-            max_talk_s=max(talks, default=None),
-            holds=len(self.holds),
-            avg_hold_s=_mean(self.holds),
-            max_hold_s=max(self.holds, default=None),
-            avg_acw_s=_mean([acw for _, acw in with_acw]),
-            aht_s=_mean([leg.talk_s + leg.hold_s + acw for leg, acw in with_acw]),
-            outbound_handled=len(self.legs) - len(inbound),
+            answered=self.answered,
+            abandoned=self.abandoned,
+            abandon_rate=_ratio(self.abandoned, self.answered + self.abandoned),
+            asa_s=_ratio(self.wait_sum, self.waits),
+            avg_rings=_ratio(self.ring_sum, self.rings),
+            within_ring_limit=_ratio(self.rings_within, self.rings),
+            service_level=_ratio(self.waits_in_t, self.waits),
+            service_level_abandoned=_ratio(self.waits_in_t + self.gave_up_in_t,
+                                           self.waits + self.gave_up),  # fmt: skip
+            handled=self.handled,
+            avg_talk_s=_ratio(self.talk_sum, self.handled),
+            max_talk_s=self.talk_max,
+            holds=self.holds,
+            avg_hold_s=_ratio(self.hold_sum, self.holds),
+            max_hold_s=self.hold_max,
+            avg_acw_s=_ratio(self.acw_sum, self.with_acw),
+            aht_s=_ratio(self.aht_sum, self.with_acw),
+            outbound_handled=self.outbound_handled,
             rona=self.rona,
             transfers=self.transfers,
-            one_stop_rate=_ratio(sum(one_stop), len(one_stop)),
+            one_stop_rate=_ratio(self.one_stop, self.answered),
             logged_in_s=logged_in if seat_time else None,
             busy_s=busy if seat_time else None,
             available_s=available if seat_time else None,
             occupancy=_ratio(busy, busy + available) if seat_time else None,
             not_ready_s=dict(sorted(self.not_ready.items())) if seat_time else {},
         )
+
+
+_COUNTS = tuple(
+    f.name for f in fields(Totals) if f.name not in ("talk_max", "hold_max", "time", "not_ready")
+)
 
 
 def kpis(
@@ -482,56 +564,68 @@ def kpis(
     window may run past its end); the figures take from them what the window holds."""
     if by not in ("agent", "queue", "site"):
         raise ValueError(f"by {by!r}: agent, queue or site")
-    facts = _call_facts(call_events)
+    facts = call_facts(call_events)
     spans = list(intervals)
-    acw = _acw_by_leg(facts.legs, spans)
-    groups: dict[str, _Acc] = defaultdict(_Acc)
+    groups: dict[str, Totals] = defaultdict(Totals)
 
-    def key(seen: _Seen) -> str | None:
+    def totals_for(seen: _Seen) -> tuple[Totals, ...]:
         if seen.t not in window:
-            return None
-        return seen.seat if by == "agent" else seen.queue if by == "queue" else site
+            return ()
+        k = seen.seat if by == "agent" else seen.queue if by == "queue" else site
+        return () if k is None else (groups[k],)
 
-    for seen in facts.offers if by == "agent" else facts.entered:
-        if (k := key(seen)) is not None:
-            groups[k].offered += 1
-    for answer in facts.answers:
-        if (k := key(answer)) is not None:
-            groups[k].answers.append(answer)
-    for abandon in facts.abandons:
-        if (k := key(abandon)) is not None:
-            groups[k].abandons.append(abandon)
-    for seen in facts.ronas:
-        if (k := key(seen)) is not None:
-            groups[k].rona += 1
-    for seen in facts.transfers:
-        if (k := key(seen)) is not None:
-            groups[k].transfers += 1
-    for hold in facts.holds:
-        if (k := key(hold)) is not None and hold.seconds is not None:
-            groups[k].holds.append(hold.seconds)
-    for i, leg in enumerate(facts.legs):
-        if not leg.consultation and (k := key(leg)) is not None:
-            groups[k].legs.append((leg, acw[i]))
+    add_facts(facts, acw_by_leg(facts.legs, spans), totals_for, agent=by == "agent",
+              ring_limit=ring_limit, threshold=sl_threshold_s)  # fmt: skip
     if by != "queue":
         for iv in spans:
             seconds = window.overlap(iv.start, iv.end)
-            if seconds <= 0 or iv.state == "logged_out":
-                continue  # logged-out time is in no figure: a desk logged out is not listed
-            acc = groups[iv.seat if by == "agent" else site]
-            acc.time[iv.state] += seconds
-            if iv.state == "not_ready":
-                acc.not_ready[iv.reason or NO_REASON] += seconds
+            if seconds > 0 and iv.state != "logged_out":
+                groups[iv.seat if by == "agent" else site].add_time(iv.state, iv.reason, seconds)
     if by == "site" and site not in groups:
-        groups[site] = _Acc()  # the site is listed even when nothing happened
-    return {k: groups[k].result(by=by, ring_limit=ring_limit, threshold=sl_threshold_s,
-                                agent=by == "agent")
-            for k in sorted(groups)}  # fmt: skip
+        groups[site] = Totals()  # the site is listed even when nothing happened
+    return {k: groups[k].result(by=by) for k in sorted(groups)}
+
+
+def add_facts(
+    facts: CallFacts,
+    acw: Sequence[float | None],
+    totals_for: Callable[[_Seen], Iterable[Totals]],
+    *,
+    agent: bool,
+    ring_limit: int,
+    threshold: float,
+) -> None:
+    """Add calls' samples to the Totals `totals_for(sample)` names (none: not counted).
+    `agent`: the Totals are agents', whose one-stop is their own (no transfer after their
+    answer) and whose `offered` is the queue offers rung at them."""
+    for seen in facts.offers if agent else facts.entered:
+        for tot in totals_for(seen):
+            tot.offered += 1
+    for answer in facts.answers:
+        one_stop = answer.agent_one_stop if agent else answer.one_stop
+        for tot in totals_for(answer):
+            tot.add_answer(answer.wait_s, answer.rings, one_stop, ring_limit=ring_limit,
+                           threshold=threshold)  # fmt: skip
+    for abandon in facts.abandons:
+        for tot in totals_for(abandon):
+            tot.add_abandon(abandon.seconds, threshold=threshold)
+    for seen in facts.ronas:
+        for tot in totals_for(seen):
+            tot.rona += 1
+    for seen in facts.transfers:
+        for tot in totals_for(seen):
+            tot.transfers += 1
+    for hold in facts.holds:
+        if hold.seconds is not None:
+            for tot in totals_for(hold):
+                tot.add_hold(hold.seconds)
+    for leg, leg_acw in zip(facts.legs, acw, strict=True):
+        if not leg.consultation:
+            for tot in totals_for(leg):
+                tot.add_leg(leg.talk_s, leg.hold_s, leg_acw, outbound=leg.outbound)
 
 
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
-def _mean(values: list[float] | list[int]) -> float | None:
-    return sum(values) / len(values) if values else None
