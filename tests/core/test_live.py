@@ -1,0 +1,151 @@
+"""Live KPIs against the batch formulas: the same generated day, bucket by bucket.
+
+kpi.kpis() is checked on hand-computed traces (test_kpi.py); here the live projector must
+give the same figures for every 15-minute, hourly and daily bucket and every agent, queue
+and the site, whatever the order and the repeats, as its events arrive one by one."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.contract.payloads import CallEvent, SeatEvent
+from gateway.core.kpi import By, Kpis, buckets, kpis, state_intervals
+from gateway.core.live import LiveKpis
+from tools.trace import Trace, generate, shuffled
+
+T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+TZ = ZoneInfo("Asia/Shanghai")
+BYS: tuple[By, ...] = ("agent", "queue", "site")
+
+
+@pytest.fixture(scope="module")
+def trace() -> Trace:
+    return generate(seats=12, queues=3, start=T0, hours=3, seed=7)
+
+
+def models(events: Any) -> list[SeatEvent | CallEvent]:
+    return [SeatEvent.model_validate(p) if k == "seat" else CallEvent.model_validate(p)
+            for k, p in events]  # fmt: skip
+
+
+def fed(events: Any, *, now: float, settle_s: float = 10.0) -> LiveKpis:
+    live = LiveKpis(tz=TZ)
+    live.settle_s = settle_s
+    for e in models(events):
+        live.feed([e])
+        live.advance(e.t)
+    live.advance(now)
+    return live
+
+
+def batch(trace: Trace, granularity: str, *, by: By) -> dict[float, dict[str, Kpis]]:
+    size = {"15min": 900, "hour": 3600, "day": 86400}[granularity]
+    intervals = state_intervals(trace.seat_events(), until=trace.end)
+    return {w.start: kpis(trace.call_events(), intervals, window=w, by=by)
+            for w in buckets(trace.start, trace.end, size, tz=TZ)}  # fmt: skip
+
+
+def same(a: dict[str, Kpis], b: dict[str, Kpis], where: str) -> None:
+    assert sorted(a) == sorted(b), where
+    for key in a:
+        for f in dataclasses.fields(Kpis):
+            x, y = getattr(a[key], f.name), getattr(b[key], f.name)
+            if isinstance(x, dict):
+                assert x.keys() == y.keys(), f"{where} {key} {f.name}"
+                assert list(x.values()) == pytest.approx(list(y.values())), f"{where} {key}"
+            else:
+                assert x == pytest.approx(y), f"{where} {key} {f.name}: live {x}, batch {y}"
+
+
+def check_all(live: LiveKpis, trace: Trace) -> int:
+    checked = 0
+    for granularity in ("15min", "hour", "day"):
+        for by in BYS:
+            for start, expected in batch(trace, granularity, by=by).items():
+                _, got = live.window(granularity, start, by=by)  # type: ignore[arg-type]
+                same(got, expected, f"{granularity} {by} {start - T0:+.0f}")
+                checked += 1
+    return checked
+
+
+def test_in_order_the_live_figures_are_the_batch_figures(trace: Trace) -> None:
+    live = fed(trace.events, now=trace.end)
+    assert check_all(live, trace) > 30
+    calls = len({p["call"] for p in trace.call_events()})
+    assert live.counts["calls"] == calls
+    assert live.open_calls() == 0
+    day = live.window("day", T0, by="site")[1]["site"]
+    assert day.answered > 100 and day.abandoned > 0 and day.rona > 0 and day.holds > 0
+
+
+def test_any_order_and_repeats_give_the_same_figures(trace: Trace) -> None:
+    events = list(trace.events)
+    repeats = random.Random(3).sample(events, 200)
+    mixed = list(shuffled(events + repeats, within=25))
+    newest, lateness, seen = 0.0, 0.0, set()
+    for _, p in mixed:
+        newest = max(newest, p["t"])
+        if p["id"] not in seen:  # a repeat hours later is dropped, not late
+            lateness = max(lateness, newest - p["t"])
+            seen.add(p["id"])
+    assert 30 < lateness < 1800
+    # the live clock is the newest event: a call settles once nothing can be that late
+    live = fed(mixed, now=trace.end, settle_s=lateness + 1)
+    assert live.counts["duplicates"] == 200
+    assert live.counts["late_seat_events"] > 0  # the shuffle did put some out of order
+    assert live.counts["too_late"] == 0
+    check_all(live, trace)
+
+
+def test_reprocessing_the_same_events_changes_nothing(trace: Trace) -> None:
+    live = fed(trace.events, now=trace.end)
+    before = {by: live.window("day", T0, by=by)[1] for by in BYS}
+    for e in models(trace.events):
+        live.feed([e])
+    live.advance(trace.end + 60)
+    assert live.counts["duplicates"] == len(trace.events)
+    for by in BYS:
+        same(live.window("day", T0, by=by)[1], before[by], by)
+
+
+def test_a_seat_event_older_than_the_kept_history_is_counted_not_applied(trace: Trace) -> None:
+    events = list(trace.events)
+    first_seat = next(i for i, (k, _) in enumerate(events) if k == "seat")
+    held_back = events.pop(first_seat)
+    live = fed(events + [held_back], now=trace.end)
+    assert live.counts["too_late"] == 1
+
+
+def test_a_call_is_counted_once_settled_and_live_time_runs_to_now() -> None:
+    live = LiveKpis(tz=TZ)
+    seat = {"v": 1, "gateway": "gw1", "board": "B1", "boot": 1, "seat": "s1", "type": "event"}
+
+    def state(seq: int, t: float, st: str, call: int | None = None) -> SeatEvent:
+        return SeatEvent.model_validate({**seat, "id": f"B1-1-{seq}", "seq": seq, "t": T0 + t,
+                                         "data": {"event": "state", "state": st,
+                                                  "reason": None, "call": call}})  # fmt: skip
+
+    def step(n: int, t: float, kind: str, **kw: Any) -> CallEvent:
+        return CallEvent.model_validate({
+            "v": 1, "id": f"p1-9-{n}", "pbx": "p1", "call": 9, "step": n, "type": kind,
+            "t": T0 + t, "direction": "inbound", "queue": "q1", "seat": "s1",
+            "number": None, "arrived": T0, **kw})  # fmt: skip
+
+    live.feed([state(1, 0, "ready"), step(1, 10, "enter_queue", seat=None),
+               step(2, 10, "offer", wait_s=0.0), state(2, 10, "ringing", 9),
+               step(3, 14, "answer", wait_s=4.0, rings=1), state(3, 14, "talking", 9),
+               step(4, 74, "release", talk_s=60.0), state(4, 74, "acw", 9)])  # fmt: skip
+    live.advance(T0 + 100)
+    site = live.rolling(5, by="site")[1]["site"]
+    assert site.answered == 0  # the seat is still in ACW for the call: not settled
+    assert site.logged_in_s == pytest.approx(100.0)  # ready 10 + ringing 4 + talk 60 + acw 26
+    live.feed([state(5, 104, "ready")])
+    live.advance(T0 + 120)
+    site = live.rolling(5, by="site")[1]["site"]
+    assert (site.answered, site.asa_s, site.avg_talk_s, site.avg_acw_s) == (1, 4.0, 60.0, 30.0)
+    assert site.aht_s == 90.0
