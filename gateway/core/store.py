@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
+    "AlertAction",
     "LATEST_VERSION",
     "MAX_SKEW_S",
     "MIGRATIONS",
@@ -91,6 +92,9 @@ SEAT_EVENT_NAMES = frozenset(code.name.lower() for code in EventCode)
 
 _BIGINT = 2**63 - 1
 _LOCK_KEY = 0x5EA7C0BE  # PostgreSQL advisory lock of the store's writers and migrations
+
+
+AlertAction = Literal["acknowledged", "resolved", "cleared"]
 
 
 class StoreError(RuntimeError):
@@ -190,6 +194,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             *_postgresql_append_only("rejected"),
         ),
     ),
+    Migration(
+        2,
+        "alerts and their actions, append-only; the order events were stored in",
+        common=(
+            """CREATE TABLE alert (
+                id TEXT{collate_c} PRIMARY KEY,
+                rule TEXT NOT NULL,
+                seat TEXT NOT NULL,
+                t DOUBLE PRECISION NOT NULL,
+                payload TEXT NOT NULL
+            )""",
+            "CREATE INDEX alert_by_t ON alert (t)",
+            """CREATE TABLE alert_action (
+                alert TEXT{collate_c} NOT NULL REFERENCES alert (id),
+                action TEXT NOT NULL CHECK (action IN ('acknowledged', 'resolved', 'cleared')),
+                who TEXT NOT NULL,
+                t DOUBLE PRECISION NOT NULL,
+                note TEXT NOT NULL,
+                PRIMARY KEY (alert, action)
+            )""",
+        ),
+        sqlite=_sqlite_append_only("alert") + _sqlite_append_only("alert_action"),
+        postgresql=(
+            # SQLite's rowid is this already: rows are never deleted, so it only grows
+            "ALTER TABLE event ADD COLUMN n BIGINT GENERATED ALWAYS AS IDENTITY",
+            "CREATE UNIQUE INDEX event_by_n ON event (n)",
+            *_postgresql_append_only("alert"),
+            *_postgresql_append_only("alert_action"),
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -271,6 +305,8 @@ class _Backend(Protocol):
 
     def stored(self, ids: list[str]) -> list[tuple[str, str]]: ...
 
+    order_column: str
+
     def insert_events(self, rows: list[_Row]) -> set[str]: ...
 
     def prepare(self) -> None: ...
@@ -280,6 +316,7 @@ class _Backend(Protocol):
 
 class _Sqlite:
     dialect: Literal["sqlite", "postgresql"] = "sqlite"
+    order_column = "rowid"
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
 
     def __init__(self, path: str) -> None:
@@ -349,6 +386,7 @@ class _Sqlite:
 
 class _Postgres:
     dialect: Literal["sqlite", "postgresql"] = "postgresql"
+    order_column = "n"  # migration 2; given under the writers' lock, so in commit order
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -386,7 +424,7 @@ class _Postgres:
 
     def table_names(self) -> set[str]:
         # the tables the unqualified names resolve to (search_path), as the migrations see them
-        names = ["schema_version", "event", "rejected"]
+        names = ["schema_version", "event", "rejected", "alert", "alert_action"]
         rows = self._conn.execute("SELECT name FROM unnest(%s::text[]) AS name "
                                   "WHERE to_regclass(name) IS NOT NULL", (names,))  # fmt: skip
         return {str(name) for (name,) in rows}
@@ -782,6 +820,74 @@ class EventStore:
                 return
             last = rows[-1]
             after = (last[6], last[4], last[0])
+
+    def tail(self, after: int = 0, *, limit: int = PAGE) -> list[tuple[int, StoredEvent]]:
+        """Events in the order they were stored, after position `after` (0: from the first):
+        (position, event). What every core worker follows, whichever of them stored it."""
+        col = self._db.order_column
+        rows = self._db.query(f"SELECT {col}, {_COLUMNS} FROM event WHERE {col} > ? "
+                              f"ORDER BY {col} LIMIT ?", (after, limit))  # fmt: skip
+        return [(int(r[0]), StoredEvent(*r[1:])) for r in rows]
+
+    def position(self) -> int:
+        """The position of the newest stored event (0: none)."""
+        col = self._db.order_column
+        ((n,),) = self._db.query(f"SELECT coalesce(max({col}), 0) FROM event")
+        return int(n)
+
+    # --- alerts ---------------------------------------------------------------------------
+
+    def add_alert(self, *, id: str, rule: str, seat: str, t: float, payload: str) -> bool:
+        """Store a raised alert once; False if its id is stored already (another worker, or
+        a replay of the same events, raised it first)."""
+        try:
+            with self._db.transaction():
+                rows = self._db.query(
+                    "INSERT INTO alert (id, rule, seat, t, payload) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id", (id, rule, seat, t, payload))
+        except self._db.errors as exc:
+            raise StoreError(f"{self._db.where}: alert {id} was not stored: {exc}") from exc
+        return bool(rows)
+
+    def act_on_alert(self, *, id: str, action: AlertAction, who: str, t: float,
+                     note: str = "") -> Literal["done", "unknown", "again"]:  # fmt: skip
+        """Record what became of an alert: `unknown` if no such alert, `again` if that was
+        done to it already (the first stays: who acknowledged it first, and when)."""
+        try:
+            with self._db.transaction():
+                if not self._db.query("SELECT 1 FROM alert WHERE id = ?", (id,)):
+                    return "unknown"
+                rows = self._db.query(
+                    "INSERT INTO alert_action (alert, action, who, t, note) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (alert, action) DO NOTHING RETURNING 1",
+                    (id, action, who, t, _clean(note, DETAIL_LIMIT)))  # fmt: skip
+        except self._db.errors as exc:
+            raise StoreError(f"{self._db.where}: alert {id} was not updated: {exc}") from exc
+        return "done" if rows else "again"
+
+    def alerts(self, *, open_only: bool = False, since: float | None = None,
+               seat: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Alerts oldest first, each with its payload and actions (action -> who, t, note).
+        Open: neither resolved by a person nor cleared by its condition ending."""
+        where, args = [], []
+        for column, op, value in (("t", ">=", since), ("seat", "=", seat)):
+            if value is not None:
+                where.append(f"a.{column} {op} ?")
+                args.append(value)
+        rows = self._db.query(
+            "SELECT a.id, a.payload, x.action, x.who, x.t, x.note FROM alert a "
+            "LEFT JOIN alert_action x ON x.alert = a.id"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY a.t, a.id", args)  # fmt: skip
+        out: dict[str, dict[str, Any]] = {}
+        for alert_id, payload, action, who, t, note in rows:
+            entry = out.setdefault(alert_id, {"alert": json.loads(payload), "actions": {}})
+            if action is not None:
+                entry["actions"][action] = {"who": who, "t": t, "note": note}
+        found = list(out.values())
+        if open_only:
+            found = [a for a in found if not a["actions"].keys() & {"resolved", "cleared"}]
+        return found
 
     def rejected(self) -> list[dict[str, Any]]:
         """The rows of `rejected`, oldest first."""

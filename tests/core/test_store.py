@@ -99,6 +99,8 @@ def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
         "schema_version": sql(url, "SELECT * FROM schema_version ORDER BY version"),
         "event": sql(url, "SELECT * FROM event ORDER BY id"),
         "rejected": sql(url, "SELECT * FROM rejected ORDER BY digest"),
+        "alert": sql(url, "SELECT * FROM alert ORDER BY id"),
+        "alert_action": sql(url, "SELECT * FROM alert_action ORDER BY alert, action"),
     }
 
 
@@ -481,15 +483,55 @@ def test_the_event_table_is_append_only(store_url: str) -> None:
         assert not re.search(pattern, source, re.IGNORECASE), pattern
     with opened(store_url) as store:
         store.ingest([seat_msg(), ("nowhere", b"junk")])
+        store.add_alert(id="hold-s101-1", rule="hold", seat="s101", t=NOW, payload="{}")
+        store.act_on_alert(id="hold-s101-1", action="acknowledged", who="ann", t=NOW)
     before = dump(store_url)
     statements = ["UPDATE event SET t = 0", "DELETE FROM event", "UPDATE rejected SET raw = ''",
-                  "DELETE FROM rejected"]  # fmt: skip
+                  "DELETE FROM rejected", "UPDATE alert SET seat = 'x'", "DELETE FROM alert",
+                  "UPDATE alert_action SET who = 'eve'", "DELETE FROM alert_action"]  # fmt: skip
     if store_url.startswith("postgresql://"):
-        statements += ["TRUNCATE event", "TRUNCATE rejected"]
+        statements += ["TRUNCATE event", "TRUNCATE rejected", "TRUNCATE alert_action"]
     for statement in statements:
         with pytest.raises(Exception, match="append-only"):
             sql(store_url, statement)
     assert dump(store_url) == before
+
+
+# --- the tail and alerts ----------------------------------------------------------------------
+
+
+def test_the_tail_gives_events_in_the_order_they_were_stored(store_url: str) -> None:
+    with opened(store_url) as store:
+        assert store.position() == 0 and store.tail() == []
+        store.ingest([seat_msg(seq=2, t=NOW - 10), call_msg(step=1, t=NOW - 50)])
+        store.ingest([seat_msg(seq=1, t=NOW - 90), seat_msg(seq=2, t=NOW - 10)])  # a repeat
+        rows = store.tail()
+        assert [e.id for _, e in rows] == ["5EA70001-7-2", "pbx-1-40213-1", "5EA70001-7-1"]
+        positions = [n for n, _ in rows]
+        assert positions == sorted(positions) and store.position() == positions[-1]
+        assert [e.id for _, e in store.tail(positions[0], limit=1)] == ["pbx-1-40213-1"]
+        assert store.tail(positions[-1]) == []
+
+
+def test_alerts_are_stored_once_and_each_action_once(store_url: str) -> None:
+    with opened(store_url) as store:
+        assert store.add_alert(id="hold-s101-1", rule="hold", seat="s101", t=NOW - 5,
+                               payload='{"rule": "hold"}')  # fmt: skip
+        assert not store.add_alert(id="hold-s101-1", rule="hold", seat="s101", t=NOW - 5,
+                                   payload='{"rule": "hold"}')  # fmt: skip
+        store.add_alert(id="help-s102-2", rule="help", seat="s102", t=NOW, payload="{}")
+        assert store.act_on_alert(id="hold-s101-1", action="acknowledged", who="ann",
+                                  t=NOW, note="on it") == "done"  # fmt: skip
+        assert store.act_on_alert(id="hold-s101-1", action="acknowledged", who="bob",
+                                  t=NOW + 1) == "again"  # fmt: skip
+        assert store.act_on_alert(id="nope", action="resolved", who="ann", t=NOW) == "unknown"
+        assert [a["alert"] for a in store.alerts(open_only=True)] == [{"rule": "hold"}, {}]
+        store.act_on_alert(id="hold-s101-1", action="cleared", who="core", t=NOW + 2)
+        assert [a["alert"] for a in store.alerts(open_only=True)] == [{}]
+        first = store.alerts(seat="s101")[0]
+        assert first["actions"]["acknowledged"] == {"who": "ann", "t": NOW, "note": "on it"}
+        assert set(first["actions"]) == {"acknowledged", "cleared"}
+        assert [a["alert"] for a in store.alerts(since=NOW - 1)] == [{}]
 
 
 # --- throughput ------------------------------------------------------------------------------
