@@ -10,11 +10,12 @@ a message a person can act on.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from gateway.seatlink.codec import NUMBER_MAX, Reason, SettingKey, State
+from gateway.seatlink.codec import MAX_SEQ, NUMBER_MAX, Reason, SettingKey, State
 
 SCHEMA_VERSION = 1
 
@@ -54,7 +55,9 @@ class SeatEvent(Payload):
     `type` says which: hello (the board booted), snapshot (the whole state: truth),
     event (something happened: history), reject (a command the seat refused)."""
 
-    id: str  # <board>-<boot>-<seq>: the same frame always has the same id
+    # <board>-<boot>-<n>, n the frame's ordinal in its boot: the same frame always has the
+    # same id; `seat_event_n` checks it against board, boot and seq
+    id: str
     seat: str
     gateway: str
     board: str
@@ -63,6 +66,23 @@ class SeatEvent(Payload):
     t: float  # when the gateway took it (Unix seconds)
     type: Literal["hello", "snapshot", "event", "reject"]
     data: dict[str, Any]
+
+
+_ORDINAL = re.compile(r"[1-9][0-9]{0,17}")  # canonical, and within a signed 64-bit integer
+
+
+def seat_event_n(event: SeatEvent) -> int | None:
+    """The n of a seat event's id `<board>-<boot>-<n>` (n = 1, 2, ...: the frame's ordinal in
+    its boot, counting on where the seq wraps), or None when the id is not one of this
+    board, boot and seq: n in canonical decimal, and (n - 1) % 65535 + 1 == seq."""
+    prefix = f"{event.board}-{event.boot}-"
+    if not event.id.startswith(prefix):
+        return None
+    tail = event.id[len(prefix) :]
+    if not _ORDINAL.fullmatch(tail):
+        return None
+    n = int(tail)
+    return n if (n - 1) % MAX_SEQ + 1 == event.seq else None
 
 
 class Pending(Payload):
@@ -477,3 +497,4 @@ def setting_keys(settings: dict[str, int]) -> dict[SettingKey, int]:
                                f"{', '.join(sorted(by_name))})")  # fmt: skip
         out[key] = value
     return out
+

@@ -26,7 +26,7 @@ from itertools import pairwise
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from gateway.contract.payloads import CallEvent, SeatEvent
+from gateway.contract.payloads import CallEvent, SeatEvent, seat_event_n
 
 By = Literal["agent", "queue", "site"]
 
@@ -134,7 +134,7 @@ def state_intervals(
     """Every seat's state over time, sorted by seat and start.
 
     - A repeat (the same event `id`) counts once.
-    - Each seat's events are taken in the order (t, boot, seq): by the gateway's time, and
+    - Each seat's events are taken in the order (t, boot, n): by the gateway's time, and
       by the seat's own sequence among events of the same time.
     - A `state` event starts its state at its `t`. A `snapshot` is the truth: if it differs
       from the state the events gave, its state started `secs` before its `t` (but not before
@@ -154,7 +154,7 @@ def state_intervals(
         by_seat[e.seat].append(e)
     out: list[StateInterval] = []
     for seat in sorted(by_seat):
-        events = sorted(by_seat[seat], key=lambda e: (e.t, e.boot, e.seq))
+        events = sorted(by_seat[seat], key=lambda e: (e.t, e.boot, seat_event_n(e) or e.seq))
         out.extend(_seat_intervals(seat, events, until))
     if since is not None:
         out = clip(out, Window(since, until))

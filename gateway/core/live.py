@@ -26,7 +26,7 @@ from datetime import datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from gateway.contract.payloads import CallEvent, SeatEvent
+from gateway.contract.payloads import CallEvent, SeatEvent, seat_event_n
 from gateway.core.kpi import (
     NO_REASON,
     By,
@@ -69,7 +69,7 @@ class _Fold:
 class _Change:
     """A seat event that says a state, what folding it in counted, and the fold after."""
 
-    order: tuple[float, int, int]  # (t, boot, seq): kpi.state_intervals' order
+    order: tuple[float, int, int]  # (t, boot, n): kpi.state_intervals' order
     state: str
     reason: str | None
     call: int | None
@@ -198,7 +198,8 @@ class LiveKpis:
         if said is None:
             return
         state, reason, call, start = said
-        change = _Change((e.t, e.boot, e.seq), state, reason, call, start, [], _Fold())
+        order = (e.t, e.boot, seat_event_n(e) or e.seq)
+        change = _Change(order, state, reason, call, start, [], _Fold())
         seat = self._seats.get(e.seat)
         if seat is None:
             seat = self._seats[e.seat] = _Seat([], _Fold())

@@ -8,7 +8,7 @@ the same test suite.
 What it keeps:
 
 - `event`: every seat event (`seat/{seat}/event`) and call event (`call/{call}/event`) once,
-  by its idempotent id (`<board>-<boot>-<seq>`, `<pbx>-<call>-<step>`), with the payload
+  by its idempotent id (`<board>-<boot>-<n>`, `<pbx>-<call>-<step>`), with the payload
   text exactly as received. A seat's events by time are the agent-state timeline, a call's
   events by step are its call record. Rows are never changed or removed: the module has no
   statement that would, and triggers refuse anyone's UPDATE or DELETE (and, on PostgreSQL,
@@ -58,7 +58,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from gateway.contract.payloads import SCHEMA_VERSION, CallEvent, SeatEvent
+from gateway.contract.payloads import SCHEMA_VERSION, CallEvent, SeatEvent, seat_event_n
 from gateway.contract.topics import ID_PATTERN, Parsed, TopicError, Topics
 from gateway.seatlink.codec import MAX_SEQ, NUMBER_MAX, EventCode
 
@@ -726,9 +726,10 @@ class EventStore:
             return bad(f"boot {m.boot} out of range")
         if not 1 <= m.seq <= MAX_SEQ:
             return bad(f"seq {m.seq} is not 1..{MAX_SEQ}")
-        if m.id != f"{m.board}-{m.boot}-{m.seq}":
-            return _Rejection(Reject.SCHEMA, f"id {m.id!r} is not <board>-<boot>-<seq> "
-                              f"({m.board}-{m.boot}-{m.seq})")  # fmt: skip
+        if seat_event_n(m) is None:
+            return _Rejection(Reject.SCHEMA, f"id {m.id!r} is not <board>-<boot>-<n> with "
+                              f"(n - 1) % {MAX_SEQ} + 1 == seq ({m.board}-{m.boot}-{m.seq}, "
+                              f"+ {MAX_SEQ} per wrap)")  # fmt: skip
         kind: str = m.type
         if m.type == "event":
             event = m.data.get("event")

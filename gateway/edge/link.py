@@ -7,7 +7,9 @@ Design requirements (issue 3):
 - A port that fails or disappears is closed and opened again with backoff, for ever; the
   seat keeps its unacked frames meanwhile and resends them (go-back-N), so nothing is lost.
 - Every reliable seat frame is in the outbox (committed) before the seat hears its ack.
-  Its id is (board uid, boot counter, seq): the outbox refuses a repeat across restarts.
+  Its id is (board uid, boot counter, n), n the frame's ordinal in the boot: the seq
+  counted on past its wrap, from the newest stored (docs/mqtt.md). The outbox refuses a
+  repeat across restarts.
 - The board is bound to its seat by its uid (from its hello or any heartbeat) through the
   inventory. A board the inventory does not know is quarantined: its frames are read but
   neither stored nor acked, so once facilities provision it everything it holds arrives.
@@ -50,7 +52,14 @@ from gateway.edge.outbox import Record, event_id
 from gateway.edge.seat_view import SeatView
 from gateway.edge.store import AsyncOutbox
 from gateway.seatlink import messages
-from gateway.seatlink.codec import ErrorCode, Kind, SettingKey, encode, next_seq
+from gateway.seatlink.codec import (
+    ErrorCode,
+    Kind,
+    SettingKey,
+    encode,
+    next_seq,
+    seq_of_ordinal,
+)
 from gateway.seatlink.messages import (
     Command,
     Event,
@@ -378,7 +387,8 @@ class SeatLink:
             if self.binding is None or self.board is None or self.boot is None:
                 self._quarantine_frame()
                 continue
-            record = self._record(message, frame.seq)
+            assert self.rx.n is not None  # the ordinal of the frame just taken
+            record = self._record(message, frame.seq, self.rx.n)
             batch.append(record)
             ack = out.ack
         await self._store(batch)
@@ -450,7 +460,7 @@ class SeatLink:
         if self.binding is not None:
             self.hub.changed(self)
 
-    def _record(self, message: Stored, seq: int) -> tuple[Record, Stored, float]:
+    def _record(self, message: Stored, seq: int, n: int) -> tuple[Record, Stored, float]:
         assert self.binding is not None and self.board is not None and self.boot is not None
         t = time.time()
         data: dict[str, Any]
@@ -479,10 +489,10 @@ class SeatLink:
             data = {"command_seq": message.command_seq, "error": message.error.name.lower(),
                     "field": message.field,
                     "command_id": None if request is None else request.id}  # fmt: skip
-        payload = SeatEvent(id=event_id(self.board, self.boot, seq), seat=self.binding.seat,
+        payload = SeatEvent(id=event_id(self.board, self.boot, n), seat=self.binding.seat,
                             gateway=self.hub.gateway, board=self.board, boot=self.boot, seq=seq,
                             t=round(t, 6), type=kind, data=data)  # fmt: skip
-        record = Record(self.board, self.boot, seq, self.binding.seat, payload.dump())
+        record = Record(self.board, self.boot, seq, self.binding.seat, payload.dump(), n)
         return record, message, t
 
     async def _store(self, batch: list[tuple[Record, Stored, float]]) -> None:
@@ -547,15 +557,7 @@ class SeatLink:
                 await self._idle()  # its frames can have no ids yet
                 continue
             if self.rx.holding:
-                # the count goes on from the newest frame stored from this board and boot
-                # (after a gateway restart, a quarantine, a seat restart), or from its hello
-                stored = await self.hub.outbox.last_seq(self.board, self.boot)
-                hb = self.heartbeat
-                dropped = hb.dropped_frames if hb is not None and hb.boot == self.boot else (
-                    0 if stored is None and hb is None else None)  # fmt: skip
-                if self.rx.holding:
-                    self.rx.start(stored or 0, self.boot, dropped=dropped)
-                    self._synced = False
+                await self._place_count(self.board, self.boot)
                 continue
             if not self._synced or self.rx.need_resync:
                 resync = self._synced
@@ -573,6 +575,20 @@ class SeatLink:
                 await self._send_request(self._queue.popleft())
                 continue
             await self._idle()
+
+    async def _place_count(self, board: str, boot: int) -> None:
+        # the count goes on from the newest frame stored from this board and boot (after a
+        # gateway restart, a quarantine, a seat restart), or from its hello; with its
+        # ordinal, so that ids go on past a wrap the stored count went through
+        stored = await self.hub.outbox.last_ordinal(board, boot)
+        hb = self.heartbeat
+        dropped = hb.dropped_frames if hb is not None and hb.boot == boot else (
+            0 if stored is None and hb is None else None)  # fmt: skip
+        # a hello or heartbeat meanwhile may have named another boot: placed on a later pass
+        if self.rx.holding and (self.board, self.boot) == (board, boot):
+            last = 0 if not stored else seq_of_ordinal(stored)
+            self.rx.start(last, boot, dropped=dropped, n=stored or 0)
+            self._synced = False
 
     async def _idle(self) -> None:
         self._kick.clear()

@@ -8,6 +8,10 @@ Design requirements (issue 3, rules-from-seeds §5 "accurate records, failover w
 - A resend after a crash is recognised: the newest sequence taken from each board and boot
   is stored in the same transaction as the event, so a repeat is refused even though the
   gateway's link session started afresh.
+- The event id names the frame for good: `<board>-<boot>-<n>`, n the frame's ordinal in
+  its boot (1, 2, ... on past the seq's wrap at 65535; docs/mqtt.md). The ordinal of the
+  newest frame is stored beside its seq, so after a restart n goes on from it and a frame
+  resent gets the id it had.
 - Events leave in the order they came, oldest first; per seat that is the seat's order.
   `pending` hands them out and `delivered` removes them once the broker has them (QoS 1
   PUBACK). Until then they stay, across broker outages and restarts: at-least-once, and
@@ -19,6 +23,7 @@ Design requirements (issue 3, rules-from-seeds §5 "accurate records, failover w
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -26,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from gateway.seatlink.codec import MAX_SEQ, seq_is_new
+from gateway.seatlink.codec import MAX_SEQ, next_ordinal, seq_is_new, seq_of_ordinal
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,6 +50,7 @@ CREATE TABLE IF NOT EXISTS seen (
     board TEXT NOT NULL,
     boot INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
+    last_n INTEGER NOT NULL,
     PRIMARY KEY (board, boot)
 );
 CREATE TABLE IF NOT EXISTS links (
@@ -57,6 +65,14 @@ CREATE TABLE IF NOT EXISTS dropped (
     PRIMARY KEY (seat, reason)
 );
 """
+
+# schema version -> the statements that bring a file of the version before it up to it
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # the ordinal of the newest frame of each board and boot (the event id's n). A version 1
+    # gateway counted no wraps: its ids were <board>-<boot>-<seq>, so n goes on from seq.
+    2: ("ALTER TABLE seen ADD COLUMN last_n INTEGER NOT NULL DEFAULT 0",
+        "UPDATE seen SET last_n = last_seq"),
+}
 
 
 class OutboxError(RuntimeError):
@@ -83,6 +99,9 @@ class Record:
     seq: int
     seat: str
     payload: bytes
+    # the frame's ordinal in its boot, which the payload's id carries; None: the outbox
+    # counts it on from the newest stored of that boot (seq when none is)
+    n: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +112,11 @@ class OutboxStats:
     dropped_total: int
 
 
-def event_id(board: str, boot: int, seq: int) -> str:
-    """The idempotent id of a seat event: the same frame always gets the same id."""
-    return f"{board}-{boot}-{seq}"
+def event_id(board: str, boot: int, n: int) -> str:
+    """The idempotent id of a seat event: the same frame always gets the same id. `n` is the
+    frame's ordinal in its boot, never its seq: the seq names two frames once it wraps.
+    The payload's seq is `seq_of_ordinal(n)`."""
+    return f"{board}-{boot}-{n}"
 
 
 class Outbox:
@@ -139,9 +160,19 @@ class Outbox:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif row[0] != str(SCHEMA_VERSION):
+            return
+        version = int(row[0]) if str(row[0]).isdigit() else 0
+        if not 1 <= version <= SCHEMA_VERSION:
+            # a newer gateway's file: what it added this one would not keep up to date
             raise OutboxError(f"{self.path}: outbox schema {row[0]}, this gateway reads "
                               f"{SCHEMA_VERSION}")  # fmt: skip
+        if version < SCHEMA_VERSION:
+            # in the opening transaction: a file is upgraded whole or not at all
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    self._db.execute(statement)
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'",
+                             (str(SCHEMA_VERSION),))  # fmt: skip
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
@@ -160,11 +191,12 @@ class Outbox:
     ) -> None:
         self.close()
 
-    def put(self, *, board: str, boot: int, seq: int, seat: str, payload: bytes) -> bool:
+    def put(self, *, board: str, boot: int, seq: int, seat: str, payload: bytes,
+            n: int | None = None) -> bool:  # fmt: skip
         """Store a seat event; True if new, False for a repeat (already stored, or already
         delivered: its seq is not after the newest seen from that board and boot). Ack the
-        seat after this returns, whichever it is."""
-        return self.put_many([Record(board, boot, seq, seat, payload)])[0]
+        seat after this returns, whichever it is. `n`: as in Record."""
+        return self.put_many([Record(board, boot, seq, seat, payload, n)])[0]
 
     def put_many(self, records: list[Record], delete: Iterable[int] = ()) -> list[bool]:
         """`put` for a batch, in one transaction (one disk sync for all of them): all are
@@ -176,23 +208,29 @@ class Outbox:
                                  f"(1..{MAX_SEQ})")  # fmt: skip
             if r.boot < 0:
                 raise ValueError(f"boot counter {r.boot} is negative")
+            if r.n is not None and (r.n < 1 or seq_of_ordinal(r.n) != r.seq):
+                raise ValueError(f"ordinal {r.n} is not one of seq {r.seq} "
+                                 f"((n - 1) % {MAX_SEQ} + 1 == seq)")  # fmt: skip
         fresh: list[bool] = []
         depth = self._depth
         try:
             with self._tx():
                 for r in records:
-                    row = self._db.execute("SELECT last_seq FROM seen WHERE board = ? AND "
-                                           "boot = ?", (r.board, r.boot)).fetchone()  # fmt: skip
+                    row = self._db.execute(
+                        "SELECT last_seq, last_n FROM seen WHERE board = ? AND boot = ?",
+                        (r.board, r.boot)).fetchone()
                     if row is not None and not seq_is_new(r.seq, row[0]):
                         fresh.append(False)
                         continue
+                    n = self._ordinal(r, row)
                     self._db.execute(
-                        "INSERT INTO seen VALUES (?, ?, ?) ON CONFLICT (board, boot) "
-                        "DO UPDATE SET last_seq = excluded.last_seq", (r.board, r.boot, r.seq))
+                        "INSERT INTO seen (board, boot, last_seq, last_n) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (board, boot) DO UPDATE SET last_seq = excluded.last_seq, "
+                        "last_n = excluded.last_n", (r.board, r.boot, r.seq, n))
                     self._db.execute(
                         "INSERT INTO events (event_id, seat, created, payload) "
                         "VALUES (?, ?, ?, ?)",
-                        (event_id(r.board, r.boot, r.seq), r.seat, self._clock(), r.payload))
+                        (event_id(r.board, r.boot, n), r.seat, self._clock(), r.payload))
                     self._depth += 1
                     fresh.append(True)
                 gone = [(i,) for i in delete]
@@ -204,6 +242,19 @@ class Outbox:
             self._depth = depth
             raise
         return fresh
+
+    @staticmethod
+    def _ordinal(r: Record, row: tuple[int, int] | None) -> int:
+        # nothing stored of this boot: its first frame here is seq (no wrap known before it)
+        n = r.seq if row is None else next_ordinal(row[1], r.seq)
+        if r.n is None:
+            return n
+        if row is not None and r.n != n:
+            # the payload already carries r.n: the stored id must be the same; but ids of
+            # this boot may now repeat or skip, which only a bug in the caller's count does
+            log.warning("%s boot %d: seq %d given ordinal %d, the outbox counts %d",
+                        r.board, r.boot, r.seq, r.n, n)  # fmt: skip
+        return r.n
 
     def _trim(self) -> None:
         excess = self._depth - self.max_events
@@ -236,6 +287,13 @@ class Outbox:
         takes the seat's frames from the one after it, so older unacked ones are not
         overtaken by newer ones and dropped as repeats."""
         row = self._db.execute("SELECT last_seq FROM seen WHERE board = ? AND boot = ?",
+                               (board, boot)).fetchone()  # fmt: skip
+        return None if row is None else int(row[0])
+
+    def last_ordinal(self, board: str, boot: int) -> int | None:
+        """The ordinal (the event id's n) of the newest frame stored from this board and
+        boot; its seq is `seq_of_ordinal` of it. A link's count goes on from it."""
+        row = self._db.execute("SELECT last_n FROM seen WHERE board = ? AND boot = ?",
                                (board, boot)).fetchone()  # fmt: skip
         return None if row is None else int(row[0])
 

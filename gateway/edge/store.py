@@ -132,6 +132,9 @@ class AsyncOutbox:
     async def last_seq(self, board: str, boot: int) -> int | None:
         return await self._run(self.outbox.last_seq, board, boot)
 
+    async def last_ordinal(self, board: str, boot: int) -> int | None:
+        return await self._run(self.outbox.last_ordinal, board, boot)
+
     async def linked_board(self, link: str) -> tuple[str, int] | None:
         return await self._run(self.outbox.linked_board, link)
 

@@ -46,8 +46,10 @@ __all__ = [
     "crc16",
     "decode",
     "encode",
+    "next_ordinal",
     "next_seq",
     "seq_is_new",
+    "seq_of_ordinal",
 ]
 
 MAX_SEQ = 65535  # reliable sequence numbers run 1..MAX_SEQ, then wrap to 1
@@ -374,6 +376,29 @@ def seq_is_new(seq: int, last: int) -> bool:
     """Whether reliable `seq` comes after `last` (modulo the wrap): up to half the sequence
     space ahead counts as new, anything else as seen already."""
     return 0 < (seq - last) % MAX_SEQ < MAX_SEQ // 2
+
+
+# The ordinal n of a reliable frame counts the frames of one boot without wrapping (1, 2, ...
+# past 65535): its seq is what n is modulo the wrap, so n names a frame where seq, after
+# 65535 frames, names two.
+
+
+def seq_of_ordinal(n: int) -> int:
+    """The seq that the frame numbered `n` (1, 2, ...) of its boot carries."""
+    if n < 1:
+        raise ValueError(f"ordinal {n} is not 1 or more")
+    return (n - 1) % MAX_SEQ + 1
+
+
+def next_ordinal(n: int, seq: int) -> int:
+    """The ordinal of reliable `seq` taken as new after the frame numbered `n` (0: none taken
+    yet): n plus how far seq is ahead of n's seq, 1..65535. Only for a seq that is new: a
+    repeat of n's own seq would count a whole wrap."""
+    if not 1 <= seq <= MAX_SEQ:
+        raise ValueError(f"seq {seq} is not a reliable sequence number (1..{MAX_SEQ})")
+    if n < 0:
+        raise ValueError(f"ordinal {n} is negative")
+    return n + (seq - n - 1) % MAX_SEQ + 1
 
 
 def _kind(kind: Kind | str) -> Kind:

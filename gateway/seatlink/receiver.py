@@ -34,7 +34,9 @@ from gateway.seatlink.codec import (
     FrameError,
     Kind,
     decode,
+    next_ordinal,
     next_seq,
+    seq_of_ordinal,
 )
 
 __all__ = ["LineSplitter", "Outcome", "Receiver", "RxStatus"]
@@ -117,7 +119,11 @@ class Receiver:
     it stored from this board and boot, or 0 when it has none (the boot's hello, seq 1,
     comes first). Taking whatever arrives first instead would start the count at a newer
     frame whenever the older one was damaged on the line, and the older ones would then
-    look like repeats, and be lost."""
+    look like repeats, and be lost.
+
+    `n` is the ordinal of `last` in its boot (docs/mqtt.md, the event id): it goes on where
+    `last` wraps, from where the owner said the count stands, or from the seq of the first
+    frame of a count nobody placed (no wrap known before it)."""
 
     def __init__(self, *, known_start: bool = False) -> None:
         self.known_start = known_start
@@ -131,6 +137,7 @@ class Receiver:
         self.delivered = 0
         self.need_resync = False
         self.last: int | None = None  # last in-order seat seq
+        self.n: int | None = None  # its ordinal in its boot (1, 2, ... past the wrap; 0: none)
         self.boot: int | None = None  # boot counter of the count being taken (see above)
         self.beat_boot: int | None = None  # boot counter in the last heartbeat
         self.dropped: int | None = None  # the seat's dropped count in the last snapshot
@@ -141,14 +148,20 @@ class Receiver:
         """A Q went out: it brings the snapshot a gap asked for."""
         self.need_resync = False
 
-    def start(self, last: int, boot: int, *, dropped: int | None) -> None:
+    def start(self, last: int, boot: int, *, dropped: int | None,
+              n: int | None = None) -> None:  # fmt: skip
         """The count of boot `boot` stands at `last` (0: nothing taken, seq 1 is next);
         `dropped`: the seat's dropped count as last known (a heartbeat of this boot), so
         that only a snapshot with more dropped is taken as a collapsed queue: with None any
-        snapshot ahead is, and the frames before it would be skipped."""
+        snapshot ahead is, and the frames before it would be skipped. `n`: the ordinal of
+        `last` in its boot, when the count has wrapped (None: it has not, n is `last`)."""
         if not 0 <= last <= MAX_SEQ:
             raise ValueError(f"last seq {last} is not 0..{MAX_SEQ}")
-        self.last, self.boot, self.dropped = last, boot, dropped
+        if n is None:
+            n = last
+        elif n < 0 or (0 if n == 0 else seq_of_ordinal(n)) != last:
+            raise ValueError(f"ordinal {n} is not one of seq {last}")
+        self.last, self.boot, self.dropped, self.n = last, boot, dropped, n
 
     @property
     def holding(self) -> bool:
@@ -209,6 +222,10 @@ class Receiver:
         return Outcome(RxStatus.STALE, frame, None, f"{behind} behind: not a repeat")
 
     def _accept(self, frame: Frame, note: str = "") -> Outcome:
+        if self.last is None or self.n is None:
+            self.n = frame.seq  # a count nobody placed: no wrap is known before it
+        else:
+            self.n = next_ordinal(self.n, frame.seq)
         self.last, self.gap_open = frame.seq, False
         value = frame.fields[1] if len(frame.fields) > 1 else None
         if frame.kind is Kind.HELLO and isinstance(value, int):
@@ -254,6 +271,7 @@ class Receiver:
         self.reboots += 1
         # the old boot's uptime is no measure for the new one's heartbeats
         self.boot = self.dropped = self.uptime = None
+        self.n = None  # the new boot's frames are counted from its first
         self.gap_open = self.need_resync = False
 
     def _new_boot(self, frame: Frame) -> bool:

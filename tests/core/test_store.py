@@ -287,6 +287,8 @@ def _bad_messages() -> list[tuple[str, Message, Reject]]:
         ("time as text", edit(good, t=str(NOW - 60)), Reject.SCHEMA),
         ("unknown type", edit(good, type="greeting"), Reject.SCHEMA),
         ("id is not board-boot-seq", edit(good, id="5EA70001-7-99"), Reject.SCHEMA),
+        ("id n not of its seq", edit(good, id="5EA70001-7-65537"), Reject.SCHEMA),
+        ("id n not canonical", edit(good, id="5EA70001-7-01"), Reject.SCHEMA),
         ("unknown seat event", seat_msg(seq=21, data={"event": "dance"}), Reject.SCHEMA),
         ("negative time", seat_msg(seq=22, t=-1.0), Reject.SCHEMA),
         ("seq 0", seat_msg(seq=0), Reject.SCHEMA),
@@ -495,6 +497,16 @@ def test_the_event_table_is_append_only(store_url: str) -> None:
         with pytest.raises(Exception, match="append-only"):
             sql(store_url, statement)
     assert dump(store_url) == before
+
+
+def test_an_id_past_the_seq_wrap_is_stored_beside_the_first_with_that_seq(
+        store_url: str) -> None:  # fmt: skip
+    first = seat_msg(seq=2)
+    wrapped = edit(seat_msg(seq=2, t=NOW - 30), id="5EA70001-7-65537")  # the 65,537th frame
+    with opened(store_url) as store:
+        result = store.ingest([first, wrapped])
+        assert (result.stored, result.rejected) == (2, {})
+        assert [e.id for e in store.events()] == ["5EA70001-7-2", "5EA70001-7-65537"]
 
 
 # --- the tail and alerts ----------------------------------------------------------------------
