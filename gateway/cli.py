@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
 from gateway import __version__
-from gateway.commands import demo, edge, emulate, pbx, seats, version
+from gateway.commands import core, demo, edge, emulate, pbx, seats, version
 
 
 class Command(Protocol):
@@ -27,6 +27,7 @@ COMMANDS: list[tuple[str, Command]] = [
     ("seats", seats),
     ("edge", edge),
     ("pbx", pbx),
+    ("core", core),
 ]
 
 

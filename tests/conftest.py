@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class Broker:
     port: int
     process: subprocess.Popen[bytes]
     config: Path
+    saved: Path | None = None  # where a persistent broker keeps its sessions and queues
 
     def restart(self) -> None:
         """Start it again on the same port and config (after stop())."""
@@ -60,11 +62,17 @@ def start_broker(directory: Path, *, persistent: bool = False) -> Broker:
     survive stop() and restart(), as on a production broker."""
     port = _free_port()
     config = directory / "mosquitto.conf"
-    store = f"persistence true\npersistence_location {directory}/\n" if persistent \
-        else "persistence false\n"
+    store, saved = "persistence false\n", None
+    if persistent:
+        # mosquitto started as root drops to its own user, which must reach and write the
+        # directory (pytest's tmp_path is private to root): else it logs "Permission denied"
+        # at exit and nothing survives a restart
+        saved = Path(tempfile.mkdtemp(prefix="seatlink-mosquitto-"))
+        saved.chmod(0o777)
+        store = f"persistence true\npersistence_location {saved}/\n"
     config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{store}"
                       "log_dest stderr\n")  # fmt: skip
-    return Broker("127.0.0.1", port, _launch(config, port), config)
+    return Broker("127.0.0.1", port, _launch(config, port), config, saved)
 
 
 def _launch(config: Path, port: int) -> subprocess.Popen[bytes]:
@@ -101,3 +109,5 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+        if broker.saved is not None:
+            shutil.rmtree(broker.saved, ignore_errors=True)

@@ -498,3 +498,102 @@ def setting_keys(settings: dict[str, int]) -> dict[SettingKey, int]:
         out[key] = value
     return out
 
+
+# --- core -> everyone -------------------------------------------------------------------------
+
+AlertStatus = Literal["raised", "acknowledged", "resolved", "cleared"]
+
+
+class AlertMessage(Payload):
+    """seat/{seat}/alert: a policy alert and what just happened to it (docs/alerts.md)."""
+
+    id: str
+    rule: str
+    seed: str  # where the rule comes from, e.g. "S3 1.6"
+    rule_text: str
+    seat: str
+    call: int | None
+    since: float  # when the condition started
+    raised: float
+    measured: float  # the value when raised
+    threshold: float
+    unit: str
+    severity: str
+    message: str
+    status: AlertStatus  # this change
+    t: float  # when this change happened
+    who: str | None = None  # acknowledged / resolved: the person; cleared: null
+    note: str = ""  # a person's note, or why the condition ended
+
+
+class AlertsOpen(Payload):
+    """alerts/open (retained): every alert neither resolved nor cleared, oldest first."""
+
+    t: float
+    alerts: list[AlertMessage]
+    more: int = 0  # open alerts left out to keep the message small (the oldest are kept)
+
+
+class AlertCommand(BaseModel):
+    """alerts/cmd: acknowledge or resolve an alert, on behalf of a person."""
+
+    model_config = ConfigDict(extra="forbid")
+    v: Literal[1]
+    id: CommandId
+    action: Literal["acknowledge", "resolve"]
+    alert: Annotated[str, Field(min_length=1, max_length=200)]
+    who: Annotated[str, Field(min_length=1, max_length=64)]
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+_ALERT_COMMAND = TypeAdapter(AlertCommand)
+
+
+def parse_alert_command(raw: bytes) -> AlertCommand:
+    cmd: AlertCommand = _parse(raw, _ALERT_COMMAND)
+    return cmd
+
+
+class AlertCommandResult(Payload):
+    """alerts/cmd/result."""
+
+    id: str | None  # the command's id, null when it could not be read
+    alert: str | None
+    status: Literal["done", "again", "unknown", "invalid"]
+    reason: str = ""
+
+
+class CoreStatus(Payload):
+    """core/{core}/status (retained; the last will says offline)."""
+
+    core: str
+    status: Literal["online", "offline"]
+    version: str
+    t: float | None = None
+
+
+class CoreHealth(Payload):
+    """core/{core}/health (retained, every `health_interval_s`)."""
+
+    core: str
+    t: float
+    leader: bool  # this worker publishes the KPIs and the open alerts
+    received: int  # messages taken from the broker
+    store: dict[str, Any]  # EventStore.counts(): stored, duplicates, rejected by reason
+    live: dict[str, int]  # LiveKpis.counts: events, duplicates, calls, late, too_late
+    alerts: dict[str, Any]  # raised, cleared, open, by rule
+    position: int  # the store position this worker has followed to
+    lag_s: float | None  # now - the newest event time followed
+    backlog: int  # messages waiting to be stored
+    published: int
+    dropped: int  # outgoing messages given up while the broker was away
+
+
+class KpiLive(Payload):
+    """kpi/{scope}/{key} (retained): `scope` site, queue or agent. Each window holds the
+    docs/kpi.md figures by name; null where there is no sample."""
+
+    scope: Literal["site", "queue", "agent"]
+    key: str
+    t: float
+    windows: dict[str, dict[str, Any]]  # rolling_15min, current_15min, today

@@ -88,6 +88,22 @@ TOPICS: Mapping[str, TopicSpec] = dict([
     _spec("compliance_decision", "pbx/{pbx}/compliance", Role.PBX, retained=False, qos=1,
           summary="every outbound dial's compliance decision: allow or deny, rule, seed, "
                   "reason"),
+    _spec("seat_alert", "seat/{seat}/alert", Role.CORE, retained=False, qos=1,
+          summary="a policy alert on the seat raised, acknowledged, resolved or cleared, "
+                  "naming its rule and seed"),
+    _spec("alerts_open", "alerts/open", Role.CORE, retained=True, qos=1,
+          summary="every alert still open: what a wallboard shows when it starts"),
+    _spec("alert_cmd", "alerts/cmd", Role.API, retained=False, qos=1,
+          summary="acknowledge or resolve an alert (one core worker takes each)"),
+    _spec("alert_cmd_result", "alerts/cmd/result", Role.CORE, retained=False, qos=1,
+          summary="what became of an alert command: done, again, unknown or invalid"),
+    _spec("kpi_live", "kpi/{scope}/{key}", Role.CORE, retained=True, qos=0,
+          summary="live KPIs of the site, a queue or an agent: the rolling 15 minutes, the "
+                  "current 15 minutes and today"),
+    _spec("core_status", "core/{core}/status", Role.CORE, retained=True, qos=1,
+          summary="online / offline, the offline being the core worker's MQTT last will"),
+    _spec("core_health", "core/{core}/health", Role.CORE, retained=True, qos=0,
+          summary="events stored, repeats, bad input by reason, lag, live counts, alerts"),
 ])  # fmt: skip
 
 

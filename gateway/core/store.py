@@ -92,6 +92,7 @@ SEAT_EVENT_NAMES = frozenset(code.name.lower() for code in EventCode)
 
 _BIGINT = 2**63 - 1
 _LOCK_KEY = 0x5EA7C0BE  # PostgreSQL advisory lock of the store's writers and migrations
+_LEADER_KEY = 0x5EA7C0BF  # ... and of the core worker that leads
 
 
 AlertAction = Literal["acknowledged", "resolved", "cleared"]
@@ -307,6 +308,8 @@ class _Backend(Protocol):
 
     order_column: str
 
+    def try_lead(self) -> bool: ...
+
     def insert_events(self, rows: list[_Row]) -> set[str]: ...
 
     def prepare(self) -> None: ...
@@ -360,6 +363,9 @@ class _Sqlite:
     def lock(self) -> None:
         pass  # BEGIN IMMEDIATE took it
 
+    def try_lead(self) -> bool:
+        return True
+
     def table_names(self) -> set[str]:
         rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         return {str(name) for (name,) in rows}
@@ -393,6 +399,7 @@ class _Postgres:
 
         self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
         self.where = _without_password(url)
+        self._leading = False
         try:
             self._conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
                 url, autocommit=True, connect_timeout=10)  # fmt: skip
@@ -421,6 +428,13 @@ class _Postgres:
 
     def lock(self) -> None:
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+
+    def try_lead(self) -> bool:
+        # held by this connection until it closes: a worker that dies hands over at once
+        if not self._leading:
+            ((got,),) = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_KEY,))
+            self._leading = bool(got)
+        return self._leading
 
     def table_names(self) -> set[str]:
         # the tables the unqualified names resolve to (search_path), as the migrations see them
@@ -865,6 +879,18 @@ class EventStore:
         except self._db.errors as exc:
             raise StoreError(f"{self._db.where}: alert {id} was not updated: {exc}") from exc
         return "done" if rows else "again"
+
+    def alert(self, id: str) -> dict[str, Any] | None:
+        """One alert as `alerts()` gives them, or None."""
+        rows = self._db.query("SELECT seat FROM alert WHERE id = ?", (id,))
+        if not rows:
+            return None
+        return next(a for a in self.alerts(seat=rows[0][0]) if a["alert"].get("id", id) == id)
+
+    def try_lead(self) -> bool:
+        """Whether this store's worker leads (publishes what one worker should): always on
+        SQLite (one writer per file), the holder of a session lock on PostgreSQL."""
+        return self._db.try_lead()
 
     def alerts(self, *, open_only: bool = False, since: float | None = None,
                seat: str | None = None) -> list[dict[str, Any]]:  # fmt: skip

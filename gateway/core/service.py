@@ -1,0 +1,521 @@
+"""`seatlink core`: one worker of the policy/KPI core (issue 5).
+
+Design requirements:
+
+- Nothing lost: an event message is acknowledged to the broker only once the transaction
+  that stored it has committed (manual PUBACK on a persistent session). A worker that dies
+  leaves its unacknowledged messages to be delivered again; the store drops the repeats.
+- Several workers split the load: each takes its share of `seat/+/event` and `call/+/event`
+  through one shared subscription (`$share/<group>/...`) and stores it; every worker then
+  follows the store's tail (everything any worker stored, in commit order) into its live
+  KPIs and alert engine. So each worker holds the whole site's live state, and the store
+  decides who publishes an alert: the worker whose insert made it.
+- The leader (the only worker on SQLite; the holder of an advisory lock on PostgreSQL)
+  publishes the live KPIs and the open alerts; every worker publishes its own health.
+- Every store call runs on one thread of its own: the event loop never waits on a disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import ValidationError
+
+from gateway import __version__
+from gateway.contract.payloads import (
+    AlertCommand,
+    AlertCommandResult,
+    AlertMessage,
+    AlertsOpen,
+    CallEvent,
+    CommandError,
+    CoreHealth,
+    CoreStatus,
+    KpiLive,
+    SeatAvailability,
+    SeatEvent,
+    parse_alert_command,
+)
+from gateway.contract.topics import TopicError, Topics
+from gateway.core.alerts import Alert, AlertChange, AlertEngine
+from gateway.core.kpi import By, Kpis
+from gateway.core.live import LiveKpis
+from gateway.core.schedule import Schedule, load_schedule
+from gateway.core.settings import CoreSettings
+from gateway.core.store import EventStore, StoreError, open_store
+from gateway.edge.drain import bridge
+
+log = logging.getLogger("seatlink.core")
+T = TypeVar("T")
+
+RECEIVE_MAXIMUM = 10_000  # unacknowledged messages the broker may have out to this worker
+
+
+@dataclass
+class CoreStats:
+    received: int = 0
+    published: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    store_errors: int = 0
+    bad_commands: int = 0
+    bad_availability: int = 0
+    last_error: str | None = None
+    alerts_published: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+
+class CoreService:
+    """`async with CoreService(settings) as core:` runs the worker until the block ends."""
+
+    OUTGOING_MAX = 100_000
+    FOLLOW_PAGE = 5000
+    TICK_S = 1.0
+    STORE_RETRY_S = (0.5, 10.0)
+
+    def __init__(self, settings: CoreSettings, *, clock: Callable[[], float] = time.time
+                 ) -> None:  # fmt: skip
+        self.settings = settings
+        self.topics = Topics(site=settings.site, root=settings.root)
+        self.clock = clock
+        self.stats = CoreStats()
+        self.live = LiveKpis(tz=settings.tz, site=settings.site, ring_limit=settings.ring_limit,
+                             sl_threshold_s=settings.sl_threshold_s)  # fmt: skip
+        self.live.settle_s = settings.settle_s
+        self.schedule: Schedule | None = None
+        if settings.schedule is not None:
+            self.schedule = load_schedule(settings.schedule)
+        self.alerts = AlertEngine(settings.alert_settings(), shift_end=self._shift_end)
+        self.store: EventStore | None = None
+        self.leader = False
+        self.position = 0  # of the store's tail, followed up to here
+        self.newest_t: float | None = None
+        self.online = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="core-store")
+        self._client: aiomqtt.Client | None = None
+        self._pending: deque[tuple[aiomqtt.Client, aiomqtt.Message]] = deque()
+        self._arrived = asyncio.Event()
+        self._stored = asyncio.Event()
+        self._outgoing: deque[tuple[str, bytes, int, bool]] = deque()
+        self._wake_writer = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._published_kpis: dict[tuple[str, str], dict[str, Any]] = {}
+        self._open_alerts_sent: list[str] | None = None
+        self._alert_queue: asyncio.Queue[tuple[list[AlertChange], bool]] = asyncio.Queue()
+
+    # --- life -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> CoreService:
+        s = self.settings
+        self.store = await self._db(partial(
+            open_store, s.store, topics=self.topics,
+            known_seats=None if s.known_seats is None else frozenset(s.known_seats),
+            max_skew_s=s.max_skew_s, clock=self.clock))  # fmt: skip
+        await self._catch_up()
+        self._task = asyncio.create_task(self._run(), name="core")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:  # fmt: skip
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        await self._goodbye()
+        if self.store is not None:
+            await self._db(self.store.close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(bridge(connect=self._connect, on_connect=self._on_connect,
+                                         tasks=(self._reader, self._writer),
+                                         stopping=lambda: self._closing,
+                                         stats=self.stats))  # type: ignore[arg-type]  # fmt: skip
+                group.create_task(self._ingester())
+                group.create_task(self._follower())
+                group.create_task(self._ticker())
+                group.create_task(self._reporter())
+                group.create_task(self._alert_writer())
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            log.exception("core worker stopped by an error")  # a silent core is the worst
+            raise
+
+    async def _db(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def _catch_up(self) -> None:
+        """Rebuild the live state of the days kept from the store, then follow its tail:
+        the same events through the same code give the same figures and alert ids."""
+        assert self.store is not None
+        store = self.store
+        now = self.clock()
+        since = now - 86400 * (self.live.keep_days + 1)
+        start = await self._db(store.position)
+        stored = await self._db(lambda: [e.model() for e in store.events(since=since)])
+        self._feed(stored, publish=False)
+        self.position = start  # events stored after `start` come again by the tail: repeats
+        self.live.advance(now)
+        self.alerts.tick(now)
+
+    # --- broker ---------------------------------------------------------------------------
+
+    def _connect(self) -> aiomqtt.Client:
+        b, s = self.settings.broker, self.settings
+        status = self.topics.topic("core_status", core=s.core)
+        will = aiomqtt.Will(status, self._status("offline").dump(), qos=1, retain=True)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600  # unacknowledged events wait for this worker
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        client = aiomqtt.Client(
+            b.host, b.port, identifier=f"seatlink-core-{s.site}-{s.core}",
+            username=b.username, password=_secret(b), keepalive=b.keepalive_s, will=will,
+            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
+            timeout=10, max_queued_outgoing_messages=0)  # fmt: skip
+        client.pending_calls_threshold = 1 << 30
+        # aiomqtt has no manual acknowledgement; the paho client it wraps does, and an event
+        # must not be acknowledged before it is stored
+        client._client.manual_ack_set(True)
+        return client
+
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        s, t = self.settings, self.topics
+        share = f"$share/{s.share_group}/"
+        for name in ("seat_event", "call_event", "alert_cmd"):
+            await client.subscribe(share + t.subscription(name), qos=1)
+        await client.subscribe(t.subscription("seat_availability"), qos=1)
+        self._client = client
+        await client.publish(t.topic("core_status", core=s.core), self._status("online").dump(),
+                             qos=1, retain=True)  # fmt: skip
+        self.online.set()
+
+    async def _reader(self, client: aiomqtt.Client) -> None:
+        try:
+            async for message in client.messages:
+                self.stats.received += 1
+                name = self._topic_name(str(message.topic))
+                if name == "seat_availability":
+                    self._availability(message.payload)
+                    self._ack(client, message)
+                elif name == "alert_cmd":
+                    await self._alert_command(message.payload)
+                    self._ack(client, message)
+                else:  # events and anything else the store should see (and refuse)
+                    self._pending.append((client, message))
+                    self._arrived.set()
+        finally:
+            self.online.clear()
+            if self._client is client:
+                self._client = None
+
+    async def _writer(self, client: aiomqtt.Client) -> None:
+        while True:
+            while self._outgoing:
+                topic, payload, qos, retain = self._outgoing[0]
+                await client.publish(topic, payload, qos=qos, retain=retain,
+                                     timeout=float("inf"))  # fmt: skip
+                self._outgoing.popleft()
+                self.stats.published += 1
+            self._wake_writer.clear()
+            await self._wake_writer.wait()
+
+    def _send(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        if len(self._outgoing) >= self.OUTGOING_MAX:
+            self._outgoing.popleft()
+            self.stats.dropped += 1
+        self._outgoing.append((topic, payload, qos, retain))
+        self._wake_writer.set()
+
+    def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        # a message of a connection that is gone comes again on the next one
+        if client is self._client and message.qos > 0:
+            client._client.ack(message.mid, message.qos)
+
+    def _topic_name(self, topic: str) -> str | None:
+        try:
+            return self.topics.parse(topic).spec.name
+        except TopicError:
+            return None
+
+    async def _goodbye(self) -> None:
+        b, s = self.settings.broker, self.settings
+        with suppress(aiomqtt.MqttError, OSError, TimeoutError):
+            async with aiomqtt.Client(b.host, b.port, identifier=f"seatlink-core-{s.core}-bye",
+                                      username=b.username, password=_secret(b),
+                                      timeout=3) as c:  # fmt: skip
+                await c.publish(self.topics.topic("core_status", core=s.core),
+                                self._status("offline").dump(), qos=1, retain=True)
+
+    def _status(self, status: Literal["online", "offline"]) -> CoreStatus:
+        return CoreStatus(core=self.settings.core, status=status, version=__version__,
+                          t=None if status == "offline" else round(self.clock(), 3))
+
+    # --- ingest ---------------------------------------------------------------------------
+
+    async def _ingester(self) -> None:
+        """Batches of event messages into the store; acknowledged once committed."""
+        s = self.settings
+        delay = self.STORE_RETRY_S[0]
+        while True:
+            await self._arrived.wait()
+            if len(self._pending) < s.batch_max:
+                await asyncio.sleep(s.batch_wait_s)
+            batch = [self._pending.popleft() for _ in range(min(s.batch_max,
+                                                                len(self._pending)))]  # fmt: skip
+            if not self._pending:
+                self._arrived.clear()
+            messages = [(str(m.topic), _bytes(m.payload)) for _, m in batch]
+            while True:
+                try:
+                    assert self.store is not None
+                    await self._db(partial(self.store.ingest, messages))
+                    break
+                except StoreError as exc:  # the database is away: keep the batch, try again
+                    self.stats.store_errors += 1
+                    self.stats.last_error = str(exc)
+                    log.error("%s; again in %.1f s", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.STORE_RETRY_S[1])
+            delay = self.STORE_RETRY_S[0]
+            for client, message in batch:
+                self._ack(client, message)
+            self._stored.set()
+
+    # --- following the store --------------------------------------------------------------
+
+    async def _follower(self) -> None:
+        """Everything stored, by any worker, in commit order, into the live state."""
+        assert self.store is not None
+        store = self.store
+        while True:
+            rows = await self._db(partial(self._read_tail, store, self.position))
+            if rows:
+                self.position = rows[-1][0]
+                self._feed([m for _, m in rows], publish=True)
+                if len(rows) == self.FOLLOW_PAGE:
+                    continue
+            self._stored.clear()
+            # other workers' events show up in the store without a wake-up: look now and then
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stored.wait(), timeout=0.25)
+
+    def _read_tail(self, store: EventStore, after: int) -> list[tuple[int, SeatEvent | CallEvent]]:
+        return [(n, e.model()) for n, e in store.tail(after, limit=self.FOLLOW_PAGE)]
+
+    def _feed(self, events: Iterable[SeatEvent | CallEvent], *, publish: bool) -> None:
+        changes: list[AlertChange] = []
+        for e in events:
+            self.live.feed((e,))
+            if isinstance(e, SeatEvent):
+                changes += self.alerts.on_seat_event(e)
+            else:
+                changes += self.alerts.on_call_event(e)
+            if self.newest_t is None or e.t > self.newest_t:
+                self.newest_t = e.t
+        if changes:
+            self._alert_changes(changes, publish=publish)
+
+    def _availability(self, payload: Any) -> None:
+        try:
+            a = SeatAvailability.model_validate_json(_bytes(payload))
+        except ValidationError:
+            self.stats.bad_availability += 1
+            return
+        self._alert_changes(self.alerts.on_availability(a.seat, a.status == "online", a.t),
+                            publish=True)  # fmt: skip
+
+    def _shift_end(self, seat: str, t: float) -> float | None:
+        shift = None if self.schedule is None else self.schedule.shift_at(seat, t)
+        return None if shift is None else shift.end
+
+    # --- alerts ---------------------------------------------------------------------------
+
+    def _alert_changes(self, changes: list[AlertChange], *, publish: bool) -> None:
+        """Stored (once, whoever's worker stores it first) and, by that worker, published;
+        in order, by one task. While catching up nothing is published: that was."""
+        self._alert_queue.put_nowait((changes, publish))
+
+    async def _alert_writer(self) -> None:
+        while True:
+            changes, publish = await self._alert_queue.get()
+            await self._record(changes, publish=publish)
+
+    async def _record(self, changes: list[AlertChange], *, publish: bool) -> None:
+        assert self.store is not None
+        store = self.store
+        for c in changes:
+            a = c.alert
+            if c.change == "raised":
+                message = _message(a, "raised", c.t)
+                text = message.dump().decode()
+                new = await self._db(partial(store.add_alert, id=a.id, rule=a.rule,
+                                             seat=a.seat, t=a.t, payload=text))  # fmt: skip
+            else:
+                outcome = await self._db(partial(store.act_on_alert, id=a.id, action="cleared",
+                                                 who="core", t=c.t, note=c.why))  # fmt: skip
+                new = outcome == "done"
+                message = _message(a, "cleared", c.t, note=c.why)
+            if new and publish:
+                self.stats.alerts_published += 1
+                self.stats.by_rule[a.rule] = self.stats.by_rule.get(a.rule, 0) + 1
+                self._send(self.topics.topic("seat_alert", seat=a.seat), message.dump())
+
+    async def _alert_command(self, payload: Any) -> None:
+        raw = _bytes(payload)
+        try:
+            cmd: AlertCommand = parse_alert_command(raw)
+        except CommandError as exc:
+            self.stats.bad_commands += 1
+            self._result(AlertCommandResult(id=exc.id, alert=None, status="invalid",
+                                            reason=str(exc)))  # fmt: skip
+            return
+        assert self.store is not None
+        store = self.store
+        action: Literal["acknowledged", "resolved"] = \
+            "acknowledged" if cmd.action == "acknowledge" else "resolved"  # fmt: skip
+        now = self.clock()
+        outcome = await self._db(partial(store.act_on_alert, id=cmd.alert, action=action,
+                                         who=cmd.who, t=now, note=cmd.note))  # fmt: skip
+        reason = {"done": "", "unknown": f"no alert {cmd.alert}",
+                  "again": f"alert {cmd.alert} was {action} already"}[outcome]  # fmt: skip
+        if outcome == "done":
+            stored = await self._db(partial(store.alert, cmd.alert))
+            if stored is not None:
+                base = AlertMessage.model_validate(stored["alert"])
+                update = base.model_copy(update={"status": action, "t": round(now, 3),
+                                                 "who": cmd.who, "note": cmd.note})  # fmt: skip
+                self._send(self.topics.topic("seat_alert", seat=base.seat), update.dump())
+        self._result(AlertCommandResult(id=cmd.id, alert=cmd.alert, status=outcome,
+                                        reason=reason))  # fmt: skip
+
+    def _result(self, result: AlertCommandResult) -> None:
+        self._send(self.topics.topic("alert_cmd_result"), result.dump())
+
+    # --- time -----------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        """Calls settle, hold and offline alerts fire on time, KPIs go out."""
+        s = self.settings
+        next_kpis = next_agents = 0.0
+        while True:
+            now = self.clock()
+            self.live.advance(now)
+            changes = self.alerts.tick(now)
+            if changes:
+                self._alert_changes(changes, publish=True)
+            if self.leader and self.online.is_set():
+                if now >= next_kpis:
+                    self._publish_kpis(("site", "queue"), now)
+                    await self._publish_open_alerts(now)
+                    next_kpis = now + s.kpi_interval_s
+                if now >= next_agents:
+                    self._publish_kpis(("agent",), now)
+                    next_agents = now + s.agent_kpi_interval_s
+            await asyncio.sleep(self.TICK_S)
+
+    def _publish_kpis(self, scopes: tuple[By, ...], now: float) -> None:
+        for by in scopes:
+            windows: dict[str, dict[str, Kpis]] = {
+                "rolling_15min": self.live.rolling(15, by=by)[1],
+                "current_15min": self.live.window("15min", now, by=by)[1],
+                "today": self.live.window("day", now, by=by)[1],
+            }
+            keys = sorted({k for figures in windows.values() for k in figures})
+            for key in keys:
+                body = {name: _figures(figures.get(key)) for name, figures in windows.items()}
+                if self._published_kpis.get((by, key)) == body and by == "agent":
+                    continue  # 5,000 agents: only those whose figures moved
+                self._published_kpis[(by, key)] = body
+                message = KpiLive(scope=by, key=key, t=round(now, 3), windows=body)
+                self._send(self.topics.topic("kpi_live", scope=by, key=key), message.dump(),
+                           qos=0, retain=True)  # fmt: skip
+
+    async def _publish_open_alerts(self, now: float) -> None:
+        assert self.store is not None
+        store = self.store
+        rows = await self._db(partial(store.alerts, open_only=True))
+        ids = [r["alert"]["id"] for r in rows]
+        if ids == self._open_alerts_sent:
+            return
+        self._open_alerts_sent = ids
+        keep = rows[-self.settings.open_alerts_max:]
+        alerts = []
+        for r in keep:
+            m = AlertMessage.model_validate(r["alert"])
+            ack = r["actions"].get("acknowledged")
+            if ack is not None:
+                m = m.model_copy(update={"status": "acknowledged", "t": ack["t"],
+                                         "who": ack["who"], "note": ack["note"]})  # fmt: skip
+            alerts.append(m)
+        message = AlertsOpen(t=round(now, 3), alerts=alerts, more=len(rows) - len(keep))
+        self._send(self.topics.topic("alerts_open"), message.dump(), retain=True)
+
+    async def _reporter(self) -> None:
+        assert self.store is not None
+        store = self.store
+        while True:
+            self.leader = await self._db(store.try_lead)
+            if self.online.is_set():
+                self._send(self.topics.topic("core_health", core=self.settings.core),
+                           (await self.health()).dump(), qos=0, retain=True)  # fmt: skip
+            await asyncio.sleep(self.settings.health_interval_s)
+
+    async def health(self) -> CoreHealth:
+        assert self.store is not None
+        counts = await self._db(self.store.counts)
+        c = self.alerts.counts
+        now = self.clock()
+        return CoreHealth(
+            core=self.settings.core, t=round(now, 3), leader=self.leader,
+            received=self.stats.received, store=counts, live=dict(self.live.counts),
+            alerts={"raised": dict(c.raised), "cleared": dict(c.cleared),
+                    "open": len(self.alerts.open_alerts()),
+                    "published": self.stats.alerts_published, "bad_input": c.bad},
+            position=self.position,
+            lag_s=None if self.newest_t is None else round(max(0.0, now - self.newest_t), 3),
+            backlog=len(self._pending), published=self.stats.published,
+            dropped=self.stats.dropped)  # fmt: skip
+
+
+def _message(a: Alert, status: Literal["raised", "cleared"], t: float,
+             note: str = "") -> AlertMessage:  # fmt: skip
+    return AlertMessage(id=a.id, rule=a.rule, seed=a.seed, rule_text=a.rule_text, seat=a.seat,
+                        call=a.call, since=a.since, raised=a.t, measured=a.measured,
+                        threshold=a.threshold, unit=a.unit, severity=str(a.severity),
+                        message=a.message, status=status, t=t, note=note)  # fmt: skip
+
+
+def _figures(k: Kpis | None) -> dict[str, Any]:
+    if k is None:
+        return {}
+    return {name: (round(v, 4) if isinstance(v, float) else v) for name, v in asdict(k).items()}
+
+
+def _bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return b"" if payload is None else str(payload).encode()
+
+
+def _secret(b: Any) -> str | None:
+    return None if b.password is None else str(b.password.get_secret_value())

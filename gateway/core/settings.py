@@ -1,0 +1,104 @@
+"""Settings of `seatlink core`: a TOML file, with SEATLINK_CORE_* environment variables on top.
+
+Everything has an embedded default: `seatlink core` alone stores every event of site `site`
+from the broker on 127.0.0.1:1883 into `core.db` (SQLite) and keeps the KPIs live in UTC.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from gateway.contract.topics import check_id
+from gateway.core.alerts import AlertSettings
+from gateway.core.store import MAX_SKEW_S
+from gateway.edge.settings import BrokerSettings
+from gateway.settings_file import FileSettings, read_settings, relative_to
+
+ENV_PREFIX = "SEATLINK_CORE_"
+
+
+class CoreSettings(FileSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
+                                      extra="forbid")  # fmt: skip
+
+    core: str = "core-1"  # this worker's id in topics (and its MQTT session)
+    site: str = "site"
+    root: str = "seatlink"
+    broker: BrokerSettings = BrokerSettings()
+    # SQLite (a path, sqlite:///relative.db, sqlite:////absolute.db) or postgresql://...;
+    # several workers need PostgreSQL: one SQLite file has one writer
+    store: str = "core.db"
+    share_group: str = "seatlink-core"  # workers of one group split the events between them
+    timezone: str = "UTC"  # the site's clock: 15-minute, hourly and daily intervals
+    ring_limit: Annotated[int, Field(ge=1, le=10)] = 3  # seed 002 §二.2
+    sl_threshold_s: Annotated[float, Field(gt=0, le=3600)] = 20.0  # service level's T
+    known_seats: list[str] | None = None  # None: any seat; else others' events are refused
+    max_skew_s: Annotated[float, Field(ge=0)] = MAX_SKEW_S
+    batch_max: Annotated[int, Field(ge=1, le=100_000)] = 2000  # messages per transaction
+    batch_wait_s: Annotated[float, Field(gt=0, le=10)] = 0.05  # longest a message waits
+    settle_s: Annotated[float, Field(ge=0, le=3600)] = 10.0  # a call's steps may lag this
+    kpi_interval_s: Annotated[float, Field(gt=0)] = 2.0  # site and queue KPIs published
+    agent_kpi_interval_s: Annotated[float, Field(gt=0)] = 15.0  # agents' KPIs, if changed
+    health_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    open_alerts_max: Annotated[int, Field(ge=1, le=10_000)] = 500  # in alerts/open
+    schedule: Path | None = None  # shift schedule (docs/attendance.md): shift-end alerts
+    alerts: dict[str, Any] = {}  # thresholds (docs/alerts.md); empty: the seeds' defaults
+
+    @field_validator("core", "site", "root", "share_group")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_id("setting", value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                             "Asia/Shanghai)") from None  # fmt: skip
+        return value
+
+    @field_validator("known_seats")
+    @classmethod
+    def _seats(cls, value: list[str] | None) -> list[str] | None:
+        for seat in value or ():
+            check_id("seat", seat)
+        return value
+
+    @field_validator("alerts")
+    @classmethod
+    def _alerts(cls, value: dict[str, Any]) -> dict[str, Any]:
+        AlertSettings.from_mapping(value)  # its ValueError names the key
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def alert_settings(self) -> AlertSettings:
+        return AlertSettings.from_mapping(self.alerts)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> CoreSettings:
+    """From `config` (TOML), the environment and `overrides`, in rising priority; relative
+    paths in the file (a SQLite store, the schedule) are taken from the file's directory."""
+    if config is None:
+        return CoreSettings(**overrides)
+    s = read_settings(CoreSettings, config, **overrides)
+    rel = relative_to(config)
+    store = s.store
+    scheme = store.partition("://")[0] if "://" in store else None
+    if scheme is None:
+        store = str(rel(Path(store)))
+    elif scheme == "sqlite" and not store.startswith("sqlite:////") and ":memory:" not in store:
+        store = "sqlite:///" + str(rel(Path(store.removeprefix("sqlite:///"))))
+    return CoreSettings.model_validate({
+        **s.model_dump(), "store": store,
+        "schedule": None if s.schedule is None else rel(s.schedule),
+    })  # fmt: skip

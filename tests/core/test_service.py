@@ -1,0 +1,297 @@
+"""`seatlink core` against a real mosquitto and real databases: events in, stored once,
+live KPIs and alerts out, alert commands, bad input counted, nothing lost while a worker is
+away, two workers sharing the load on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from gateway.contract.payloads import CallEvent, SeatEvent
+from gateway.contract.topics import Topics
+from gateway.core.service import CoreService
+from gateway.core.settings import CoreSettings
+from gateway.core.store import open_store
+
+
+def in_loop(test: Callable[..., Any]) -> Callable[..., None]:
+    """Run an async test in a loop of its own, with a deadline."""
+
+    @functools.wraps(test)
+    def sync(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(asyncio.wait_for(test(*args, **kwargs), 120))
+
+    return sync
+
+
+def site() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def settings(broker: Any, store: str, site_id: str, **kw: Any) -> CoreSettings:
+    base: dict[str, Any] = dict(
+        site=site_id, store=store, broker={"host": broker.host, "port": broker.port},
+        kpi_interval_s=0.2, agent_kpi_interval_s=0.2, health_interval_s=0.2,
+        batch_wait_s=0.01, settle_s=0.0)  # fmt: skip
+    base.update(kw)
+    return CoreSettings(**base)
+
+
+class Seat:
+    def __init__(self, seat: str, board: str = "B1") -> None:
+        self.seat, self.board, self.seq = seat, board, 0
+
+    def state(self, t: float, state: str, call: int | None = None,
+              reason: str | None = None) -> SeatEvent:  # fmt: skip
+        self.seq += 1
+        return SeatEvent(id=f"{self.board}-1-{self.seq}", seat=self.seat, gateway="gw1",
+                         board=self.board, boot=1, seq=self.seq, t=t, type="event",
+                         data={"event": "state", "state": state, "reason": reason,
+                               "call": call, "a": 1, "b": 0})  # fmt: skip
+
+
+class Call:
+    def __init__(self, call: int, queue: str = "q1") -> None:
+        self.call, self.queue, self.step = call, queue, 0
+
+    def __call__(self, kind: str, t: float, **kw: Any) -> CallEvent:
+        self.step += 1
+        return CallEvent(id=f"p1-{self.call}-{self.step}", pbx="p1", call=self.call,
+                         step=self.step, type=kind, t=t, direction="inbound",  # type: ignore[arg-type]
+                         queue=self.queue, seat=kw.pop("seat", "s1"), number=None,
+                         arrived=t, **kw)  # fmt: skip
+
+
+@asynccontextmanager
+async def client(broker: Any, *topics: str) -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client(broker.host, broker.port,
+                              identifier=f"test-{uuid.uuid4().hex[:8]}") as c:  # fmt: skip
+        for topic in topics:
+            await c.subscribe(topic, qos=1)
+        yield c
+
+
+async def publish(c: aiomqtt.Client, t: Topics, events: list[SeatEvent | CallEvent]) -> None:
+    for e in events:
+        topic = t.seat_event(e.seat) if isinstance(e, SeatEvent) \
+            else t.topic("call_event", call=str(e.call))  # fmt: skip
+        await c.publish(topic, e.dump(), qos=1)
+
+
+async def until(c: aiomqtt.Client, match: Callable[[str, dict[str, Any]], bool],
+                timeout: float = 10.0) -> dict[str, Any]:
+    """The first message (topic, JSON) that matches."""
+    async with asyncio.timeout(timeout):
+        async for m in c.messages:
+            body = json.loads(m.payload)  # type: ignore[arg-type]
+            if match(str(m.topic), body):
+                return body  # type: ignore[no-any-return]
+    raise AssertionError("unreachable")
+
+
+def stored(url: str) -> int:
+    with open_store(url) as s:
+        return int(s.counts()["db"]["events"])
+
+
+@in_loop
+async def test_events_in_kpis_and_alerts_out_commands_and_bad_input(
+        mqtt_broker: Any, tmp_path: Path) -> None:  # fmt: skip
+    sid = site()
+    t = Topics(site=sid)
+    url = f"sqlite:///{tmp_path}/core.db"
+    cfg = settings(mqtt_broker, url, sid, alerts={"hold_max_s": 1.0})
+    watch = (t.subscription("seat_alert"), t.topic("alert_cmd_result"),
+             t.topic("kpi_live", scope="site", key=sid), t.topic("core_health", core="core-1"))
+    async with client(mqtt_broker, *watch) as c, CoreService(cfg) as core:
+        await asyncio.wait_for(core.online.wait(), 10)
+        now = time.time()
+        s1, call = Seat("s1"), Call(7)
+        await publish(c, t, [
+            s1.state(now - 20, "ready"), call("enter_queue", now - 12, seat=None),
+            call("offer", now - 10, wait_s=2.0), s1.state(now - 10, "ringing", 7),
+            call("answer", now - 6, wait_s=6.0, rings=1), s1.state(now - 6, "talking", 7),
+            call("hold", now - 0.2), s1.state(now - 0.2, "hold", 7)])  # fmt: skip
+        # a hold over the limit is raised while it lasts (the worker's clock), not at its end
+        raised = await until(c, lambda topic, b: topic.endswith("/alert")
+                             and b["rule"] == "hold" and b["status"] == "raised")  # fmt: skip
+        assert raised["seat"] == "s1" and raised["call"] == 7 and raised["seed"]
+        assert raised["threshold"] == 1.0 and raised["measured"] > 1.0
+        later = time.time()
+        await publish(c, t, [call("unhold", later, hold_s=later - now + 0.2),
+                             s1.state(later, "talking", 7)])  # fmt: skip
+        cleared = await until(c, lambda topic, b: topic.endswith("/alert")
+                              and b["status"] == "cleared")  # fmt: skip
+        assert cleared["id"] == raised["id"]
+        end = time.time()
+        await publish(c, t, [call("release", end, talk_s=end - now + 6, by="caller"),
+                             s1.state(end, "acw", 7), s1.state(end + 0.5, "ready")])  # fmt: skip
+        kpi = await until(c, lambda topic, b: topic.endswith(f"/kpi/site/{sid}")
+                          and b["windows"]["today"].get("answered") == 1)  # fmt: skip
+        today = kpi["windows"]["today"]
+        assert today["offered"] == 1 and today["asa_s"] == 6.0 and today["holds"] == 1
+
+        # alert commands: done, again, unknown, invalid, each with its answer
+        cmd = t.topic("alert_cmd")
+        ack = {"v": 1, "id": "c1", "action": "acknowledge", "alert": raised["id"], "who": "ann"}
+        await c.publish(cmd, json.dumps(ack).encode(), qos=1)
+        # the alert's new status goes out before the command's result
+        seen = await until(c, lambda topic, b: topic.endswith("/alert")
+                           and b["status"] == "acknowledged")  # fmt: skip
+        assert seen["who"] == "ann" and seen["id"] == raised["id"]
+        done = await until(c, lambda topic, b: topic.endswith("cmd/result") and b["id"] == "c1")
+        assert done["status"] == "done"
+        await c.publish(cmd, json.dumps({**ack, "id": "c2"}).encode(), qos=1)
+        again = await until(c, lambda topic, b: topic.endswith("cmd/result") and b["id"] == "c2")
+        assert again["status"] == "again"
+        await c.publish(cmd, json.dumps({**ack, "id": "c3", "alert": "nope"}).encode(), qos=1)
+        unknown = await until(c, lambda topic, b: topic.endswith("cmd/result")
+                              and b["id"] == "c3")  # fmt: skip
+        assert unknown["status"] == "unknown"
+        await c.publish(cmd, b'{"v": 1, "id": "c4", "action": "delete"}', qos=1)
+        invalid = await until(c, lambda topic, b: topic.endswith("cmd/result")
+                              and b["id"] == "c4")  # fmt: skip
+        assert invalid["status"] == "invalid" and "action" in invalid["reason"]
+
+        # bad input: counted by reason, never stored, the worker goes on
+        await c.publish(t.seat_event("s1"), b"not json", qos=1)
+        await c.publish(t.seat_event("s2"), s1.state(end, "ready").dump(), qos=1)  # wrong seat
+        health = await until(c, lambda topic, b: topic.endswith("/health")
+                             and b["store"]["session"]["rejected_total"] >= 2)  # fmt: skip
+        assert health["store"]["session"]["rejected"] == {"not_json": 1, "topic_mismatch": 1}
+        assert health["store"]["db"]["events"] == 13 and health["leader"] is True
+    with open_store(url) as store:
+        alerts = store.alerts()
+    assert [a["alert"]["rule"] for a in alerts] == ["hold"]
+    assert set(alerts[0]["actions"]) == {"cleared", "acknowledged"}
+
+
+@in_loop
+async def test_a_restart_rebuilds_the_same_figures_and_publishes_no_alert_again(
+        mqtt_broker: Any, tmp_path: Path) -> None:  # fmt: skip
+    sid = site()
+    t = Topics(site=sid)
+    url = f"sqlite:///{tmp_path}/core.db"
+    cfg = settings(mqtt_broker, url, sid, alerts={"hold_max_s": 1.0})
+    now = time.time()
+    s1, call = Seat("s1"), Call(3)
+    events: list[SeatEvent | CallEvent] = [
+        s1.state(now - 60, "ready"), call("enter_queue", now - 50, seat=None),
+        call("offer", now - 50, wait_s=0.0), s1.state(now - 50, "ringing", 3),
+        call("answer", now - 45, wait_s=5.0, rings=1), s1.state(now - 45, "talking", 3),
+        call("hold", now - 40), s1.state(now - 40, "hold", 3),
+        call("unhold", now - 35, hold_s=5.0), s1.state(now - 35, "talking", 3),
+        call("release", now - 20, talk_s=25.0, by="caller"), s1.state(now - 20, "acw", 3),
+        s1.state(now - 10, "ready")]  # fmt: skip
+    async with client(mqtt_broker, t.subscription("seat_alert")) as c:
+        async with CoreService(cfg) as core:
+            await asyncio.wait_for(core.online.wait(), 10)
+            await publish(c, t, events)
+            await until(c, lambda topic, b: b["status"] == "cleared")
+            while core.live.window("day", now, by="site")[1][sid].answered == 0:
+                await asyncio.sleep(0.1)  # settled at the worker's next tick
+            first = core.live.window("day", now, by="site")[1][sid]
+        async with CoreService(cfg) as again:
+            await asyncio.wait_for(again.online.wait(), 10)
+            second = again.live.window("day", now, by="site")[1][sid]
+            with pytest.raises(TimeoutError):  # the alert was published: not again
+                await until(c, lambda topic, b: True, timeout=1.5)
+    # the same figures, but for the seat's Ready time, which runs on to each one's "now"
+    running = {"logged_in_s", "available_s", "occupancy"}
+    assert {k: v for k, v in asdict(second).items() if k not in running} == \
+        {k: v for k, v in asdict(first).items() if k not in running}  # fmt: skip
+    assert (first.answered, first.holds, first.avg_hold_s, first.avg_acw_s) == (1, 1, 5.0, 10.0)
+
+
+@in_loop
+async def test_events_sent_while_the_worker_is_away_are_all_stored(
+        own_broker: Any, tmp_path: Path) -> None:  # fmt: skip
+    sid = site()
+    t = Topics(site=sid)
+    url = f"sqlite:///{tmp_path}/core.db"
+    cfg = settings(own_broker, url, sid)
+    async with CoreService(cfg) as core:
+        await asyncio.wait_for(core.online.wait(), 10)  # its session and subscriptions exist
+    now = time.time()
+    seats = [Seat(f"s{i}", board=f"B{i}") for i in range(10)]
+    events: list[SeatEvent | CallEvent] = [
+        seats[i % 10].state(now - 100 + i * 0.01, ("ready", "not_ready")[i // 10 % 2],
+                            reason="meal" if i // 10 % 2 else None)
+        for i in range(600)]  # fmt: skip
+    async with client(own_broker) as c:
+        await publish(c, t, events)
+    own_broker.restart()  # the queue survives a broker restart too (persistence)
+    async with CoreService(cfg) as core:
+        deadline = time.monotonic() + 20
+        while stored(url) < 600 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert core.stats.received >= 600
+    assert stored(url) == 600
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Any:
+    from tests.core.conftest import _postgres_admin
+
+    admin = _postgres_admin()
+    schema = f"core_{uuid.uuid4().hex[:16]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    from tests.core.conftest import PG_URL
+
+    joiner = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{joiner}options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+@in_loop
+async def test_two_workers_share_the_events_and_see_the_same_site(
+        mqtt_broker: Any, pg_url: str) -> None:  # fmt: skip
+    sid = site()
+    t = Topics(site=sid)
+    now = time.time()
+    events: list[SeatEvent | CallEvent] = []
+    for n in range(1, 101):
+        seat = Seat(f"s{n}", board=f"B{n}")
+        call = Call(n)
+        at = now - 300 + n
+        events += [seat.state(at - 5, "ready"), call("enter_queue", at, seat=None),
+                   call("offer", at, seat=seat.seat, wait_s=0.0),
+                   seat.state(at, "ringing", n),
+                   call("answer", at + 3, seat=seat.seat, wait_s=3.0, rings=1),
+                   seat.state(at + 3, "talking", n),
+                   call("release", at + 60, seat=seat.seat, talk_s=57.0, by="caller"),
+                   seat.state(at + 60, "acw", n), seat.state(at + 70, "ready")]  # fmt: skip
+    one = settings(mqtt_broker, pg_url, sid, core="core-a")
+    two = settings(mqtt_broker, pg_url, sid, core="core-b")
+    async with CoreService(one) as a, CoreService(two) as b:
+        await asyncio.wait_for(asyncio.gather(a.online.wait(), b.online.wait()), 10)
+        async with client(mqtt_broker) as c:
+            await publish(c, t, events)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            figures = [w.live.window("day", now, by="site")[1][sid] for w in (a, b)]
+            if all(f.answered == 100 for f in figures):
+                break
+            await asyncio.sleep(0.2)
+        assert [f.answered for f in figures] == [100, 100]
+        running = {"logged_in_s", "available_s", "occupancy"}  # Ready time runs to each's now
+        a_, b_ = ({k: v for k, v in asdict(f).items() if k not in running} for f in figures)
+        assert a_ == b_
+        shares = [w.stats.received for w in (a, b)]
+        assert sum(shares) == len(events) and min(shares) > 0, shares
+        assert [a.leader, b.leader].count(True) == 1
+    assert stored(pg_url) == len(events)
