@@ -10,6 +10,7 @@ ACD): a compact model whose events have the contract's shape and the states' ord
 from __future__ import annotations
 
 import heapq
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,13 +43,16 @@ class _Call:
 
 @dataclass
 class Trace:
-    """A generated day: `events` is every payload in time order, as (kind, payload)."""
+    """A generated day: `events` is every payload in time order, as (kind, payload); with
+    `encode`, `encoded` is instead, as (kind, seat or call id, JSON bytes): a large site's
+    day as dicts would not fit in memory."""
 
     events: list[tuple[str, dict[str, Any]]]
     seats: list[str]
     queues: list[str]
     start: float
     end: float
+    encoded: list[tuple[str, str, bytes]] = field(default_factory=list)
 
     def seat_events(self) -> list[dict[str, Any]]:
         return [p for k, p in self.events if k == "seat"]
@@ -58,23 +62,27 @@ class Trace:
 
 
 def generate(*, seats: int = 20, queues: int = 3, start: float, hours: float = 2.0,
-             calls_per_hour_per_seat: float = 8.0, seed: int = 1) -> Trace:  # fmt: skip
+             calls_per_hour_per_seat: float = 8.0, seed: int = 1,
+             encode: bool = False) -> Trace:  # fmt: skip
     """`seats` agents over `hours` from `start` (Unix seconds), logged in for most of it."""
-    return _Sim(seats, queues, start, hours, calls_per_hour_per_seat, seed).run()
+    return _Sim(seats, queues, start, hours, calls_per_hour_per_seat, seed, encode).run()
 
 
 class _Sim:
     def __init__(self, seats: int, queues: int, start: float, hours: float, rate: float,
-                 seed: int) -> None:  # fmt: skip
+                 seed: int, encode: bool) -> None:  # fmt: skip
         self.rng = random.Random(seed)
+        self.encode = encode
         self.start, self.end = start, start + hours * 3600
         self.queues = [f"q{i + 1}" for i in range(queues)]
         self.agents = {
             f"s{i + 1:04d}": _Agent(f"s{i + 1:04d}", f"B{i + 1:06X}", self.queues[i % queues])
             for i in range(seats)
         }
+        self.members = {q: [a for a in self.agents.values() if a.queue == q]
+                        for q in self.queues}  # fmt: skip
         self.rate = rate * seats / 3600.0
-        self.out: list[tuple[float, int, str, dict[str, Any]]] = []
+        self.out: list[tuple[float, int, str, Any]] = []
         self.heap: list[tuple[float, int, str, Any]] = []
         self.n = 0
         self.calls: dict[int, _Call] = {}
@@ -100,8 +108,20 @@ class _Sim:
             getattr(self, "_" + what)(t, arg)
             self._route(t)
         self.out.sort(key=lambda o: (o[0], o[1]))
+        if self.encode:
+            return Trace([], sorted(self.agents), self.queues, self.start, self.end + 3600,
+                         [(k, p[0], p[1]) for _, _, k, p in self.out])  # fmt: skip
         return Trace([(k, p) for _, _, k, p in self.out], sorted(self.agents),
                      self.queues, self.start, self.end + 3600)  # fmt: skip
+
+    def emit(self, t: float, kind: str, payload: dict[str, Any]) -> None:
+        self.n += 1
+        if self.encode:
+            ident = payload["seat"] if kind == "seat" else str(payload["call"])
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            self.out.append((t, self.n, kind, (ident, body)))
+        else:
+            self.out.append((t, self.n, kind, payload))
 
     # --- output ---
 
@@ -111,12 +131,11 @@ class _Sim:
         a.state = state
         if state == "ready":
             a.idle_since = t
-        self.n += 1
-        self.out.append((t, self.n, "seat", {
+        self.emit(t, "seat", {
             "v": 1, "id": f"{a.board}-1-{a.seq}", "seat": a.seat, "gateway": "gw1",
             "board": a.board, "boot": 1, "seq": a.seq, "t": round(t, 3), "type": "event",
             "data": {"event": "state", "state": state, "reason": reason, "call": call,
-                     "a": 1, "b": 0}}))  # fmt: skip
+                     "a": 1, "b": 0}})  # fmt: skip
 
     def call_event(self, t: float, c: _Call, kind: str, **fields: Any) -> None:
         c.steps += 1
@@ -127,8 +146,7 @@ class _Sim:
             "wait_s": None, "ring_s": None, "rings": None, "hold_s": None, "talk_s": None,
             "by": None, "target": None, "campaign": None, "detail": ""}  # fmt: skip
         event.update(fields)
-        self.n += 1
-        self.out.append((t, self.n, "call", event))
+        self.emit(t, "call", event)
 
     # --- agents ---
 
@@ -173,11 +191,9 @@ class _Sim:
         for q, waiting in self.waiting.items():
             while waiting:
                 c = self.calls[waiting[0]]
-                ready = [a for a in self.agents.values()
-                         if a.queue == q and a.state == "ready" and a.seat not in c.tried]
+                ready = [a for a in self.members[q] if a.state == "ready" and a.seat not in c.tried]
                 if not ready:
-                    ready = [a for a in self.agents.values() if a.queue == q
-                             and a.state == "ready"]  # fmt: skip
+                    ready = [a for a in self.members[q] if a.state == "ready"]
                 if not ready:
                     break
                 a = min(ready, key=lambda a: (a.idle_since, a.seat))

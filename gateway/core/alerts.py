@@ -24,6 +24,7 @@ and manual resolve are the service's: the engine never hears of them.
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import insort
 from collections import Counter, deque
@@ -359,11 +360,32 @@ class AlertEngine:
         self._seen_call = _Seen(SEEN_IDS)
         self._events = self._duplicates = self._late = self._bad = 0
         self._raised: Counter[str] = Counter()
+        self._due: list[tuple[float, int, str]] = []  # (when, version, seat): next deadlines
+        self._version: dict[str, int] = {}  # a seat's latest entry on the heap
+        self._touched: set[str] = set()  # seats an input changed: their deadlines move
+        self._holders: dict[int, str] = {}  # call -> the seat holding it
         self._cleared: Counter[str] = Counter()
 
     # --- inputs ---------------------------------------------------------------------------
 
     def on_seat_event(self, e: SeatEvent) -> list[AlertChange]:
+        out = self._on_seat_event(e)
+        self._schedule_touched()
+        return out
+
+    def on_call_event(self, e: CallEvent) -> list[AlertChange]:
+        out = self._on_call_event(e)
+        self._schedule_touched()
+        return out
+
+    def on_availability(self, seat: str, online: bool, t: float) -> list[AlertChange]:
+        """`seat/{seat}/availability`. A seat is available only while its gateway is: the
+        service passes offline for every seat of a gateway whose status goes offline."""
+        out = self._on_availability(seat, online, t)
+        self._schedule_touched()
+        return out
+
+    def _on_seat_event(self, e: SeatEvent) -> list[AlertChange]:
         out: list[AlertChange] = []
         if not self._take(e.id, e.t, self._seen_seat, out):
             return out
@@ -406,15 +428,17 @@ class AlertEngine:
             # times the PBX's hold
         return out
 
-    def on_call_event(self, e: CallEvent) -> list[AlertChange]:
+    def _on_call_event(self, e: CallEvent) -> list[AlertChange]:
         out: list[AlertChange] = []
         if not self._take(e.id, e.t, self._seen_call, out):
             return out
         if e.type in ("abandon", "drop", "no_answer"):  # the caller is gone: no more hold
-            for seat in self._seats.values():
-                spell = seat.holds.pop(e.call, None)
-                if spell is not None:
-                    self._end(seat, spell, e.t, out, why="the call ended")
+            holder = self._holders.pop(e.call, None)
+            seat_on_hold = None if holder is None else self._seats.get(holder)
+            spell = None if seat_on_hold is None else seat_on_hold.holds.pop(e.call, None)
+            if seat_on_hold is not None and spell is not None:
+                self._touched.add(seat_on_hold.id)
+                self._end(seat_on_hold, spell, e.t, out, why="the call ended")
             return out
         if e.type not in ("answer", "hold", "unhold", "release", "ring_no_answer"):
             return out
@@ -432,6 +456,9 @@ class AlertEngine:
         elif e.type == "hold":
             if e.call not in seat.holds:
                 seat.holds[e.call] = _Spell("hold", e.t, self.settings.hold_max_s, e.call)
+                self._holders[e.call] = seat.id
+                while len(self._holders) > SEEN_IDS:  # a hold's end was lost: forget it
+                    del self._holders[next(iter(self._holders))]
                 while len(seat.holds) > OPEN_CALLS:  # their unholds and releases were lost
                     oldest = seat.holds.pop(next(iter(seat.holds)))
                     self._end(seat, oldest, e.t, out, why="forgotten: too many holds open")
@@ -446,9 +473,7 @@ class AlertEngine:
                              what="ring-no-answers")  # fmt: skip
         return out
 
-    def on_availability(self, seat: str, online: bool, t: float) -> list[AlertChange]:
-        """`seat/{seat}/availability`. A seat is available only while its gateway is: the
-        service passes offline for every seat of a gateway whose status goes offline."""
+    def _on_availability(self, seat: str, online: bool, t: float) -> list[AlertChange]:
         out: list[AlertChange] = []
         if not self._take(None, t, None, out):
             return out
@@ -511,27 +536,56 @@ class AlertEngine:
         return True
 
     def _advance(self, now: float, out: list[AlertChange]) -> None:
+        """Judge, at `now`, the seats with something due by then (not every seat: a large
+        site's seats each have their next deadline in a heap)."""
         if now <= self._now:
             return
         self._now = now
+        due = self._due
+        while due and due[0][0] <= now:
+            _, version, seat_id = heapq.heappop(due)
+            if self._version.get(seat_id) != version:
+                continue  # rescheduled since
+            seat = self._seats[seat_id]
+            self._judge(seat, now, out)
+            self._schedule(seat)
+
+    def _schedule_touched(self) -> None:
+        for seat_id in self._touched:
+            self._schedule(self._seats[seat_id])
+        self._touched.clear()
+
+    def _schedule(self, seat: _Seat) -> None:
+        """Put the seat's next deadline on the heap (the next moment a rule of elapsed
+        time or a window could change: judging it then is what the old every-seat pass
+        did at each input)."""
+        when = _next_due(seat, self.settings)
+        version = self._version.get(seat.id, 0) + 1
+        self._version[seat.id] = version
+        if when is not None:
+            # a window's edge computed in floating point may leave the item in: look again
+            # just after now, never again now (which would never end)
+            heapq.heappush(self._due, (max(when, math.nextafter(self._now, math.inf)),
+                                       version, seat.id))  # fmt: skip
+
+    def _judge(self, seat: _Seat, now: float, out: list[AlertChange]) -> None:
         s = self.settings
-        for seat in self._seats.values():
-            for spell in seat.spells():
-                self._check(seat, spell, now, out)
-            if seat.logged_in:
-                self._check_shift(seat, now, out)
-            if _trim(seat.acw_samples, now, s.avg_window_s):
-                self._average(seat, "avg_acw", seat.acw_samples, s.acw_avg_max_s, now, out)
-            if _trim(seat.talk_samples, now, s.avg_window_s):
-                self._average(seat, "avg_talk", seat.talk_samples, s.talk_avg_max_s, now, out)
-            if _trim(seat.nr_starts, now, s.not_ready_window_s):
-                self._count_rule(seat, "frequent_not_ready", seat.nr_starts,
-                                 s.not_ready_max_spells, s.not_ready_window_s, now, out,
-                                 what="Not Ready spells")  # fmt: skip
-            if _trim(seat.no_answers, now, s.no_answer_window_s):
-                self._count_rule(seat, "no_answer", seat.no_answers, s.no_answer_max,
-                                 s.no_answer_window_s, now, out,
-                                 what="ring-no-answers")  # fmt: skip
+        for spell in seat.spells():
+            self._check(seat, spell, now, out)
+        if seat.logged_in:
+            self._check_shift(seat, now, out)
+        if _trim(seat.acw_samples, now, s.avg_window_s):
+            self._average(seat, "avg_acw", seat.acw_samples, s.acw_avg_max_s, now, out)
+        if _trim(seat.talk_samples, now, s.avg_window_s):
+            self._average(seat, "avg_talk", seat.talk_samples, s.talk_avg_max_s, now, out)
+        if _trim(seat.nr_starts, now, s.not_ready_window_s):
+            self._count_rule(seat, "frequent_not_ready", seat.nr_starts,
+                             s.not_ready_max_spells, s.not_ready_window_s, now, out,
+                             what="Not Ready spells")  # fmt: skip
+        if _trim(seat.no_answers, now, s.no_answer_window_s):
+            self._count_rule(seat, "no_answer", seat.no_answers, s.no_answer_max,
+                             s.no_answer_window_s, now, out,
+                             what="ring-no-answers")  # fmt: skip
 
     def _check(self, seat: _Seat, spell: _Spell, now: float, out: list[AlertChange]) -> None:
         measured = now - spell.start
@@ -660,8 +714,11 @@ class AlertEngine:
                                 f"(limit {limit} rings)")  # fmt: skip
 
     def _unhold(self, seat: _Seat, e: CallEvent, out: list[AlertChange]) -> None:
-        holder = seat if e.call in seat.holds else next(
-            (s for s in self._seats.values() if e.call in s.holds), None)  # fmt: skip
+        other = self._seats.get(self._holders.get(e.call, ""))
+        holder = seat if e.call in seat.holds else (
+            other if other is not None and e.call in other.holds else None)  # fmt: skip
+        if holder is not None:
+            self._touched.add(holder.id)
         if holder is None:  # its hold event was lost: the PBX's hold_s still counts for talk
             if e.hold_s is not None and e.call in seat.leg_hold:
                 seat.leg_hold[e.call] += e.hold_s
@@ -778,7 +835,27 @@ class AlertEngine:
         s = self._seats.get(seat)
         if s is None:
             s = self._seats[seat] = _Seat(seat)
+        self._touched.add(seat)
         return s
+
+
+def _next_due(seat: _Seat, s: AlertSettings) -> float | None:
+    """The earliest moment a rule of elapsed time could change for this seat."""
+    times: list[float] = []
+    for spell in seat.spells():
+        if spell.alert is None:  # over its limit: measured > limit, just after start + limit
+            times.append(math.nextafter(spell.start + spell.limit, math.inf))
+    if seat.logged_in:
+        if seat.shift is None:
+            times.append(seat.shift_asked + SHIFT_RECHECK_S)
+        elif seat.shift.alert is None:
+            times.append(math.nextafter(seat.shift.start + seat.shift.limit, math.inf))
+    for items, window in ((seat.acw_samples, s.avg_window_s), (seat.talk_samples, s.avg_window_s),
+                          (seat.nr_starts, s.not_ready_window_s),
+                          (seat.no_answers, s.no_answer_window_s)):  # fmt: skip
+        if items:  # the oldest leaves the window at t + window
+            times.append(items[0][0] + window)
+    return min(times, default=None)
 
 
 _UNITS: Final = {"avg_acw": "s", "avg_talk": "s", "hold": "s", "late_answer": "rings",

@@ -500,6 +500,13 @@ class Totals:
         for reason, seconds in other.not_ready.items():
             self.not_ready[reason] += seconds
 
+    def add_seconds_of(self, other: Totals) -> None:
+        """Another Totals' seat time only."""
+        for state, seconds in other.time.items():
+            self.time[state] += seconds
+        for reason, seconds in other.not_ready.items():
+            self.not_ready[reason] += seconds
+
     def empty(self) -> bool:
         return not (any(getattr(self, n) for n in _COUNTS) or self.time)
 

@@ -19,9 +19,9 @@ Design requirements:
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -47,6 +47,7 @@ __all__ = ["GRANULARITIES", "Granularity", "LiveKpis"]
 Granularity = Literal["minute", "15min", "hour", "day"]
 GRANULARITIES: dict[str, int] = {"minute": 60, "15min": 900, "hour": 3600, "day": 86400}
 _KEPT = (60, 900, 86400)  # bucket sizes kept; an hour is four quarters
+_SEAT_TIME = (900, 86400)  # the sizes that hold seat time
 _BYS: tuple[By, ...] = ("agent", "queue", "site")
 _TERMINAL = frozenset({"abandon", "no_answer", "drop"})
 _EPS = 1e-6  # seconds: what retraction leaves of a state's time is rounding, not time
@@ -83,6 +84,7 @@ class _Seat:
     changes: list[_Change]  # the last `history` changes, in order
     anchor: _Fold  # the fold before changes[0]
     trimmed: bool = False  # changes before changes[0] were forgotten
+    recent: deque[StateInterval] = field(default_factory=deque)  # closed, last keep_minutes
 
     @property
     def fold(self) -> _Fold:
@@ -114,16 +116,19 @@ class LiveKpis:
         self.ring_limit = ring_limit
         self.sl_threshold_s = sl_threshold_s
         self.now = 0.0
-        # size -> bucket start -> (by, key) -> Totals
-        self._tot: dict[int, dict[float, dict[tuple[By, str], Totals]]] = {
-            s: defaultdict(dict) for s in _KEPT}  # fmt: skip
+        # size -> bucket start -> by -> key -> Totals
+        self._tot: dict[int, dict[float, dict[By, dict[str, Totals]]]] = {
+            s: {} for s in _KEPT}  # fmt: skip
+        self._flat: dict[tuple[int, float, By, str], Totals] = {}  # the same, one lookup
         self._edges: dict[tuple[int, object], list[float]] = {}  # (size, local day) -> edges
+        self._span: dict[int, list[float]] = {}  # size -> the edges of the day last used
         self._seats: dict[str, _Seat] = {}
         self._acw: dict[tuple[str, int], list[StateInterval]] = defaultdict(list)
         self._calls: dict[tuple[str, int], _Call] = {}
         self._counted: set[tuple[str, int]] = set()  # calls counted, for late steps
+        self._counted_order: deque[tuple[float, tuple[str, int]]] = deque()
         self._seen: set[str] = set()
-        self._seen_order: list[tuple[float, str]] = []
+        self._seen_order: deque[tuple[float, str]] = deque()  # arrival order: about t order
         self.counts: dict[str, int] = defaultdict(int)
 
     # --- input ----------------------------------------------------------------------------
@@ -155,38 +160,50 @@ class LiveKpis:
 
     # --- output ---------------------------------------------------------------------------
 
-    def window(self, granularity: Granularity, t: float, *, by: By) -> tuple[Window,
-                                                                          dict[str, Kpis]]:
+    def window(self, granularity: Granularity, t: float, *, by: By,
+               key: str | None = None) -> tuple[Window, dict[str, Kpis]]:  # fmt: skip
         """The bucket of `granularity` that holds `t`, and its figures per key (the site is
-        always there). Seat time of states still open runs to `now`."""
+        always there), or only `key`'s. Seat time of states still open runs to `now`."""
         size = GRANULARITIES[granularity]
         win = self._bucket(size, t)
         parts = [win.start] if size != 3600 else [
             s for s in self._starts(900, win.start) if s < win.end]  # fmt: skip
         base = 60 if size == 60 else 86400 if size == 86400 else 900
-        merged: dict[str, Totals] = {}
-        for start in parts:
-            for (b, key), tot in self._tot[base].get(start, {}).items():
-                if b == by:
-                    merged.setdefault(key, Totals()).add(tot)
-        self._add_open_time(merged, by, win)
-        return win, self._result(merged, by)
+        buckets = [g for start in parts if (g := self._tot[base].get(start))]
+        time: dict[str, Totals] = {}
+        if by == "site":  # seat time is kept per agent: the site's is their sum
+            site = time[self.site] = Totals()
+            for g in buckets:
+                for tot in g.get("agent", {}).values():
+                    site.add_seconds_of(tot)
+        return win, self._figures([g.get(by, {}) for g in buckets], by, win, time, key)
 
-    def rolling(self, minutes: int, *, by: By) -> tuple[Window, dict[str, Kpis]]:
+    def rolling(self, minutes: int, *, by: By,
+                key: str | None = None) -> tuple[Window, dict[str, Kpis]]:  # fmt: skip
         """The last `minutes` whole minutes up to `now`, the current minute included."""
         if not 1 <= minutes <= self.keep_minutes:
             raise ValueError(f"a rolling window of 1..{self.keep_minutes} minutes, "
                              f"not {minutes}")  # fmt: skip
         last = self._bucket(60, self.now)
         win = Window(last.start - 60 * (minutes - 1), last.end)
-        merged: dict[str, Totals] = {}
-        for start, group in self._tot[60].items():
-            if win.start <= start < win.end:
-                for (b, key), tot in group.items():
-                    if b == by:
-                        merged.setdefault(key, Totals()).add(tot)
-        self._add_open_time(merged, by, win)
-        return win, self._result(merged, by)
+        groups = [g[by] for start, g in self._tot[60].items()
+                  if win.start <= start < win.end and by in g]  # fmt: skip
+        time: dict[str, Totals] = {}
+        if by != "queue":  # minute buckets hold no seat time: the seats' recent intervals do
+            for name, seat in self._seats.items():
+                if by == "agent" and key is not None and name != key:
+                    continue
+                into = name if by == "agent" else self.site
+                for iv in reversed(seat.recent):
+                    if iv.end <= win.start:
+                        break
+                    seconds = min(iv.end, win.end) - max(iv.start, win.start)
+                    if seconds > 0:
+                        tot = time.get(into)
+                        if tot is None:
+                            tot = time[into] = Totals()
+                        tot.add_time(iv.state, iv.reason, seconds)
+        return win, self._figures(groups, by, win, time, key)
 
     def open_calls(self) -> int:
         return len(self._calls)
@@ -256,29 +273,20 @@ class LiveKpis:
                 spans.remove(iv)
         if iv.state == "logged_out":
             return
-        for size in _KEPT:
-            for win in self._windows(size, iv.start, iv.end):
-                seconds = sign * win.overlap(iv.start, iv.end)
-                group = self._tot[size][win.start]
-                keys: tuple[tuple[By, str], ...] = (("agent", iv.seat), ("site", self.site))
-                for key in keys:
-                    tot = group.get(key)
-                    if tot is None:
-                        tot = group[key] = Totals()
-                    _add_seconds(tot, iv.state, iv.reason, seconds)
-
-    def _add_open_time(self, merged: dict[str, Totals], by: By, win: Window) -> None:
-        if by == "queue":
-            return
-        end = min(win.end, self.now)
-        for name, seat in self._seats.items():
-            cur = seat.fold.cur
-            if cur is None or cur.state == "logged_out":
-                continue
-            seconds = max(0.0, end - max(cur.start, win.start))
-            if seconds > 0:
-                key = name if by == "agent" else self.site
-                merged.setdefault(key, Totals()).add_time(cur.state, cur.reason, seconds)
+        # per agent, per 15 minutes and day: the site's is summed when asked for, and the
+        # rolling minutes are taken from the seats' recent intervals
+        recent = self._seats[iv.seat].recent
+        if sign > 0:
+            recent.append(iv)
+            while recent and recent[0].end < self.now - 60 * (self.keep_minutes + 1):
+                recent.popleft()
+        elif iv in recent:
+            recent.remove(iv)
+        for size in _SEAT_TIME:
+            for start, end in self._spans(size, iv.start, iv.end):
+                seconds = sign * (min(end, iv.end) - max(start, iv.start))
+                _add_seconds(self._totals(size, start, "agent", iv.seat), iv.state, iv.reason,
+                             seconds)  # fmt: skip
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -314,6 +322,7 @@ class LiveKpis:
     def _count_call(self, key: tuple[str, int], call: _Call) -> None:
         del self._calls[key]
         self._counted.add(key)
+        self._counted_order.append((self.now, key))
         self.counts["calls"] += 1
         events = list(call.events.values())
         facts = call_facts(events)
@@ -333,12 +342,9 @@ class LiveKpis:
                     if seen.queue is not None:
                         keys.append(("queue", seen.queue))
                 for size in _KEPT:
-                    group = self._tot[size][self._bucket(size, seen.t).start]
-                    for k in keys:
-                        tot = group.get(k)
-                        if tot is None:
-                            tot = group[k] = Totals()
-                        yield tot
+                    start = self._start(size, seen.t)
+                    for b, k in keys:
+                        yield self._totals(size, start, b, k)
 
             add_facts(facts, acw, totals_for, agent=agent, ring_limit=self.ring_limit,
                       threshold=self.sl_threshold_s)  # fmt: skip
@@ -346,14 +352,21 @@ class LiveKpis:
     # --- buckets --------------------------------------------------------------------------
 
     def _day_edges(self, size: int, t: float) -> list[float]:
+        """The bucket edges of the local day holding `t`, first to last (midnight to
+        midnight). The day last asked for answers without a time-zone conversion."""
+        span = self._span.get(size)
+        if span is not None and span[0] <= t < span[-1]:
+            return span
         day = datetime.fromtimestamp(t, self.tz).date()
         edges = self._edges.get((size, day))
         if edges is None:
             start = datetime.combine(day, time(), tzinfo=self.tz).timestamp()
             end = datetime.combine(day + timedelta(days=1), time(), tzinfo=self.tz).timestamp()
             wins = buckets(start, end, size, tz=self.tz)
-            edges = sorted({w.start for w in wins} | {w.end for w in wins})
+            edges = [e for e in sorted({w.start for w in wins} | {w.end for w in wins})
+                     if start <= e <= end]  # fmt: skip
             self._edges[(size, day)] = edges
+        self._span[size] = edges
         return edges
 
     def _bucket(self, size: int, t: float) -> Window:
@@ -361,36 +374,101 @@ class LiveKpis:
         i = bisect.bisect_right(edges, t) - 1
         return Window(edges[i], edges[i + 1])
 
+    def _start(self, size: int, t: float) -> float:
+        edges = self._day_edges(size, t)
+        if len(edges) * size == 86400 + size:  # a day of 24 h: the buckets are even
+            return edges[0] + (t - edges[0]) // size * size
+        return edges[bisect.bisect_right(edges, t) - 1]
+
+    def _spans(self, size: int, start: float, end: float) -> Iterator[tuple[float, float]]:
+        """The (start, end) of each bucket of `size` that [start, end) overlaps."""
+        t = start
+        while t < end:
+            edges = self._day_edges(size, t)
+            i = bisect.bisect_right(edges, t) - 1
+            while i + 1 < len(edges) and edges[i] < end:
+                yield edges[i], edges[i + 1]
+                i += 1
+            t = edges[-1]
+
+    def _totals(self, size: int, start: float, by: By, key: str) -> Totals:
+        tot = self._flat.get((size, start, by, key))
+        if tot is not None:
+            return tot
+        group = self._tot[size].get(start)
+        if group is None:
+            group = self._tot[size][start] = {}
+        keyed = group.get(by)
+        if keyed is None:
+            keyed = group[by] = {}
+        tot = keyed[key] = self._flat[(size, start, by, key)] = Totals()
+        return tot
+
+    def _figures(self, groups: list[dict[str, Totals]], by: By, win: Window,
+                 time: dict[str, Totals], only: str | None) -> dict[str, Kpis]:  # fmt: skip
+        """The keys' figures (or only one's): one bucket's Totals as they are, several
+        merged, plus seat time given (`time`) and that of states still open."""
+        open_time = self._open_time(by, win, only)
+        if only is not None:
+            keys = {only}
+        else:
+            keys = {k for g in groups for k in g} | set(open_time) | set(time)
+        if by == "site":
+            keys.add(self.site)
+        out: dict[str, Kpis] = {}
+        for key in sorted(keys):
+            parts = [tot for g in groups if (tot := g.get(key)) is not None]
+            if len(parts) == 1 and key not in open_time and key not in time:
+                tot = parts[0]
+            else:
+                tot = Totals()
+                for part in parts:
+                    tot.add(part)
+                if key in time:
+                    tot.add_seconds_of(time[key])
+                for state, reason, seconds in open_time.get(key, ()):
+                    tot.add_time(state, reason, seconds)
+            if by == "site" or not tot.empty():
+                out[key] = tot.result(by=by)
+        return out
+
+    def _open_time(self, by: By, win: Window,
+                   only: str | None) -> dict[str, list[tuple[str, str | None, float]]]:  # fmt: skip
+        out: dict[str, list[tuple[str, str | None, float]]] = defaultdict(list)
+        if by == "queue":
+            return out
+        end = min(win.end, self.now)
+        seats: Iterable[tuple[str, _Seat]] = self._seats.items()
+        if by == "agent" and only is not None:
+            seats = [(only, self._seats[only])] if only in self._seats else []
+        for name, seat in seats:
+            cur = seat.fold.cur
+            if cur is None or cur.state == "logged_out":
+                continue
+            seconds = end - max(cur.start, win.start)
+            if seconds > 0:
+                out[name if by == "agent" else self.site].append((cur.state, cur.reason, seconds))
+        return out
+
     def _starts(self, size: int, start: float) -> list[float]:
         edges = self._day_edges(size, start)
         return edges[bisect.bisect_left(edges, start):]
 
-    def _windows(self, size: int, start: float, end: float) -> Iterator[Window]:
-        t = start
-        while t < end:
-            win = self._bucket(size, t)
-            yield win
-            t = win.end
-
-    def _result(self, merged: dict[str, Totals], by: By) -> dict[str, Kpis]:
-        if by == "site":
-            merged.setdefault(self.site, Totals())
-        return {k: merged[k].result(by=by) for k in sorted(merged) if by == "site"
-                or not merged[k].empty()}  # fmt: skip
-
     def _prune(self) -> None:
         minute_floor = self.now - 60 * (self.keep_minutes + 1)
-        for start in [s for s in self._tot[60] if s < minute_floor]:
-            del self._tot[60][start]
         day_floor = self.now - 86400 * (self.keep_days + 1)
-        for size in (900, 86400):
-            for start in [s for s in self._tot[size] if s < day_floor]:
-                del self._tot[size][start]
-        # ids older than anything that could still be counted are no longer needed
-        if len(self._seen_order) > 2 * len(self._seen) // 2 + 100_000:
-            self._seen_order.sort()
-        while self._seen_order and self._seen_order[0][0] < day_floor:
-            self._seen.discard(self._seen_order.pop(0)[1])
+        for size, floor in ((60, minute_floor), (900, day_floor), (86400, day_floor)):
+            for start in [s for s in self._tot[size] if s < floor]:
+                for by, keyed in self._tot[size].pop(start).items():
+                    for key in keyed:
+                        del self._flat[(size, start, by, key)]
+        # a repeat older than this finds its call counted (too late) or its seat's fold
+        # unmoved by a state it is in already: the ids are for counting repeats
+        seen_floor = self.now - 60 * self.keep_minutes
+        while self._seen_order and self._seen_order[0][0] < seen_floor:
+            self._seen.discard(self._seen_order.popleft()[1])
+        while self._counted_order and self._counted_order[0][0] < day_floor:
+            self._counted.discard(self._counted_order.popleft()[1])
 
 
 def _add_seconds(tot: Totals, state: str, reason: str | None, seconds: float) -> None:

@@ -644,3 +644,45 @@ def test_settings_made_in_code_are_checked_too() -> None:
     settings = AlertSettings(hold_max_s=10)
     changes = feed(AlertEngine(settings), hold_trace(10.5))
     assert raised(changes, "hold")[0].alert.threshold == 10
+
+
+# --- the deadline heap against judging every seat at every input -------------------------------
+
+
+class EverySeat(AlertEngine):
+    """The engine as it first was: every input judges every seat (O(seats) per input)."""
+
+    def _advance(self, now: float, out: list[AlertChange]) -> None:
+        if now <= self._now:
+            return
+        self._now = now
+        for seat in self._seats.values():
+            self._judge(seat, now, out)
+
+
+def test_judging_only_seats_with_a_deadline_gives_the_same_alerts() -> None:
+    from tools.trace import generate
+
+    trace = generate(seats=30, queues=3, start=1_800_000_000.0, hours=3, seed=5)
+    settings = AlertSettings.from_mapping({"not_ready_max_spells": 1, "no_answer_max": 0,
+                                           "hold_max_s": 20.0, "acw_max_s": 45.0})  # fmt: skip
+    got: list[list[AlertChange]] = []
+    for engine in (AlertEngine(settings), EverySeat(settings)):
+        changes: list[AlertChange] = []
+        for i, (kind, payload) in enumerate(trace.events):
+            if kind == "seat":
+                changes += engine.on_seat_event(SeatEvent.model_validate(payload))
+            else:
+                changes += engine.on_call_event(CallEvent.model_validate(payload))
+            if i % 7 == 0:
+                changes += engine.tick(payload["t"] + 0.5)
+        changes += engine.tick(trace.end + 7200)
+        got.append(changes)
+    assert len(got[0]) > 100
+    assert {c.alert.rule for c in got[0]} >= {"hold", "long_acw", "frequent_not_ready",
+                                              "no_answer", "avg_talk"}  # fmt: skip
+    # several seats due at one instant come in deadline order instead of seat order
+    def order(c: AlertChange) -> tuple[float, str, str, str]:
+        return (c.t, c.alert.seat, c.alert.rule, c.change)
+
+    assert sorted(got[0], key=order) == sorted(got[1], key=order)

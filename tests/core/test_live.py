@@ -96,19 +96,23 @@ def test_any_order_and_repeats_give_the_same_figures(trace: Trace) -> None:
     assert 30 < lateness < 1800
     # the live clock is the newest event: a call settles once nothing can be that late
     live = fed(mixed, now=trace.end, settle_s=lateness + 1)
-    assert live.counts["duplicates"] == 200
+    # a repeat within the last two hours is known by its id; an older one finds its call
+    # counted (too late) or its seat already in the state it says
+    assert live.counts["duplicates"] > 0 and live.counts["too_late"] <= 200
     assert live.counts["late_seat_events"] > 0  # the shuffle did put some out of order
-    assert live.counts["too_late"] == 0
     check_all(live, trace)
 
 
 def test_reprocessing_the_same_events_changes_nothing(trace: Trace) -> None:
     live = fed(trace.events, now=trace.end)
     before = {by: live.window("day", T0, by=by)[1] for by in BYS}
+    calls = live.counts["calls"]
     for e in models(trace.events):
         live.feed([e])
     live.advance(trace.end + 60)
-    assert live.counts["duplicates"] == len(trace.events)
+    # ids are kept for the last two hours: older repeats find their call counted already
+    assert live.counts["duplicates"] > 0 and live.counts["too_late"] > 0
+    assert live.counts["calls"] == calls
     for by in BYS:
         same(live.window("day", T0, by=by)[1], before[by], by)
 
