@@ -33,6 +33,11 @@ offered to 256 virtual seats with agents at their desks for 600 s; routing decis
 calls lost, abandon (drop) rate, ASA, the PBX's CPU and memory), or `{"error": ...}`.
 `--no-pbx` leaves them out.
 
+Then, under `core`, the policy/KPI core's figures over a day of a 5,000-seat site
+(tools/bench_core.py: ingest into SQLite with the live KPIs and alerts on one core, KPI
+query p50/p99 per kind, the live KPIs' memory), or `{"error": ...}`. `--no-core` leaves them
+out.
+
 Progress goes to stderr; stdout is the JSON object only. Exit status 1 if nothing could be
 measured at all, with the reason on stderr.
 """
@@ -55,7 +60,7 @@ from gateway.seatlink.codec import EventCode, SettingKey, State
 from gateway.seatlink.messages import Event, Heartbeat, parse_message
 from hil_tests.dut import BLUE, GREEN, RED, Dut, open_dut
 from hil_tests.seat import Seat
-from tools import bench_edge, bench_pbx
+from tools import bench_core, bench_edge, bench_pbx
 
 FREE_HEAP_GOAL_BYTES = 3000
 WORST_LOOP_GOAL_MS = 20
@@ -279,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="leave out the edge gateway's load figures (tools/bench_edge.py)")
     parser.add_argument("--no-pbx", action="store_true",
                         help="leave out the PBX's load figures (tools/bench_pbx.py)")
+    parser.add_argument("--no-core", action="store_true",
+                        help="leave out the policy/KPI core's figures (tools/bench_core.py)")
     args = parser.parse_args(argv)
     if args.presses < 1 or args.rings < 1:
         parser.error("--presses and --rings must be at least 1")
@@ -308,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures["edge"] = edge_figures()
     if not args.no_pbx:
         figures["pbx"] = pbx_figures()
+    if not args.no_core:
+        figures["core"] = core_figures()
     print(json.dumps(figures))
     return 0
 
@@ -333,6 +342,18 @@ def pbx_figures() -> dict[str, Any]:
         log(f"no PBX figures: {exc}")
         return {"error": str(exc)}
     log(bench_pbx.summary(figures))
+    return figures
+
+
+def core_figures() -> dict[str, Any]:
+    """The core over a day of a 5,000-seat site; its failure costs only this section."""
+    log("core: a day of a 5,000-seat site: ingest, KPI queries, memory (tools/bench_core.py)")
+    try:
+        figures = bench_core.measure(seats=5000)
+    except (RuntimeError, ValueError, OSError) as exc:
+        log(f"no core figures: {exc}")
+        return {"error": str(exc)}
+    log(bench_core.summary(figures))
     return figures
 
 

@@ -95,6 +95,9 @@ class _Sim:
 
     def run(self) -> Trace:
         for a in self.agents.values():
+            # the board is up and logged out an hour before (the edge reports it): the
+            # seat's timeline, and attendance's data, begin there
+            self.seat_state(self.start - 3600, a, "logged_out")
             self.at(self.start + self.rng.uniform(0, 600), "login", a.seat)
             self.at(self.end - self.rng.uniform(0, 600), "logout", a.seat)
         t = self.start

@@ -44,6 +44,7 @@ from gateway.contract.payloads import (
     CommandError,
     CoreHealth,
     CoreStatus,
+    GatewayStatus,
     KpiLive,
     SeatAvailability,
     SeatEvent,
@@ -116,6 +117,7 @@ class CoreService:
         self._published_kpis: dict[tuple[str, str], dict[str, Any]] = {}
         self._open_alerts_sent: list[str] | None = None
         self._alert_queue: asyncio.Queue[tuple[list[AlertChange], bool]] = asyncio.Queue()
+        self._gateway_of: dict[str, str] = {}  # seat -> the gateway it was last heard on
 
     # --- life -----------------------------------------------------------------------------
 
@@ -202,6 +204,7 @@ class CoreService:
         for name in ("seat_event", "call_event", "alert_cmd"):
             await client.subscribe(share + t.subscription(name), qos=1)
         await client.subscribe(t.subscription("seat_availability"), qos=1)
+        await client.subscribe(t.subscription("gateway_status"), qos=1)
         self._client = client
         await client.publish(t.topic("core_status", core=s.core), self._status("online").dump(),
                              qos=1, retain=True)  # fmt: skip
@@ -214,6 +217,9 @@ class CoreService:
                 name = self._topic_name(str(message.topic))
                 if name == "seat_availability":
                     self._availability(message.payload)
+                    self._ack(client, message)
+                elif name == "gateway_status":
+                    self._gateway_status(message.payload)
                     self._ack(client, message)
                 elif name == "alert_cmd":
                     await self._alert_command(message.payload)
@@ -325,6 +331,7 @@ class CoreService:
         for e in events:
             self.live.feed((e,))
             if isinstance(e, SeatEvent):
+                self._gateway_of[e.seat] = e.gateway
                 changes += self.alerts.on_seat_event(e)
             else:
                 changes += self.alerts.on_call_event(e)
@@ -339,8 +346,23 @@ class CoreService:
         except ValidationError:
             self.stats.bad_availability += 1
             return
+        self._gateway_of[a.seat] = a.gateway
         self._alert_changes(self.alerts.on_availability(a.seat, a.status == "online", a.t),
                             publish=True)  # fmt: skip
+
+    def _gateway_status(self, payload: Any) -> None:
+        """A gateway gone (its last will) takes its seats with it: each is offline."""
+        try:
+            g = GatewayStatus.model_validate_json(_bytes(payload))
+        except ValidationError:
+            self.stats.bad_availability += 1
+            return
+        if g.status == "online":
+            return
+        t = g.t if g.t is not None else self.clock()  # the last will carries no time
+        for seat, gateway in list(self._gateway_of.items()):
+            if gateway == g.gateway:
+                self._alert_changes(self.alerts.on_availability(seat, False, t), publish=True)
 
     def _shift_end(self, seat: str, t: float) -> float | None:
         shift = None if self.schedule is None else self.schedule.shift_at(seat, t)

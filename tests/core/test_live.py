@@ -93,7 +93,7 @@ def test_any_order_and_repeats_give_the_same_figures(trace: Trace) -> None:
         if p["id"] not in seen:  # a repeat hours later is dropped, not late
             lateness = max(lateness, newest - p["t"])
             seen.add(p["id"])
-    assert 30 < lateness < 1800
+    assert 30 < lateness < 4000  # the boards report logged out an hour before the day
     # the live clock is the newest event: a call settles once nothing can be that late
     live = fed(mixed, now=trace.end, settle_s=lateness + 1)
     # a repeat within the last two hours is known by its id; an older one finds its call

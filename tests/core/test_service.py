@@ -295,3 +295,43 @@ async def test_two_workers_share_the_events_and_see_the_same_site(
         assert sum(shares) == len(events) and min(shares) > 0, shares
         assert [a.leader, b.leader].count(True) == 1
     assert stored(pg_url) == len(events)
+
+
+@in_loop
+async def test_a_seat_offline_and_a_gateway_gone_raise_offline_alerts(
+        mqtt_broker: Any, tmp_path: Path) -> None:  # fmt: skip
+    sid = site()
+    t = Topics(site=sid)
+    cfg = settings(mqtt_broker, f"sqlite:///{tmp_path}/core.db", sid,
+                   alerts={"offline_grace_s": 0.5})  # fmt: skip
+
+    def availability(seat: str, status: str, at: float) -> bytes:
+        return json.dumps({"v": 1, "seat": seat, "gateway": "gw1", "status": status,
+                           "why": "test", "t": at}).encode()  # fmt: skip
+
+    async with client(mqtt_broker, t.subscription("seat_alert")) as c, \
+            CoreService(cfg) as core:  # fmt: skip
+        await asyncio.wait_for(core.online.wait(), 10)
+        now = time.time()
+        await publish(c, t, [Seat("s1").state(now - 5, "ready"),
+                             Seat("s2", board="B2").state(now - 5, "ready")])  # fmt: skip
+        await c.publish(t.topic("seat_availability", seat="s1"),
+                        availability("s1", "offline", now), qos=1, retain=True)  # fmt: skip
+        raised = await until(c, lambda topic, b: b["rule"] == "offline")
+        assert (raised["seat"], raised["status"], raised["threshold"]) == ("s1", "raised", 0.5)
+        await c.publish(t.topic("seat_availability", seat="s1"),
+                        availability("s1", "online", time.time()), qos=1, retain=True)  # fmt: skip
+        cleared = await until(c, lambda topic, b: b["status"] == "cleared")
+        assert cleared["id"] == raised["id"]
+        # the gateway's last will: every seat heard on it goes offline
+        will = {"v": 1, "gateway": "gw1", "status": "offline", "version": "x", "t": None}
+        await c.publish(t.gateway_status("gw1"), json.dumps(will).encode(), qos=1)
+        seats = set()
+        while seats != {"s1", "s2"}:
+            alert = await until(c, lambda topic, b: b["rule"] == "offline"
+                                and b["status"] == "raised")  # fmt: skip
+            seats.add(alert["seat"])
+        await c.publish(t.gateway_status("gw1"), b"junk", qos=1)
+        await c.publish(t.topic("seat_availability", seat="s9"), b"{}", qos=1)
+        while core.stats.bad_availability < 2:
+            await asyncio.sleep(0.05)

@@ -1,0 +1,100 @@
+"""`seatlink core` on the command line: bad settings refused with the key named, and the
+daily KPI and monthly attendance reports written from a real store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.contract.topics import Topics
+from gateway.core.store import open_store
+from tools.trace import generate
+
+DAY_START = 1_768_492_800.0  # 2026-01-16 00:00 in Asia/Shanghai, a Friday in the past
+
+
+def seatlink(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "core", *args],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+
+def config(tmp: Path, extra: str = "") -> Path:
+    path = tmp / "core.toml"
+    path.write_text(f'site = "hq"\nstore = "core.db"\ntimezone = "Asia/Shanghai"\n{extra}')
+    return path
+
+
+def test_settings_mistakes_are_refused_with_the_key_named(tmp_path: Path) -> None:
+    for extra, named in (('colour = "red"\n', "colour"),
+                         ('timezone = "Mars/Olympus"\n', "Mars/Olympus"),
+                         ("ring_limit = 0\n", "ring_limit"),
+                         ("[alerts]\nhold_max_s = -1\n", "hold_max_s"),
+                         ("[alerts]\nhold_max = 30\n", "hold_max")):  # fmt: skip
+        path = tmp_path / "bad.toml"
+        path.write_text(f'site = "hq"\n{extra}')
+        done = seatlink("-c", str(path), "--report", "2026-01-16")
+        assert done.returncode == 2, (extra, done.stderr)
+        assert named in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "core.db").exists()  # nothing was opened
+    done = seatlink("-c", str(config(tmp_path)), "--report", "15/01/2027")
+    assert done.returncode == 2 and "YYYY-MM-DD" in done.stderr
+    done = seatlink("-c", str(config(tmp_path)), "--attendance", "2026-01")
+    assert done.returncode == 2 and "schedule" in done.stderr
+
+
+def fill(store_path: Path) -> int:
+    """A generated day (12 seats, 08:00-12:00 local) stored as the core would: the day's
+    answered calls."""
+    trace = generate(seats=12, queues=2, start=DAY_START + 8 * 3600, hours=4, seed=3,
+                     encode=True)  # fmt: skip
+    topics = Topics(site="hq")
+    messages = [(topics.seat_event(i) if k == "seat" else topics.topic("call_event", call=i), b)
+                for k, i, b in trace.encoded]  # fmt: skip
+    with open_store(store_path, topics=topics, clock=lambda: DAY_START + 86400) as store:
+        result = store.ingest(messages)
+        assert result.stored == len(messages)
+    return sum(b'"type":"answer"' in b for _, b in messages)
+
+
+def test_the_daily_report_is_written_from_the_store(tmp_path: Path) -> None:
+    answered = fill(tmp_path / "core.db")
+    done = seatlink("-c", str(config(tmp_path)), "--report", "2026-01-16", "--out",
+                    str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "out" / "kpi-hq-2026-01-16.html").read_text()
+    rows = list(csv.DictReader(io.StringIO(
+        (tmp_path / "out" / "kpi-hq-2026-01-16.csv").read_text())))  # fmt: skip
+    day = [r for r in rows if r["by"] == "site" and r["start"].startswith("2026-01-16T00:00")
+           and r["end"].startswith("2026-01-17T00:00")]  # fmt: skip
+    assert len(day) == 1 and int(day[0]["answered"]) == answered > 50
+    assert f">{answered}<" in html.replace(",", "")
+    assert {r["by"] for r in rows} == {"site", "queue", "agent"}
+    # the day before has nothing: a report that says so, not an error
+    done = seatlink("-c", str(config(tmp_path)), "--report", "2026-01-15", "--out",
+                    str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_attendance_report_is_written_from_the_store_and_the_schedule(
+        tmp_path: Path) -> None:  # fmt: skip
+    fill(tmp_path / "core.db")
+    agents = (("a1", "s0001", "08:00-12:00"), ("a2", "s0002", "07:00-12:00"),
+              ("a99", "s0099", "08:00-12:00"))  # fmt: skip
+    (tmp_path / "schedule.toml").write_text('zone = "Asia/Shanghai"\n' + "".join(
+        f'[[agent]]\nid = "{a}"\nseat = "{s}"\n[agent.days]\n2026-01-16 = "{shift}"\n'
+        for a, s, shift in agents))  # fmt: skip
+    path = config(tmp_path, 'schedule = "schedule.toml"\n')
+    done = seatlink("-c", str(path), "--attendance", "2026-01", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    rows = {r["agent"]: r for r in csv.DictReader(io.StringIO(
+        (tmp_path / "attendance-hq-2026-01.csv").read_text()))}  # fmt: skip
+    # the trace logs its seats in within 10 min of 08:00: a2's 07:00 start makes a2 over an
+    # hour late (a half day), a99's seat never logs in (absent)
+
+    assert int(rows["a1"]["half_days"]) == 0 and int(rows["a1"]["absences"]) == 0
+    assert int(rows["a2"]["half_days"]) >= 1 and int(rows["a2"]["late"]) == 1
+    assert int(rows["a99"]["absences"]) == 1
+    assert "a99" in (tmp_path / "attendance-hq-2026-01.html").read_text()
