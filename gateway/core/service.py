@@ -118,6 +118,7 @@ class CoreService:
         self._open_alerts_sent: list[str] | None = None
         self._alert_queue: asyncio.Queue[tuple[list[AlertChange], bool]] = asyncio.Queue()
         self._gateway_of: dict[str, str] = {}  # seat -> the gateway it was last heard on
+        self._store_errors: tuple[type[Exception], ...] = (StoreError,)
 
     # --- life -----------------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class CoreService:
             open_store, s.store, topics=self.topics,
             known_seats=None if s.known_seats is None else frozenset(s.known_seats),
             max_skew_s=s.max_skew_s, clock=self.clock))  # fmt: skip
+        self._store_errors = (StoreError, *self.store.errors)
         await self._catch_up()
         self._task = asyncio.create_task(self._run(), name="core")
         return self
@@ -163,6 +165,20 @@ class CoreService:
 
     async def _db(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def _db_retry(self, fn: Callable[[], T], what: str) -> T:
+        """`fn` on the store until it works: a database that is away (restarting, a network
+        cut) delays the work, it does not stop the worker or lose it."""
+        delay = self.STORE_RETRY_S[0]
+        while True:
+            try:
+                return await self._db(fn)
+            except self._store_errors as exc:
+                self.stats.store_errors += 1
+                self.stats.last_error = f"{what}: {exc}"
+                log.error("%s failed (%s); again in %.1f s", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.STORE_RETRY_S[1])
 
     async def _catch_up(self) -> None:
         """Rebuild the live state of the days kept from the store, then follow its tail:
@@ -279,7 +295,6 @@ class CoreService:
     async def _ingester(self) -> None:
         """Batches of event messages into the store; acknowledged once committed."""
         s = self.settings
-        delay = self.STORE_RETRY_S[0]
         while True:
             await self._arrived.wait()
             if len(self._pending) < s.batch_max:
@@ -289,18 +304,9 @@ class CoreService:
             if not self._pending:
                 self._arrived.clear()
             messages = [(str(m.topic), _bytes(m.payload)) for _, m in batch]
-            while True:
-                try:
-                    assert self.store is not None
-                    await self._db(partial(self.store.ingest, messages))
-                    break
-                except StoreError as exc:  # the database is away: keep the batch, try again
-                    self.stats.store_errors += 1
-                    self.stats.last_error = str(exc)
-                    log.error("%s; again in %.1f s", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.STORE_RETRY_S[1])
-            delay = self.STORE_RETRY_S[0]
+            assert self.store is not None
+            # the database away: the batch is kept and tried again, nothing acknowledged
+            await self._db_retry(partial(self.store.ingest, messages), "storing a batch")
             for client, message in batch:
                 self._ack(client, message)
             self._stored.set()
@@ -312,7 +318,8 @@ class CoreService:
         assert self.store is not None
         store = self.store
         while True:
-            rows = await self._db(partial(self._read_tail, store, self.position))
+            rows = await self._db_retry(partial(self._read_tail, store, self.position),
+                                        "reading the store's tail")  # fmt: skip
             if rows:
                 self.position = rows[-1][0]
                 self._feed([m for _, m in rows], publish=True)
@@ -388,11 +395,13 @@ class CoreService:
             if c.change == "raised":
                 message = _message(a, "raised", c.t)
                 text = message.dump().decode()
-                new = await self._db(partial(store.add_alert, id=a.id, rule=a.rule,
-                                             seat=a.seat, t=a.t, payload=text))  # fmt: skip
+                new = await self._db_retry(partial(store.add_alert, id=a.id, rule=a.rule,
+                                                   seat=a.seat, t=a.t, payload=text),
+                                           "storing an alert")  # fmt: skip
             else:
-                outcome = await self._db(partial(store.act_on_alert, id=a.id, action="cleared",
-                                                 who="core", t=c.t, note=c.why))  # fmt: skip
+                outcome = await self._db_retry(partial(
+                    store.act_on_alert, id=a.id, action="cleared", who="core", t=c.t,
+                    note=c.why), "storing an alert's end")  # fmt: skip
                 new = outcome == "done"
                 message = _message(a, "cleared", c.t, note=c.why)
             if new and publish:
@@ -414,12 +423,13 @@ class CoreService:
         action: Literal["acknowledged", "resolved"] = \
             "acknowledged" if cmd.action == "acknowledge" else "resolved"  # fmt: skip
         now = self.clock()
-        outcome = await self._db(partial(store.act_on_alert, id=cmd.alert, action=action,
-                                         who=cmd.who, t=now, note=cmd.note))  # fmt: skip
+        outcome = await self._db_retry(partial(store.act_on_alert, id=cmd.alert, action=action,
+                                               who=cmd.who, t=now, note=cmd.note),
+                                       "storing an alert command")  # fmt: skip
         reason = {"done": "", "unknown": f"no alert {cmd.alert}",
                   "again": f"alert {cmd.alert} was {action} already"}[outcome]  # fmt: skip
         if outcome == "done":
-            stored = await self._db(partial(store.alert, cmd.alert))
+            stored = await self._db_retry(partial(store.alert, cmd.alert), "reading an alert")
             if stored is not None:
                 base = AlertMessage.model_validate(stored["alert"])
                 update = base.model_copy(update={"status": action, "t": round(now, 3),
@@ -473,7 +483,8 @@ class CoreService:
     async def _publish_open_alerts(self, now: float) -> None:
         assert self.store is not None
         store = self.store
-        rows = await self._db(partial(store.alerts, open_only=True))
+        rows = await self._db_retry(partial(store.alerts, open_only=True),
+                                    "reading the open alerts")  # fmt: skip
         ids = [r["alert"]["id"] for r in rows]
         if ids == self._open_alerts_sent:
             return
@@ -494,10 +505,17 @@ class CoreService:
         assert self.store is not None
         store = self.store
         while True:
-            self.leader = await self._db(store.try_lead)
-            if self.online.is_set():
-                self._send(self.topics.topic("core_health", core=self.settings.core),
-                           (await self.health()).dump(), qos=0, retain=True)  # fmt: skip
+            try:
+                self.leader = await self._db(store.try_lead)
+                health = await self.health()
+            except self._store_errors as exc:  # no health this round; the next may have it
+                self.stats.store_errors += 1
+                self.stats.last_error = f"health: {exc}"
+                self.leader = False  # a lock held on a lost connection is lost with it
+            else:
+                if self.online.is_set():
+                    self._send(self.topics.topic("core_health", core=self.settings.core),
+                               health.dump(), qos=0, retain=True)  # fmt: skip
             await asyncio.sleep(self.settings.health_interval_s)
 
     async def health(self) -> CoreHealth:

@@ -560,6 +560,12 @@ class EventStore:
     def dialect(self) -> Literal["sqlite", "postgresql"]:
         return self._db.dialect
 
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """The database driver's errors (a reader's call may raise them; ingest and the
+        alert calls raise StoreError)."""
+        return self._db.errors
+
     def close(self) -> None:
         self._db.close()
 

@@ -275,8 +275,10 @@ async def test_two_workers_share_the_events_and_see_the_same_site(
                    seat.state(at + 3, "talking", n),
                    call("release", at + 60, seat=seat.seat, talk_s=57.0, by="caller"),
                    seat.state(at + 60, "acw", n), seat.state(at + 70, "ready")]  # fmt: skip
-    one = settings(mqtt_broker, pg_url, sid, core="core-a")
-    two = settings(mqtt_broker, pg_url, sid, core="core-b")
+    # a call's steps are stored by both workers, so its end can reach the tail before its
+    # answer: settle_s covers that (with 0 a call could be counted without its answer)
+    one = settings(mqtt_broker, pg_url, sid, core="core-a", settle_s=2.0)
+    two = settings(mqtt_broker, pg_url, sid, core="core-b", settle_s=2.0)
     async with CoreService(one) as a, CoreService(two) as b:
         await asyncio.wait_for(asyncio.gather(a.online.wait(), b.online.wait()), 10)
         async with client(mqtt_broker) as c:
@@ -335,3 +337,34 @@ async def test_a_seat_offline_and_a_gateway_gone_raise_offline_alerts(
         await c.publish(t.topic("seat_availability", seat="s9"), b"{}", qos=1)
         while core.stats.bad_availability < 2:
             await asyncio.sleep(0.05)
+
+
+@in_loop
+async def test_a_database_that_is_away_delays_the_events_and_loses_none(
+        mqtt_broker: Any, tmp_path: Path) -> None:  # fmt: skip
+    import sqlite3
+
+    sid = site()
+    t = Topics(site=sid)
+    url = f"sqlite:///{tmp_path}/core.db"
+    async with client(mqtt_broker) as c, CoreService(settings(mqtt_broker, url, sid)) as core:
+        await asyncio.wait_for(core.online.wait(), 10)
+        # another process holds the database: every write waits its 5 s and fails
+        other = sqlite3.connect(tmp_path / "core.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        now = time.time()
+        seat = Seat("s1")
+        await publish(c, t, [seat.state(now - 50 + i * 0.1, ("ready", "acw")[i % 2], call=None)
+                             for i in range(200)])  # fmt: skip
+        while core.stats.store_errors == 0:
+            await asyncio.sleep(0.2)
+        assert other.execute("SELECT count(*) FROM event").fetchone() == (0,)
+        assert core.stats.last_error is not None and "locked" in core.stats.last_error
+        other.execute("ROLLBACK")
+        other.close()
+        deadline = time.monotonic() + 30
+        while stored(url) < 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert stored(url) == 200
+        health = await core.health()
+        assert health.store["session"]["stored"] == 200
