@@ -16,7 +16,9 @@ publish. Measured in this one process, on one core, none asserted (goals beside 
   times, p50 and p99 (goal p99 <= 50 ms): the day, the current 15 minutes and the rolling
   15 minutes, of the site, of every queue, of every agent, and of one agent.
 - memory: the live KPIs' resident memory for the day (RSS before and after feeding it,
-  after a collection), and their counts.
+  after a collection), their counts, and how long a full collection of the garbage
+  collector takes then (the process holds the bench's own copy of the day's payloads too,
+  which a worker does not).
 """
 
 from __future__ import annotations
@@ -136,8 +138,13 @@ def _queries(live: LiveKpis, rest: list[tuple[str, bytes]], start: float, repeat
     live.advance(now)
     log(f"core: the rest of the day into the live KPIs in {time.perf_counter() - t:.0f} s")
     gc.collect()
+    t = time.perf_counter()
+    gc.collect()  # what a full collection costs with a day in memory: a pause of the worker
+    full_gc_ms = (time.perf_counter() - t) * 1000
     figures["memory"] = {"live_kpis_rss_mb": round(rss_mb() - before, 1),
                          "process_rss_mb": round(rss_mb(), 1),
+                         "full_gc_ms": round(full_gc_ms, 1),
+                         "gc_tracked_objects": len(gc.get_objects()),
                          "counts": dict(live.counts)}  # fmt: skip
     agent = next(iter(sorted(live._seats)))
     kinds: dict[str, Callable[[], object]] = {

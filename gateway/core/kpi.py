@@ -512,11 +512,23 @@ class Totals:
 
     # --- figures ---
 
-    def result(self, *, by: By) -> Kpis:
+    def result(self, *, by: By,
+               extra_time: Iterable[tuple[str, str | None, float]] = ()) -> Kpis:  # fmt: skip
+        """The figures; `extra_time`: seat time to count beside this Totals' own (a state
+        still open), without changing it."""
         seat_time = by != "queue"
-        busy = sum(self.time.get(s, 0.0) for s in BUSY)
-        available = sum(self.time.get(s, 0.0) for s in AVAILABLE)
-        logged_in = sum(self.time.values())
+        time, not_ready = self.time, self.not_ready
+        if extra_time:
+            time, not_ready = dict(time), dict(not_ready)
+            for state, reason, seconds in extra_time:
+                if state != "logged_out" and seconds > 0:
+                    time[state] = time.get(state, 0.0) + seconds
+                    if state == "not_ready":
+                        key = reason or NO_REASON
+                        not_ready[key] = not_ready.get(key, 0.0) + seconds
+        busy = sum(time.get(s, 0.0) for s in BUSY)
+        available = sum(time.get(s, 0.0) for s in AVAILABLE)
+        logged_in = sum(time.values())
         return Kpis(
             offered=self.offered,
             answered=self.answered,
@@ -544,7 +556,7 @@ class Totals:
             busy_s=busy if seat_time else None,
             available_s=available if seat_time else None,
             occupancy=_ratio(busy, busy + available) if seat_time else None,
-            not_ready_s=dict(sorted(self.not_ready.items())) if seat_time else {},
+            not_ready_s=dict(sorted(not_ready.items())) if seat_time else {},
         )
 
 

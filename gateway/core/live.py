@@ -13,7 +13,8 @@ Design requirements:
   arrive in any order until then; a seat event earlier than others of its seat already taken
   replays the seat's last `history` events. What arrives later than that is counted in
   `counts["too_late"]` and is in the store: `rebuild` from the store gives the exact figures.
-- Bounded memory: minute buckets for `keep_minutes`, the rest for `keep_days` local days.
+- Bounded memory: minute buckets for `keep_minutes`, the rest for `keep_days` local days
+  (today and yesterday).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ __all__ = ["GRANULARITIES", "Granularity", "LiveKpis"]
 Granularity = Literal["minute", "15min", "hour", "day"]
 GRANULARITIES: dict[str, int] = {"minute": 60, "15min": 900, "hour": 3600, "day": 86400}
 _KEPT = (60, 900, 86400)  # bucket sizes kept; an hour is four quarters
-_SEAT_TIME = (900, 86400)  # the sizes that hold seat time
 _BYS: tuple[By, ...] = ("agent", "queue", "site")
 _TERMINAL = frozenset({"abandon", "no_answer", "drop"})
 _EPS = 1e-6  # seconds: what retraction leaves of a state's time is rounding, not time
@@ -107,7 +107,7 @@ class LiveKpis:
     open_call_s = 4 * 3600.0  # a call without a terminal event is counted after this
     history = 32  # state changes kept per seat for late events
     keep_minutes = 120
-    keep_days = 2
+    keep_days = 2  # today and yesterday
 
     def __init__(self, *, tz: ZoneInfo, site: str = "site", ring_limit: int = 3,
                  sl_threshold_s: float = 20.0) -> None:  # fmt: skip
@@ -170,13 +170,7 @@ class LiveKpis:
             s for s in self._starts(900, win.start) if s < win.end]  # fmt: skip
         base = 60 if size == 60 else 86400 if size == 86400 else 900
         buckets = [g for start in parts if (g := self._tot[base].get(start))]
-        time: dict[str, Totals] = {}
-        if by == "site":  # seat time is kept per agent: the site's is their sum
-            site = time[self.site] = Totals()
-            for g in buckets:
-                for tot in g.get("agent", {}).values():
-                    site.add_seconds_of(tot)
-        return win, self._figures([g.get(by, {}) for g in buckets], by, win, time, key)
+        return win, self._figures([g.get(by, {}) for g in buckets], by, win, {}, key)
 
     def rolling(self, minutes: int, *, by: By,
                 key: str | None = None) -> tuple[Window, dict[str, Kpis]]:  # fmt: skip
@@ -189,7 +183,7 @@ class LiveKpis:
         groups = [g[by] for start, g in self._tot[60].items()
                   if win.start <= start < win.end and by in g]  # fmt: skip
         time: dict[str, Totals] = {}
-        if by != "queue":  # minute buckets hold no seat time: the seats' recent intervals do
+        if by == "agent":  # agents' minutes hold no seat time: their recent intervals do
             for name, seat in self._seats.items():
                 if by == "agent" and key is not None and name != key:
                     continue
@@ -282,11 +276,14 @@ class LiveKpis:
                 recent.popleft()
         elif iv in recent:
             recent.remove(iv)
-        for size in _SEAT_TIME:
+        for size in _KEPT:
             for start, end in self._spans(size, iv.start, iv.end):
                 seconds = sign * (min(end, iv.end) - max(start, iv.start))
-                _add_seconds(self._totals(size, start, "agent", iv.seat), iv.state, iv.reason,
-                             seconds)  # fmt: skip
+                if size != 60:
+                    _add_seconds(self._totals(size, start, "agent", iv.seat), iv.state,
+                                 iv.reason, seconds)  # fmt: skip
+                _add_seconds(self._totals(size, start, "site", self.site), iv.state,
+                             iv.reason, seconds)  # fmt: skip
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -416,20 +413,22 @@ class LiveKpis:
         if by == "site":
             keys.add(self.site)
         out: dict[str, Kpis] = {}
+        empty = Totals()
         for key in sorted(keys):
             parts = [tot for g in groups if (tot := g.get(key)) is not None]
-            if len(parts) == 1 and key not in open_time and key not in time:
-                tot = parts[0]
+            if len(parts) == 1 and key not in time:
+                tot = parts[0]  # as it is: the open time is an overlay, not added to it
+            elif not parts and key not in time:
+                tot = empty
             else:
                 tot = Totals()
                 for part in parts:
                     tot.add(part)
                 if key in time:
                     tot.add_seconds_of(time[key])
-                for state, reason, seconds in open_time.get(key, ()):
-                    tot.add_time(state, reason, seconds)
-            if by == "site" or not tot.empty():
-                out[key] = tot.result(by=by)
+            extra = open_time.get(key, ())
+            if by == "site" or extra or not tot.empty():
+                out[key] = tot.result(by=by, extra_time=extra)
         return out
 
     def _open_time(self, by: By, win: Window,
@@ -454,9 +453,16 @@ class LiveKpis:
         edges = self._day_edges(size, start)
         return edges[bisect.bisect_left(edges, start):]
 
+    def day_floor(self) -> float:
+        """The start of the oldest local day kept: today's and the `keep_days` - 1 before."""
+        start = self._day_edges(86400, self.now)[0]
+        for _ in range(self.keep_days - 1):
+            start = self._day_edges(86400, start - 1)[0]
+        return start
+
     def _prune(self) -> None:
         minute_floor = self.now - 60 * (self.keep_minutes + 1)
-        day_floor = self.now - 86400 * (self.keep_days + 1)
+        day_floor = self.day_floor()
         for size, floor in ((60, minute_floor), (900, day_floor), (86400, day_floor)):
             for start in [s for s in self._tot[size] if s < floor]:
                 for by, keyed in self._tot[size].pop(start).items():

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from itertools import islice
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -186,10 +187,12 @@ class CoreService:
         assert self.store is not None
         store = self.store
         now = self.clock()
-        since = now - 86400 * (self.live.keep_days + 1)
+        self.live.now = now
+        since = self.live.day_floor() - 4 * 3600  # calls and ACW across the first midnight
         start = await self._db(store.position)
-        stored = await self._db(lambda: [e.model() for e in store.events(since=since)])
-        self._feed(stored, publish=False)
+        rows = store.events(since=since)  # a generator of pages, advanced on the store thread
+        while page := await self._db(lambda: [e.model() for e in islice(rows, 5000)]):
+            self._feed(page, publish=False)  # a large site's two days do not fit at once
         self.position = start  # events stored after `start` come again by the tail: repeats
         self.live.advance(now)
         self.alerts.tick(now)
