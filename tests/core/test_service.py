@@ -107,11 +107,11 @@ def stored(url: str) -> int:
 
 @in_loop
 async def test_events_in_kpis_and_alerts_out_commands_and_bad_input(
-        mqtt_broker: Any, tmp_path: Path) -> None:  # fmt: skip
+        mqtt_broker: Any, store_url: str) -> None:  # fmt: skip
     sid = site()
     t = Topics(site=sid)
-    url = f"sqlite:///{tmp_path}/core.db"
-    cfg = settings(mqtt_broker, url, sid, alerts={"hold_max_s": 1.0})
+    url = store_url  # SQLite and PostgreSQL alike
+    cfg = settings(mqtt_broker, url, sid, alerts={"hold_max_s": 1.0}, known_seats=["s1", "s2"])
     watch = (t.subscription("seat_alert"), t.topic("alert_cmd_result"),
              t.topic("kpi_live", scope="site", key=sid), t.topic("core_health", core="core-1"))
     async with client(mqtt_broker, *watch) as c, CoreService(cfg) as core:
@@ -167,9 +167,12 @@ async def test_events_in_kpis_and_alerts_out_commands_and_bad_input(
         # bad input: counted by reason, never stored, the worker goes on
         await c.publish(t.seat_event("s1"), b"not json", qos=1)
         await c.publish(t.seat_event("s2"), s1.state(end, "ready").dump(), qos=1)  # wrong seat
+        await c.publish(t.seat_event("s3"), Seat("s3", "B3").state(end, "ready").dump(), qos=1)
+        await c.publish(t.seat_event("s1"), s1.state(end + 3600, "ready").dump(), qos=1)
         health = await until(c, lambda topic, b: topic.endswith("/health")
-                             and b["store"]["session"]["rejected_total"] >= 2)  # fmt: skip
-        assert health["store"]["session"]["rejected"] == {"not_json": 1, "topic_mismatch": 1}
+                             and b["store"]["session"]["rejected_total"] >= 4)  # fmt: skip
+        assert health["store"]["session"]["rejected"] == {
+            "not_json": 1, "topic_mismatch": 1, "unknown_seat": 1, "clock_skew": 1}
         assert health["store"]["db"]["events"] == 13 and health["leader"] is True
     with open_store(url) as store:
         alerts = store.alerts()
