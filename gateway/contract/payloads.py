@@ -469,6 +469,8 @@ def _parse(raw: bytes, adapter: TypeAdapter[Any]) -> Any:
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CommandError(f"not JSON: {exc}") from None
+    except RecursionError:  # thousands of nested arrays: JSON, but no command
+        raise CommandError("nested too deeply") from None
     if not isinstance(obj, dict):
         raise CommandError("a command is a JSON object")
     raw_id = obj.get("id")
@@ -541,9 +543,9 @@ class AlertCommand(BaseModel):
     v: Literal[1]
     id: CommandId
     action: Literal["acknowledge", "resolve"]
-    alert: Annotated[str, Field(min_length=1, max_length=200)]
-    who: Annotated[str, Field(min_length=1, max_length=64)]
-    note: Annotated[str, Field(max_length=500)] = ""
+    alert: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    who: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    note: Annotated[str, Field(max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")] = ""
 
 
 _ALERT_COMMAND = TypeAdapter(AlertCommand)
@@ -559,8 +561,8 @@ class AlertCommandResult(Payload):
 
     id: str | None  # the command's id, null when it could not be read
     alert: str | None
-    status: Literal["done", "again", "unknown", "invalid"]
-    reason: str = ""
+    status: Literal["done", "again", "unknown", "invalid", "failed"]
+    reason: str = ""  # failed: the store could not take it now; the request may be repeated
 
 
 class CoreStatus(Payload):

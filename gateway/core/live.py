@@ -20,6 +20,7 @@ Design requirements:
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ class LiveKpis:
         self._seen: set[str] = set()
         self._seen_order: deque[tuple[float, str]] = deque()  # arrival order: about t order
         self.counts: dict[str, int] = defaultdict(int)
+        self._floor = -math.inf  # the start of the oldest day kept (advance moves it)
 
     # --- input ----------------------------------------------------------------------------
 
@@ -149,6 +151,7 @@ class LiveKpis:
     def advance(self, now: float) -> None:
         """Count the calls that are settled at `now` and forget what is older than kept."""
         self.now = max(self.now, now)
+        self._floor = self.day_floor()
         for key, call in list(self._calls.items()):
             if call.ended_at is None:
                 if self.now - call.last_seen >= self.open_call_s:
@@ -277,8 +280,12 @@ class LiveKpis:
         elif iv in recent:
             recent.remove(iv)
         for size in _KEPT:
-            for start, end in self._spans(size, iv.start, iv.end):
-                seconds = sign * (min(end, iv.end) - max(start, iv.start))
+            # what is older than kept is in no bucket (a board whose clock was never set
+            # must not make buckets for every minute of years)
+            lo = max(iv.start, self._floor if size != 60 else self.now - 60 * (
+                self.keep_minutes + 1))  # fmt: skip
+            for start, end in self._spans(size, lo, iv.end):
+                seconds = sign * (min(end, iv.end) - max(start, lo))
                 if size != 60:
                     _add_seconds(self._totals(size, start, "agent", iv.seat), iv.state,
                                  iv.reason, seconds)  # fmt: skip
@@ -338,6 +345,8 @@ class LiveKpis:
                     keys.append(("site", self.site))
                     if seen.queue is not None:
                         keys.append(("queue", seen.queue))
+                if seen.t < self._floor:
+                    return  # older than the days kept
                 for size in _KEPT:
                     start = self._start(size, seen.t)
                     for b, k in keys:
@@ -475,6 +484,9 @@ class LiveKpis:
             self._seen.discard(self._seen_order.popleft()[1])
         while self._counted_order and self._counted_order[0][0] < day_floor:
             self._counted.discard(self._counted_order.popleft()[1])
+        # ACW of calls never counted (their events lost, or late past their count)
+        for stale in [k for k, ivs in self._acw.items() if not ivs or ivs[-1].end < day_floor]:
+            del self._acw[stale]
 
 
 def _add_seconds(tot: Totals, state: str, reason: str | None, seconds: float) -> None:

@@ -52,7 +52,7 @@ from gateway.contract.payloads import (
     parse_alert_command,
 )
 from gateway.contract.topics import TopicError, Topics
-from gateway.core.alerts import Alert, AlertChange, AlertEngine
+from gateway.core.alerts import RULES, Alert, AlertChange, AlertEngine
 from gateway.core.kpi import By, Kpis
 from gateway.core.live import LiveKpis
 from gateway.core.schedule import Schedule, load_schedule
@@ -75,6 +75,8 @@ class CoreStats:
     store_errors: int = 0
     bad_commands: int = 0
     bad_availability: int = 0
+    bad_events: int = 0  # stored events the live state could not take
+    bad_messages: int = 0  # availability, status or commands that failed unforeseen
     last_error: str | None = None
     alerts_published: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
@@ -116,8 +118,8 @@ class CoreService:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._published_kpis: dict[tuple[str, str], dict[str, Any]] = {}
-        self._open_alerts_sent: list[str] | None = None
-        self._alert_queue: asyncio.Queue[tuple[list[AlertChange], bool]] = asyncio.Queue()
+        self._open_alerts_version: tuple[int, int] | None = None
+        self._alert_queue: asyncio.Queue[list[AlertChange]] = asyncio.Queue()
         self._gateway_of: dict[str, str] = {}  # seat -> the gateway it was last heard on
         self._store_errors: tuple[type[Exception], ...] = (StoreError,)
 
@@ -180,6 +182,9 @@ class CoreService:
                 log.error("%s failed (%s); again in %.1f s", what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.STORE_RETRY_S[1])
+                if self.store is not None:  # a connection the server dropped is reopened
+                    with suppress(*self._store_errors):
+                        await self._db(self.store.reconnect)
 
     async def _catch_up(self) -> None:
         """Rebuild the live state of the days kept from the store, then follow its tail:
@@ -192,10 +197,10 @@ class CoreService:
         start = await self._db(store.position)
         rows = store.events(since=since)  # a generator of pages, advanced on the store thread
         while page := await self._db(lambda: [e.model() for e in islice(rows, 5000)]):
-            self._feed(page, publish=False)  # a large site's two days do not fit at once
+            self._feed(page)  # a large site's two days do not fit at once
         self.position = start  # events stored after `start` come again by the tail: repeats
         self.live.advance(now)
-        self.alerts.tick(now)
+        self._alert_changes(self.alerts.tick(now))  # a hold that ran over while it was down
 
     # --- broker ---------------------------------------------------------------------------
 
@@ -234,14 +239,17 @@ class CoreService:
             async for message in client.messages:
                 self.stats.received += 1
                 name = self._topic_name(str(message.topic))
-                if name == "seat_availability":
-                    self._availability(message.payload)
-                    self._ack(client, message)
-                elif name == "gateway_status":
-                    self._gateway_status(message.payload)
-                    self._ack(client, message)
-                elif name == "alert_cmd":
-                    await self._alert_command(message.payload)
+                if name in ("seat_availability", "gateway_status", "alert_cmd"):
+                    try:
+                        if name == "seat_availability":
+                            self._availability(message.payload)
+                        elif name == "gateway_status":
+                            self._gateway_status(message.payload)
+                        else:
+                            await self._alert_command(message.payload)
+                    except Exception:  # no message may stop the worker: counted, logged
+                        self.stats.bad_messages += 1
+                        log.exception("a message on %s could not be taken", message.topic)
                     self._ack(client, message)
                 else:  # events and anything else the store should see (and refuse)
                     self._pending.append((client, message))
@@ -325,7 +333,7 @@ class CoreService:
                                         "reading the store's tail")  # fmt: skip
             if rows:
                 self.position = rows[-1][0]
-                self._feed([m for _, m in rows], publish=True)
+                self._feed([m for _, m in rows])
                 if len(rows) == self.FOLLOW_PAGE:
                     continue
             self._stored.clear()
@@ -336,19 +344,24 @@ class CoreService:
     def _read_tail(self, store: EventStore, after: int) -> list[tuple[int, SeatEvent | CallEvent]]:
         return [(n, e.model()) for n, e in store.tail(after, limit=self.FOLLOW_PAGE)]
 
-    def _feed(self, events: Iterable[SeatEvent | CallEvent], *, publish: bool) -> None:
+    def _feed(self, events: Iterable[SeatEvent | CallEvent]) -> None:
         changes: list[AlertChange] = []
         for e in events:
-            self.live.feed((e,))
-            if isinstance(e, SeatEvent):
-                self._gateway_of[e.seat] = e.gateway
-                changes += self.alerts.on_seat_event(e)
-            else:
-                changes += self.alerts.on_call_event(e)
+            try:
+                self.live.feed((e,))
+                if isinstance(e, SeatEvent):
+                    self._gateway_of[e.seat] = e.gateway
+                    changes += self.alerts.on_seat_event(e)
+                else:
+                    changes += self.alerts.on_call_event(e)
+            except Exception:  # a stored event no code foresaw: counted, never a stop
+                self.stats.bad_events += 1
+                if self.stats.bad_events <= 10:
+                    log.exception("event %s could not be taken into the live state", e.id)
             if self.newest_t is None or e.t > self.newest_t:
                 self.newest_t = e.t
         if changes:
-            self._alert_changes(changes, publish=publish)
+            self._alert_changes(changes)
 
     def _availability(self, payload: Any) -> None:
         try:
@@ -357,8 +370,10 @@ class CoreService:
             self.stats.bad_availability += 1
             return
         self._gateway_of[a.seat] = a.gateway
-        self._alert_changes(self.alerts.on_availability(a.seat, a.status == "online", a.t),
-                            publish=True)  # fmt: skip
+        if a.t > self.clock() + self.settings.max_skew_s:  # would move the alert clock on
+            self.stats.bad_availability += 1
+            return
+        self._alert_changes(self.alerts.on_availability(a.seat, a.status == "online", a.t))
 
     def _gateway_status(self, payload: Any) -> None:
         """A gateway gone (its last will) takes its seats with it: each is offline."""
@@ -369,10 +384,14 @@ class CoreService:
             return
         if g.status == "online":
             return
-        t = g.t if g.t is not None else self.clock()  # the last will carries no time
+        now = self.clock()
+        t = g.t if g.t is not None else now  # the last will carries no time
+        if t > now + self.settings.max_skew_s:
+            self.stats.bad_availability += 1
+            return
         for seat, gateway in list(self._gateway_of.items()):
             if gateway == g.gateway:
-                self._alert_changes(self.alerts.on_availability(seat, False, t), publish=True)
+                self._alert_changes(self.alerts.on_availability(seat, False, t))
 
     def _shift_end(self, seat: str, t: float) -> float | None:
         shift = None if self.schedule is None else self.schedule.shift_at(seat, t)
@@ -380,17 +399,18 @@ class CoreService:
 
     # --- alerts ---------------------------------------------------------------------------
 
-    def _alert_changes(self, changes: list[AlertChange], *, publish: bool) -> None:
+    def _alert_changes(self, changes: list[AlertChange]) -> None:
         """Stored (once, whoever's worker stores it first) and, by that worker, published;
-        in order, by one task. While catching up nothing is published: that was."""
-        self._alert_queue.put_nowait((changes, publish))
+        in order, by one task. A change the store has already (another worker's, or this
+        one's before a restart) is not published again; one it lacks is, replayed or not."""
+        if changes:
+            self._alert_queue.put_nowait(changes)
 
     async def _alert_writer(self) -> None:
         while True:
-            changes, publish = await self._alert_queue.get()
-            await self._record(changes, publish=publish)
+            await self._record(await self._alert_queue.get())
 
-    async def _record(self, changes: list[AlertChange], *, publish: bool) -> None:
+    async def _record(self, changes: list[AlertChange]) -> None:
         assert self.store is not None
         store = self.store
         for c in changes:
@@ -407,7 +427,13 @@ class CoreService:
                     note=c.why), "storing an alert's end")  # fmt: skip
                 new = outcome == "done"
                 message = _message(a, "cleared", c.t, note=c.why)
-            if new and publish:
+            if new and c.change == "raised" and RULES[a.rule].clears == "never":
+                # about one event (an answer after 3 rings): nothing will end it, so it is
+                # over as it is raised; a supervisor sees it, it does not stay open
+                await self._db_retry(partial(store.act_on_alert, id=a.id, action="cleared",
+                                             who="core", t=c.t, note="a single event"),
+                                     "storing an alert's end")  # fmt: skip
+            if new:
                 self.stats.alerts_published += 1
                 self.stats.by_rule[a.rule] = self.stats.by_rule.get(a.rule, 0) + 1
                 self._send(self.topics.topic("seat_alert", seat=a.seat), message.dump())
@@ -426,9 +452,18 @@ class CoreService:
         action: Literal["acknowledged", "resolved"] = \
             "acknowledged" if cmd.action == "acknowledge" else "resolved"  # fmt: skip
         now = self.clock()
-        outcome = await self._db_retry(partial(store.act_on_alert, id=cmd.alert, action=action,
-                                               who=cmd.who, t=now, note=cmd.note),
-                                       "storing an alert command")  # fmt: skip
+        try:  # once: the reader must not wait on the database (the request may be repeated)
+            outcome = await self._db(partial(store.act_on_alert, id=cmd.alert, action=action,
+                                             who=cmd.who, t=now, note=cmd.note))  # fmt: skip
+        except self._store_errors as exc:
+            self.stats.store_errors += 1
+            self.stats.last_error = f"alert command: {exc}"
+            with suppress(*self._store_errors):
+                await self._db(store.reconnect)
+            reason = f"the store could not take it: {exc}"
+            self._result(AlertCommandResult(id=cmd.id, alert=cmd.alert, status="failed",
+                                            reason=reason))  # fmt: skip
+            return
         reason = {"done": "", "unknown": f"no alert {cmd.alert}",
                   "again": f"alert {cmd.alert} was {action} already"}[outcome]  # fmt: skip
         if outcome == "done":
@@ -453,9 +488,7 @@ class CoreService:
         while True:
             now = self.clock()
             self.live.advance(now)
-            changes = self.alerts.tick(now)
-            if changes:
-                self._alert_changes(changes, publish=True)
+            self._alert_changes(self.alerts.tick(now))
             if self.leader and self.online.is_set():
                 if now >= next_kpis:
                     self._publish_kpis(("site", "queue"), now)
@@ -486,12 +519,12 @@ class CoreService:
     async def _publish_open_alerts(self, now: float) -> None:
         assert self.store is not None
         store = self.store
+        version = await self._db_retry(store.alerts_version, "counting alerts")
+        if version == self._open_alerts_version:
+            return  # nothing raised, acknowledged or ended since, by any worker
         rows = await self._db_retry(partial(store.alerts, open_only=True),
                                     "reading the open alerts")  # fmt: skip
-        ids = [r["alert"]["id"] for r in rows]
-        if ids == self._open_alerts_sent:
-            return
-        self._open_alerts_sent = ids
+        self._open_alerts_version = version
         keep = rows[-self.settings.open_alerts_max:]
         alerts = []
         for r in keep:

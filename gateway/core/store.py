@@ -82,6 +82,8 @@ __all__ = [
 ]
 
 MAX_SKEW_S = 300.0  # an event stamped further ahead of the ingest clock is refused
+MAX_AGE_S = 30 * 86400.0  # ... or further behind: an edge outbox holds days, not months
+MAX_SNAPSHOT_S = 7 * 86400  # a snapshot's time in its state: more is a broken board clock
 PAYLOAD_LIMIT = 64 * 1024  # bytes; a seat or call event is a few hundred
 RAW_LIMIT = 2048  # characters of a rejected payload kept in `rejected.raw`
 DETAIL_LIMIT = 500
@@ -310,6 +312,8 @@ class _Backend(Protocol):
 
     def try_lead(self) -> bool: ...
 
+    def reconnect(self) -> None: ...
+
     def insert_events(self, rows: list[_Row]) -> set[str]: ...
 
     def prepare(self) -> None: ...
@@ -366,6 +370,9 @@ class _Sqlite:
     def try_lead(self) -> bool:
         return True
 
+    def reconnect(self) -> None:
+        pass  # a file: nothing to lose but a lock, which the next write takes again
+
     def table_names(self) -> set[str]:
         rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         return {str(name) for (name,) in rows}
@@ -399,6 +406,7 @@ class _Postgres:
 
         self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
         self.where = _without_password(url)
+        self._url = url
         self._leading = False
         try:
             self._conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
@@ -428,6 +436,19 @@ class _Postgres:
 
     def lock(self) -> None:
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+
+    def reconnect(self) -> None:
+        """A new connection if the server dropped this one (a restart, a killed backend):
+        psycopg does not reconnect by itself. The leader's lock went with the old one."""
+        import psycopg
+
+        if not (self._conn.closed or self._conn.broken):
+            return
+        self._leading = False
+        try:
+            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: cannot reconnect: {exc}".strip()) from None
 
     def try_lead(self) -> bool:
         # held by this connection until it closes: a worker that dies hands over at once
@@ -480,6 +501,7 @@ def open_store(
     topics: Topics | None = None,
     known_seats: Collection[str] | None = None,
     max_skew_s: float = MAX_SKEW_S,
+    max_age_s: float = MAX_AGE_S,
     clock: Callable[[], float] = time.time,
 ) -> EventStore:
     """Open (and migrate) the store at `url`:
@@ -490,7 +512,8 @@ def open_store(
 
     `topics`: the site's topics, needed to ingest (a reader may leave it out).
     `known_seats`: seat events of other seats are rejected (`unknown_seat`); None: any seat.
-    `max_skew_s`: an event whose `t` is further ahead of `clock()` is rejected (`clock_skew`).
+    `max_skew_s`: an event whose `t` is further ahead of `clock()` is rejected (`clock_skew`),
+    as is one more than `max_age_s` behind it.
     """
     text = str(url)
     scheme, sep, rest = text.partition("://")
@@ -509,7 +532,7 @@ def open_store(
                          "a plain path, or postgresql://user@host:port/db")  # fmt: skip
     try:
         store = EventStore(backend, topics=topics, known_seats=known_seats,
-                           max_skew_s=max_skew_s, clock=clock)  # fmt: skip
+                           max_skew_s=max_skew_s, max_age_s=max_age_s, clock=clock)  # fmt: skip
         store.migrate()
     except BaseException:
         backend.close()
@@ -531,9 +554,13 @@ class EventStore:
         known_seats: Collection[str] | None,
         max_skew_s: float,
         clock: Callable[[], float],
+        max_age_s: float = MAX_AGE_S,
     ) -> None:
         if not max_skew_s >= 0:
             raise ValueError(f"max_skew_s must be zero or more, not {max_skew_s}")
+        if not max_age_s > 0:
+            raise ValueError(f"max_age_s must be more than zero, not {max_age_s}")
+        self.max_age_s = max_age_s
         self._db = backend
         self._topics = topics
         self.known_seats: Collection[str] | None = None if known_seats is None \
@@ -757,6 +784,9 @@ class EventStore:
                 return bad(f"data.event {event!r} is not one of "
                            f"{' '.join(sorted(SEAT_EVENT_NAMES))}")  # fmt: skip
             kind = f"event:{event}"
+        wrong = _bad_state(m)
+        if wrong is not None:
+            return bad(wrong)
         late = self._bad_time(m.t, m.id, now)
         if late is not None and late.reason is Reject.SCHEMA:
             return late
@@ -801,6 +831,10 @@ class EventStore:
     def _bad_time(self, t: float, event_id: str, now: float) -> _Rejection | None:
         if not math.isfinite(t) or t < 0:
             return _Rejection(Reject.SCHEMA, f"t {t} is not a time", event_id)
+        if t < now - self.max_age_s:
+            detail = (f"t {t:.3f} is {(now - t) / 86400:.1f} days before the store's clock (at "
+                      f"most {self.max_age_s / 86400:g}): a clock never set?")  # fmt: skip
+            return _Rejection(Reject.CLOCK_SKEW, detail, event_id)
         if t > now + self.max_skew_s:
             detail = (f"t {t:.3f} is {t - now:.1f} s ahead of the store's clock (at most "
                       f"{self.max_skew_s:g} s)")  # fmt: skip
@@ -893,6 +927,10 @@ class EventStore:
             return None
         return next(a for a in self.alerts(seat=rows[0][0]) if a["alert"].get("id", id) == id)
 
+    def reconnect(self) -> None:
+        """After a database error: reopen a connection the server dropped (PostgreSQL)."""
+        self._db.reconnect()
+
     def try_lead(self) -> bool:
         """Whether this store's worker leads (publishes what one worker should): always on
         SQLite (one writer per file), the holder of a session lock on PostgreSQL."""
@@ -907,6 +945,9 @@ class EventStore:
             if value is not None:
                 where.append(f"a.{column} {op} ?")
                 args.append(value)
+        if open_only:  # in SQL: the history of ended alerts is not read
+            where.append("NOT EXISTS (SELECT 1 FROM alert_action e WHERE e.alert = a.id AND "
+                         "e.action IN ('resolved', 'cleared'))")  # fmt: skip
         rows = self._db.query(
             "SELECT a.id, a.payload, x.action, x.who, x.t, x.note FROM alert a "
             "LEFT JOIN alert_action x ON x.alert = a.id"
@@ -917,10 +958,13 @@ class EventStore:
             entry = out.setdefault(alert_id, {"alert": json.loads(payload), "actions": {}})
             if action is not None:
                 entry["actions"][action] = {"who": who, "t": t, "note": note}
-        found = list(out.values())
-        if open_only:
-            found = [a for a in found if not a["actions"].keys() & {"resolved", "cleared"}]
-        return found
+        return list(out.values())
+
+    def alerts_version(self) -> tuple[int, int]:
+        """Changes when an alert or an action is added (by any worker): (alerts, actions)."""
+        ((alerts, actions),) = self._db.query(
+            "SELECT (SELECT count(*) FROM alert), (SELECT count(*) FROM alert_action)")
+        return int(alerts), int(actions)
 
     def rejected(self) -> list[dict[str, Any]]:
         """The rows of `rejected`, oldest first."""
@@ -967,6 +1011,8 @@ def _parse(cls: type[SeatEvent] | type[CallEvent],
         obj = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         return _Rejection(Reject.NOT_JSON, f"not JSON: {exc}")
+    except RecursionError:  # thousands of nested arrays: JSON, but nobody's event
+        return _Rejection(Reject.SCHEMA, "nested too deeply")
     if not isinstance(obj, dict):
         return _Rejection(Reject.SCHEMA, f"a JSON {type(obj).__name__}, not an object")
     raw_id = obj.get("id")
@@ -986,6 +1032,26 @@ def _parse(cls: type[SeatEvent] | type[CallEvent],
 
 
 _ID_LIKE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+_STATES = frozenset({"logged_out", "ready", "not_ready", "ringing", "talking", "hold", "acw"})
+
+
+def _bad_state(m: SeatEvent) -> str | None:
+    """What is wrong with the state a state event or snapshot says (the timeline is built
+    from these fields; the rest of `data` is the seat's to report), or None."""
+    d = m.data
+    if m.type == "snapshot" or (m.type == "event" and d.get("event") == "state"):
+        state, reason, call = d.get("state"), d.get("reason"), d.get("call")
+        if not isinstance(state, str) or state not in _STATES:
+            return f"data.state {state!r} is not one of {' '.join(sorted(_STATES))}"
+        if reason is not None and not (isinstance(reason, str) and ID_PATTERN.fullmatch(reason)):
+            return f"data.reason {reason!r} is not a reason name"
+        if call is not None and (type(call) is not int or not 0 <= call <= NUMBER_MAX):
+            return f"data.call {call!r} is not a call number"
+    if m.type == "snapshot":
+        secs = d.get("secs", 0)
+        if type(secs) not in (int, float) or not 0 <= secs <= MAX_SNAPSHOT_S:
+            return f"data.secs {secs!r} is not 0..{MAX_SNAPSHOT_S} seconds"
+    return None
 
 
 def _same(a: str, b: str) -> bool:

@@ -371,3 +371,101 @@ async def test_a_database_that_is_away_delays_the_events_and_loses_none(
         assert stored(url) == 200
         health = await core.health()
         assert health.store["session"]["stored"] == 200
+
+
+@in_loop
+async def test_poison_input_is_refused_and_the_worker_goes_on(
+        mqtt_broker: Any, tmp_path: Path) -> None:  # fmt: skip
+    sid = site()
+    t = Topics(site=sid)
+    url = f"sqlite:///{tmp_path}/core.db"
+    watch = (t.topic("alert_cmd_result"),)
+    async with client(mqtt_broker, *watch) as c, CoreService(settings(mqtt_broker, url, sid)) \
+            as core:  # fmt: skip
+        await asyncio.wait_for(core.online.wait(), 10)
+        now = time.time()
+        s1 = Seat("s1")
+        poison = [
+            b"[" * 5000 + b"]" * 5000,  # JSON, nested past the parser's recursion limit
+            s1.state(now, "ready").model_copy(update={"data": {"event": "state",
+                                                             "state": []}}).dump(),  # fmt: skip
+            s1.state(now, "ready").model_copy(update={"type": "snapshot", "data": {
+                "state": "ready", "secs": 1e12}}).dump(),  # fmt: skip
+            s1.state(now - 5 * 365 * 86400, "ready").dump(),  # a board clock never set
+        ]
+        for body in poison:
+            await c.publish(t.seat_event("s1"), body, qos=1)
+        cmds = [b"[" * 5000 + b"]" * 5000,
+                b'{"v": 1, "id": "n1", "action": "resolve", "alert": "a\\u0000", "who": "x"}',
+                b'{"v": 1, "id": "n2", "action": "resolve", "alert": "a", "who": "\\u0000"}']
+        for body in cmds:
+            await c.publish(t.topic("alert_cmd"), body, qos=1)
+        for _ in range(3):
+            result = await until(c, lambda topic, b: True)
+            assert result["status"] == "invalid"
+        # still working: a good event after the poison is stored and taken live
+        await publish(c, t, [s1.state(now, "ready")])
+        deadline = time.monotonic() + 10
+        while stored(url) < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert stored(url) == 1
+        health = await core.health()
+        assert health.store["session"]["rejected"] == {"schema": 3, "clock_skew": 1}
+        assert core.stats.bad_commands == 3 and core.stats.bad_events == 0
+        assert core._task is not None and not core._task.done()
+
+
+@in_loop
+async def test_a_hold_over_the_limit_while_the_worker_was_down_is_raised_at_restart(
+        mqtt_broker: Any, tmp_path: Path) -> None:  # fmt: skip
+    sid = site()
+    t = Topics(site=sid)
+    url = f"sqlite:///{tmp_path}/core.db"
+    cfg = settings(mqtt_broker, url, sid, alerts={"hold_max_s": 2.0})
+    now = time.time()
+    s1, call = Seat("s1"), Call(5)
+    async with client(mqtt_broker, t.subscription("seat_alert")) as c:
+        async with CoreService(cfg) as core:
+            await asyncio.wait_for(core.online.wait(), 10)
+            await publish(c, t, [call("hold", now), s1.state(now, "hold", 5)])
+            while stored(url) < 2:
+                await asyncio.sleep(0.05)
+        # down for longer than the limit: nobody was there to raise it
+        await asyncio.sleep(2.5)
+        async with CoreService(cfg) as again:
+            await asyncio.wait_for(again.online.wait(), 10)
+            raised = await until(c, lambda topic, b: b["rule"] == "hold")
+            assert raised["status"] == "raised" and raised["measured"] > 2.0
+            # and an answer after 3 rings is over as it is raised: never left open
+            await publish(c, t, [Call(6)("answer", time.time(), wait_s=20.0, rings=4)])
+            late = await until(c, lambda topic, b: b["rule"] == "late_answer")
+            assert late["status"] == "raised"
+    with open_store(url) as store:
+        assert [a["alert"]["rule"] for a in store.alerts(open_only=True)] == ["hold"]
+        (ended,) = [a for a in store.alerts() if a["alert"]["rule"] == "late_answer"]
+        assert ended["actions"]["cleared"]["note"] == "a single event"
+
+
+@in_loop
+async def test_a_postgresql_connection_the_server_dropped_is_reopened(
+        mqtt_broker: Any, pg_url: str) -> None:  # fmt: skip
+    import psycopg
+
+    sid = site()
+    t = Topics(site=sid)
+    async with client(mqtt_broker) as c, CoreService(settings(mqtt_broker, pg_url, sid)) \
+            as core:  # fmt: skip
+        await asyncio.wait_for(core.online.wait(), 10)
+        assert core.store is not None
+        pid = core.store._db._conn.info.backend_pid  # type: ignore[attr-defined]
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        now = time.time()
+        seat = Seat("s1")
+        await publish(c, t, [seat.state(now - 10 + i * 0.1, ("ready", "acw")[i % 2])
+                             for i in range(50)])  # fmt: skip
+        deadline = time.monotonic() + 20
+        while stored(pg_url) < 50 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert stored(pg_url) == 50
+        assert core.stats.store_errors >= 1
