@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import sys
+import time
 from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -80,16 +81,19 @@ def _daily(settings: CoreSettings, day: date, out: Path) -> int:
 
     tz = settings.tz
     window = day_window(day, tz)
+    # nothing after now (today's report: states still open end now, not at midnight); ACW
+    # that runs past midnight is the day's (docs/kpi.md), so an hour after it is read
+    until = min(time.time(), window.end + 3600)
     with open_store(settings.store) as store:
-        # a call that began before midnight, and ACW that runs past it, belong to the day
-        events = list(store.events(since=window.start - 4 * 3600, until=window.end + 3600))
+        # a call that began before midnight, and a seat idle overnight, belong to the day
+        events = list(store.events(since=window.start - 12 * 3600, until=until))
         alerts = Counter(a["alert"].get("rule", "?") for a in store.alerts(since=window.start)
                          if a["alert"].get("raised", window.start) < window.end)  # fmt: skip
         rejected = store.counts()["db"]["rejected"]
     models = [e.model() for e in events]
     calls = [m for m in models if isinstance(m, CallEvent)]
     seats = [m for m in models if isinstance(m, SeatEvent)]
-    report = build_daily(calls, seats, day, tz, site=settings.site, until=window.end,
+    report = build_daily(calls, seats, day, tz, site=settings.site, until=until,
                          alerts=sorted(alerts.items()), rejected=rejected)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     html = out / f"kpi-{settings.site}-{day.isoformat()}.html"
@@ -118,12 +122,13 @@ def _monthly(settings: CoreSettings, text: str, out: Path) -> int:
     tz = schedule.tz
     start = datetime.combine(report_start(year, month), datetime.min.time(), tzinfo=tz)
     after = (first + timedelta(days=32)).replace(day=1) + timedelta(days=2)
-    end = datetime.combine(after, datetime.min.time(), tzinfo=tz).timestamp()
+    # shifts still to come are not judged: the data ends now
+    end = min(time.time(), datetime.combine(after, datetime.min.time(), tzinfo=tz).timestamp())
     with open_store(settings.store) as store:
         seats = [m for e in store.events(kind="seat", since=start.timestamp() - 86400, until=end)
                  if isinstance(m := e.model(), SeatEvent)]  # fmt: skip
     intervals = state_intervals(seats, until=end)
-    months = monthly(schedule, intervals, year, month)
+    months = monthly(schedule, intervals, year, month, until=end)
     out.mkdir(parents=True, exist_ok=True)
     html = out / f"attendance-{settings.site}-{first:%Y-%m}.html"
     csv = out / f"attendance-{settings.site}-{first:%Y-%m}.csv"
