@@ -543,19 +543,22 @@ class AlertEngine:
         self._now = now
         due = self._due
         while due and due[0][0] <= now:
-            _, version, seat_id = heapq.heappop(due)
+            when, version, seat_id = heapq.heappop(due)
             if self._version.get(seat_id) != version:
                 continue  # rescheduled since
             seat = self._seats[seat_id]
-            self._judge(seat, now, out)
-            self._schedule(seat)
+            # the windows are judged at their deadline, not at `now`: which averages and
+            # counts go over and back, with which ids, depends on the events only, never on
+            # how often the clock ticks (a spell's id is its start's: ticks cannot move it)
+            self._judge(seat, now, out, windows_at=when)
+            self._schedule(seat, after=when)
 
     def _schedule_touched(self) -> None:
         for seat_id in self._touched:
             self._schedule(self._seats[seat_id])
         self._touched.clear()
 
-    def _schedule(self, seat: _Seat) -> None:
+    def _schedule(self, seat: _Seat, *, after: float | None = None) -> None:
         """Put the seat's next deadline on the heap (the next moment a rule of elapsed
         time or a window could change: judging it then is what the old every-seat pass
         did at each input)."""
@@ -565,15 +568,19 @@ class AlertEngine:
         if when is not None:
             # a window's edge computed in floating point may leave the item in: look again
             # just after now, never again now (which would never end)
-            heapq.heappush(self._due, (max(when, math.nextafter(self._now, math.inf)),
+            floor = self._now if after is None else after
+            heapq.heappush(self._due, (max(when, math.nextafter(floor, math.inf)),
                                        version, seat.id))  # fmt: skip
 
-    def _judge(self, seat: _Seat, now: float, out: list[AlertChange]) -> None:
+    def _judge(self, seat: _Seat, now: float, out: list[AlertChange], *,
+               windows_at: float | None = None) -> None:  # fmt: skip
         s = self.settings
         for spell in seat.spells():
             self._check(seat, spell, now, out)
         if seat.logged_in:
             self._check_shift(seat, now, out)
+        if windows_at is not None:
+            now = windows_at
         if _trim(seat.acw_samples, now, s.avg_window_s):
             self._average(seat, "avg_acw", seat.acw_samples, s.acw_avg_max_s, now, out)
         if _trim(seat.talk_samples, now, s.avg_window_s):
