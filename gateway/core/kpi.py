@@ -425,6 +425,7 @@ class Totals:
     gave_up: int = 0  # abandons with a wait_s
     gave_up_in_t: int = 0  # abandons with wait_s <= T
     one_stop: int = 0
+    one_stop_known: int = 0  # answers whose call is over (live: the rest may yet transfer)
     handled: int = 0
     talk_sum: float = 0.0
     talk_max: float | None = None
@@ -442,10 +443,12 @@ class Totals:
 
     # --- samples ---
 
-    def add_answer(self, wait_s: float | None, rings: int | None, one_stop: bool, *,
+    def add_answer(self, wait_s: float | None, rings: int | None, one_stop: bool | None, *,
                    ring_limit: int, threshold: float) -> None:  # fmt: skip
+        """`one_stop` None: not known yet (the call goes on); add it later to `one_stop`."""
         self.answered += 1
-        self.one_stop += one_stop
+        if one_stop is not None:
+            self.add_one_stop(one_stop)
         if wait_s is not None:
             self.waits += 1
             self.wait_sum += wait_s
@@ -454,6 +457,10 @@ class Totals:
             self.rings += 1
             self.ring_sum += rings
             self.rings_within += rings <= ring_limit
+
+    def add_one_stop(self, one_stop: bool) -> None:
+        self.one_stop += one_stop
+        self.one_stop_known += 1
 
     def add_abandon(self, wait_s: float | None, *, threshold: float) -> None:
         self.abandoned += 1
@@ -551,7 +558,7 @@ class Totals:
             outbound_handled=self.outbound_handled,
             rona=self.rona,
             transfers=self.transfers,
-            one_stop_rate=_ratio(self.one_stop, self.answered),
+            one_stop_rate=_ratio(self.one_stop, self.one_stop_known),
             logged_in_s=logged_in if seat_time else None,
             busy_s=busy if seat_time else None,
             available_s=available if seat_time else None,
@@ -613,27 +620,38 @@ def add_facts(
     agent: bool,
     ring_limit: int,
     threshold: float,
+    part: Literal["all", "arrival", "end"] = "all",
 ) -> None:
     """Add calls' samples to the Totals `totals_for(sample)` names (none: not counted).
     `agent`: the Totals are agents', whose one-stop is their own (no transfer after their
-    answer) and whose `offered` is the queue offers rung at them."""
-    for seen in facts.offers if agent else facts.entered:
+    answer) and whose `offered` is the queue offers rung at them.
+
+    `part`, for the live core: `arrival` adds what one event decides by itself (offered,
+    answered with its wait and rings, abandoned, RONA, transfers), from the facts of that
+    one event; `end` adds the rest from the whole call (one-stop, holds, legs with ACW)."""
+    early, late = part != "end", part != "arrival"
+    for seen in (facts.offers if agent else facts.entered) if early else ():
         for tot in totals_for(seen):
             tot.offered += 1
     for answer in facts.answers:
         one_stop = answer.agent_one_stop if agent else answer.one_stop
         for tot in totals_for(answer):
-            tot.add_answer(answer.wait_s, answer.rings, one_stop, ring_limit=ring_limit,
-                           threshold=threshold)  # fmt: skip
-    for abandon in facts.abandons:
+            if early:
+                tot.add_answer(answer.wait_s, answer.rings, one_stop if late else None,
+                               ring_limit=ring_limit, threshold=threshold)  # fmt: skip
+            else:
+                tot.add_one_stop(one_stop)
+    for abandon in facts.abandons if early else ():
         for tot in totals_for(abandon):
             tot.add_abandon(abandon.seconds, threshold=threshold)
-    for seen in facts.ronas:
+    for seen in facts.ronas if early else ():
         for tot in totals_for(seen):
             tot.rona += 1
-    for seen in facts.transfers:
+    for seen in facts.transfers if early else ():
         for tot in totals_for(seen):
             tot.transfers += 1
+    if not late:
+        return
     for hold in facts.holds:
         if hold.seconds is not None:
             for tot in totals_for(hold):

@@ -32,6 +32,7 @@ from gateway.contract.payloads import CallEvent, SeatEvent, seat_event_n
 from gateway.core.kpi import (
     NO_REASON,
     By,
+    CallFacts,
     Kpis,
     StateInterval,
     Totals,
@@ -302,10 +303,15 @@ class LiveKpis:
         call = self._calls.get(key)
         if call is None:
             call = self._calls[key] = _Call({})
+        if e.id in call.events:
+            return  # a repeat whose id was forgotten: the call has it
         call.events[e.id] = e
         call.last_seen = max(call.last_seen, e.t)
         if _terminal(e):
             call.ended_at = e.t
+        # what this one event decides counts now (an answer is in `answered` while the
+        # call goes on); the rest once the call is over
+        self._add(call_facts((e,)), [], "arrival")
 
     def _settled(self, key: tuple[str, int], call: _Call) -> bool:
         """Every seat of the call has left ACW for it (or gave up waiting)."""
@@ -334,7 +340,10 @@ class LiveKpis:
         intervals = [iv for s in seats for iv in self._acw.pop((s, key[1]), [])]
         intervals += [StateInterval(s, "known", None, 0.0, 0.0) for s in seats
                       if s in self._seats]  # fmt: skip
-        acw = acw_by_leg(facts.legs, intervals)
+        self._add(facts, acw_by_leg(facts.legs, intervals), "end")
+
+    def _add(self, facts: CallFacts, acw: list[float | None],
+             part: Literal["arrival", "end"]) -> None:  # fmt: skip
         for agent in (True, False):
             def totals_for(seen: _Seen, agent: bool = agent) -> Iterator[Totals]:
                 keys: list[tuple[By, str]] = []
@@ -353,7 +362,7 @@ class LiveKpis:
                         yield self._totals(size, start, b, k)
 
             add_facts(facts, acw, totals_for, agent=agent, ring_limit=self.ring_limit,
-                      threshold=self.sl_threshold_s)  # fmt: skip
+                      threshold=self.sl_threshold_s, part=part)  # fmt: skip
 
     # --- buckets --------------------------------------------------------------------------
 

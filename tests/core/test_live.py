@@ -125,7 +125,7 @@ def test_a_seat_event_older_than_the_kept_history_is_counted_not_applied(trace: 
     assert live.counts["too_late"] == 1
 
 
-def test_a_call_is_counted_once_settled_and_live_time_runs_to_now() -> None:
+def test_a_call_counts_as_it_goes_and_whole_once_settled_and_time_runs_to_now() -> None:
     live = LiveKpis(tz=TZ)
     seat = {"v": 1, "gateway": "gw1", "board": "B1", "boot": 1, "seat": "s1", "type": "event"}
 
@@ -146,7 +146,10 @@ def test_a_call_is_counted_once_settled_and_live_time_runs_to_now() -> None:
                step(4, 74, "release", talk_s=60.0), state(4, 74, "acw", 9)])  # fmt: skip
     live.advance(T0 + 100)
     site = live.rolling(5, by="site")[1]["site"]
-    assert site.answered == 0  # the seat is still in ACW for the call: not settled
+    # what one event decides counts at once: offered, answered, its wait and rings
+    assert (site.offered, site.answered, site.asa_s, site.avg_rings) == (1, 1, 4.0, 1.0)
+    # what needs the whole call waits for it: the seat is still in ACW for the call
+    assert (site.handled, site.avg_acw_s, site.one_stop_rate) == (0, None, None)
     assert site.logged_in_s == pytest.approx(100.0)  # ready 10 + ringing 4 + talk 60 + acw 26
     live.feed([state(5, 104, "ready")])
     live.advance(T0 + 120)
