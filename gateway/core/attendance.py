@@ -264,7 +264,8 @@ def _neighbours(shifts: list[Shift]) -> list[tuple[float, float]]:
 class _Tally:
     shifts: int
     leave: int
-    absences: int
+    absences: int  # days
+    attended: int  # shifts
     late: int
     early: int
     half_days: int
@@ -278,13 +279,20 @@ class _Tally:
            checked: bool) -> _Tally:  # fmt: skip
         work = [r for r in rows if not r.leave]
         late, early = sum(r.late for r in work), sum(r.early for r in work)
+        days = _working_days(work)
+        # absence is by day (the seeds count days): a day all of whose shifts were missed is
+        # a day's absence; one with a shift missed and another worked, half a day
+        whole = sum(all(r.absent for r in day) for day in days)
+        partial = sum(any(r.absent for r in day) and not all(r.absent for r in day)
+                      for day in days)  # fmt: skip
         return cls(
             shifts=len(work),
             leave=len(rows) - len(work),
-            absences=sum(r.absent for r in work),
+            absences=whole,
+            attended=sum(not r.absent for r in work),
             late=late,
             early=early,
-            half_days=sum(r.half_days for r in work),
+            half_days=sum(r.half_days for r in work) + partial,
             overtime_s=sum(r.overtime_s for r in work),
             forgot_logout=sum(r.still_logged_in_after_end for r in work),
             arrival_missed=sum(r.early_arrival is False for r in work) if checked else None,
@@ -381,7 +389,7 @@ def _agent_month(schedule: Schedule, agent: Agent, rows: list[ShiftAttendance],
     total = t.absence_days if rules.absent_total_period == "month" else year_absence
     month = AgentMonth(
         agent=agent.id, seat=agent.seat, name=agent.name, zone=schedule.zone,
-        year=first.year, month=first.month, shifts=t.shifts, attended=t.shifts - t.absences,
+        year=first.year, month=first.month, shifts=t.shifts, attended=t.attended,
         leave=t.leave, absences=t.absences, late=t.late, early=t.early,
         half_days=t.half_days, absence_for_late_early=t.converted,
         absence_days=t.absence_days, year_late_early=year_late_early,
@@ -396,15 +404,29 @@ def _agent_month(schedule: Schedule, agent: Agent, rows: list[ShiftAttendance],
     return _with_flags(month, rules, total)
 
 
+def _working_days(rows: Sequence[ShiftAttendance]) -> list[list[ShiftAttendance]]:
+    """The rows grouped by the day their shift belongs to, in order."""
+    days: dict[date, list[ShiftAttendance]] = {}
+    for r in rows:
+        days.setdefault(r.shift.day, []).append(r)
+    return [days[d] for d in sorted(days)]
+
+
 def _longest_run(rows: list[ShiftAttendance], first: date) -> int:
-    """The longest run of working shifts absent in a row that has an absence in the month.
-    Days with no shift neither count nor break a run; a shift attended or on leave ends it."""
+    """The longest run of working days wholly absent in a row that has an absence in the
+    month. Days with no working shift neither count nor break a run; a day with a shift
+    attended, or on leave, ends it."""
     best = run = 0
     touches = False
-    for r in rows:
-        if r.absent:
+    for day in _working_days(rows):
+        work = [r for r in day if not r.leave]
+        if not work:
+            if len(work) != len(day):  # leave ends a run
+                run, touches = 0, False
+            continue
+        if all(r.absent for r in work):
             run += 1
-            touches = touches or r.shift.day >= first
+            touches = touches or day[0].shift.day >= first
             if touches:
                 best = max(best, run)
         else:
@@ -415,14 +437,14 @@ def _longest_run(rows: list[ShiftAttendance], first: date) -> int:
 def _with_flags(m: AgentMonth, rules: Rules, total: int) -> AgentMonth:
     ends = "contract termination rule"
     checks = [
-        (m.absences, f"{m.absences} shift(s) absent without leave (S1 考勤 2)"),
+        (m.absences, f"{m.absences} day(s) absent without leave (S1 考勤 2)"),
         (m.half_days, f"{m.half_days} half day(s) of leave: late or early by over "
                       f"{rules.half_day_over_min} min (S1 考勤 1)"),
         (m.absence_for_late_early, f"{m.late_early} late/early this month, more than "
                                    f"{rules.late_early_month_max}: one day's absence (S1 考勤 3)"),
         (m.flag_year_late_early, f"{m.year_late_early} late/early this year, limit "
                                  f"{rules.late_early_year_limit}: {ends} (S1 考勤 3)"),
-        (m.flag_consecutive_absence, f"{m.longest_absence_run} consecutive shifts absent, "
+        (m.flag_consecutive_absence, f"{m.longest_absence_run} consecutive days absent, "
                                      f"limit {rules.absent_consecutive_limit}: {ends} (S1 考勤 2)"),
         (m.flag_total_absence, f"{total} days' absence this {rules.absent_total_period}, "
                                f"limit {rules.absent_total_limit}: {ends} (S1 考勤 6)"),

@@ -97,6 +97,7 @@ class _Seat:
 class _Call:
     events: dict[str, CallEvent]
     ended_at: float | None = None  # t of the terminal event
+    ended_seen: float = 0.0  # the live clock when it arrived: a backlog's events are old
     last_seen: float = 0.0
 
 
@@ -126,6 +127,7 @@ class LiveKpis:
         self._span: dict[int, list[float]] = {}  # size -> the edges of the day last used
         self._seats: dict[str, _Seat] = {}
         self._acw: dict[tuple[str, int], list[StateInterval]] = defaultdict(list)
+        self._acw_seen: dict[tuple[str, int], float] = {}  # the live clock at its end
         self._calls: dict[tuple[str, int], _Call] = {}
         self._counted: set[tuple[str, int]] = set()  # calls counted, for late steps
         self._counted_order: deque[tuple[float, tuple[str, int]]] = deque()
@@ -158,7 +160,8 @@ class LiveKpis:
                 if self.now - call.last_seen >= self.open_call_s:
                     self.counts["unterminated_calls"] += 1
                     self._count_call(key, call)
-            elif self.now - call.ended_at >= self.settle_s and self._settled(key, call):
+            elif self.now - max(call.ended_at, call.ended_seen) >= self.settle_s and \
+                    self._settled(key, call):  # fmt: skip
                 self._count_call(key, call)
         self._prune()
 
@@ -267,6 +270,7 @@ class LiveKpis:
             spans = self._acw[(iv.seat, iv.call)]
             if sign > 0:
                 spans.append(iv)
+                self._acw_seen[(iv.seat, iv.call)] = self.now
             elif iv in spans:
                 spans.remove(iv)
         if iv.state == "logged_out":
@@ -308,7 +312,7 @@ class LiveKpis:
         call.events[e.id] = e
         call.last_seen = max(call.last_seen, e.t)
         if _terminal(e):
-            call.ended_at = e.t
+            call.ended_at, call.ended_seen = e.t, self.now
         # what this one event decides counts now (an answer is in `answered` while the
         # call goes on); the rest once the call is over
         self._add(call_facts((e,)), [], "arrival")
@@ -324,9 +328,11 @@ class LiveKpis:
             if cur is not None and cur.state == "acw" and cur.call == key[1]:
                 return False
             # the event that ended its ACW may itself be early: give it the same settling
-            spans = self._acw.get((e.seat or "", key[1]))
-            if spans and self.now - max(iv.end for iv in spans) < self.settle_s:
-                return False
+            acw_key = (e.seat or "", key[1])
+            spans = self._acw.get(acw_key)
+            if spans and self.now - max(max(iv.end for iv in spans),
+                                        self._acw_seen.get(acw_key, 0.0)) < self.settle_s:
+                return False  # fmt: skip
         return True
 
     def _count_call(self, key: tuple[str, int], call: _Call) -> None:
@@ -338,6 +344,8 @@ class LiveKpis:
         facts = call_facts(events)
         seats = {leg.seat for leg in facts.legs if leg.seat}
         intervals = [iv for s in seats for iv in self._acw.pop((s, key[1]), [])]
+        for s in seats:
+            self._acw_seen.pop((s, key[1]), None)
         intervals += [StateInterval(s, "known", None, 0.0, 0.0) for s in seats
                       if s in self._seats]  # fmt: skip
         self._add(facts, acw_by_leg(facts.legs, intervals), "end")
@@ -496,6 +504,7 @@ class LiveKpis:
         # ACW of calls never counted (their events lost, or late past their count)
         for stale in [k for k, ivs in self._acw.items() if not ivs or ivs[-1].end < day_floor]:
             del self._acw[stale]
+            self._acw_seen.pop(stale, None)
 
 
 def _add_seconds(tot: Totals, state: str, reason: str | None, seconds: float) -> None:

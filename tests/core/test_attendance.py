@@ -331,7 +331,7 @@ def test_three_consecutive_absences_are_flagged() -> None:
     m = the_month(make(OFFICE), march([d for d in MARCH_WORKDAYS if d not in (10, 11, 12)]))
     assert (m.absences, m.longest_absence_run) == (3, 3)
     assert m.flag_consecutive_absence and m.flag_total_absence
-    assert ("flag for HR review: 3 consecutive shifts absent, limit 3: contract termination "
+    assert ("flag for HR review: 3 consecutive days absent, limit 3: contract termination "
             "rule (S1 考勤 2)") in m.flags  # fmt: skip
 
 
@@ -339,7 +339,7 @@ def test_two_consecutive_absences_are_not() -> None:
     m = the_month(make(OFFICE), march([d for d in MARCH_WORKDAYS if d not in (10, 11)]))
     assert (m.absences, m.longest_absence_run) == (2, 2)
     assert not (m.flag_consecutive_absence or m.flag_total_absence)
-    assert m.flags == ("flag for HR review: 2 shift(s) absent without leave (S1 考勤 2)",)
+    assert m.flags == ("flag for HR review: 2 day(s) absent without leave (S1 考勤 2)",)
 
 
 def test_a_weekend_does_not_break_a_run_and_leave_does() -> None:
@@ -350,6 +350,24 @@ def test_a_weekend_does_not_break_a_run_and_leave_does() -> None:
     s = make({**OFFICE, "days": {"2027-03-11": "leave"}})
     m = the_month(s, march([d for d in MARCH_WORKDAYS if d not in (10, 11, 12)]))
     assert (m.absences, m.leave, m.longest_absence_run) == (2, 1, 1)
+
+
+def test_absence_is_counted_by_day_with_split_shifts() -> None:
+    # 09:00-12:00 and 14:00-18:00 every weekday. Wed 10: both missed; Thu 11: the morning
+    # missed, the afternoon worked; Fri 12: both missed. Two days' absence and half a day,
+    # and no run of three (Thursday was worked in part).
+    split = {**OFFICE, "week": ["mon-fri 09:00-12:00", "mon-fri 14:00-18:00"]}
+    seat: list[StateInterval] = []
+    for d in MARCH_WORKDAYS:
+        day = f"2027-03-{d:02d}"
+        if d not in (10, 11, 12):
+            seat += logged_in("s101", at(day, "08:55"), at(day, "12:01"))
+        if d not in (10, 12):
+            seat += logged_in("s101", at(day, "13:55"), at(day, "18:02"))
+    m = the_month(make(split), seat)
+    assert (m.shifts, m.attended) == (46, 41)  # 23 days x 2; 2 + 1 + 2 shifts missed
+    assert (m.absences, m.half_days, m.longest_absence_run) == (2, 1, 1)
+    assert not m.flag_consecutive_absence
 
 
 def test_three_absences_in_a_month_not_in_a_row() -> None:
