@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import logging
-import signal
 import sys
 import time
 from collections import Counter
@@ -15,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gateway.commands.edge import _run
+from gateway.commands.edge import _run, serve_until_signal
 from gateway.contract.payloads import CallEvent, SeatEvent
 from gateway.core.settings import ENV_PREFIX, CoreSettings, load_settings
 from gateway.core.store import StoreError
@@ -54,18 +51,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError, OSError, StoreError) as exc:
         print(f"seatlink core: {exc}", file=sys.stderr)
         return 2
-    _run(_serve(service))
+    _run(serve_until_signal(service))
     return 0
-
-
-async def _serve(service: object) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with service:  # type: ignore[attr-defined]
-        gc.freeze()  # start-up's objects (the replayed days) out of the collector's way
-        await stop.wait()
 
 
 def _day(text: str) -> date:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import getpass
 import logging
-import signal
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from gateway.commands.edge import _run
+from gateway.commands.edge import _run, serve_until_signal
 from gateway.pbx.scenario import ScenarioError
 from gateway.pbx.settings import ENV_PREFIX, hash_code, load_settings
 
@@ -52,17 +49,5 @@ def run(args: argparse.Namespace) -> int:
     except (ValidationError, ScenarioError, ValueError, OSError) as exc:
         print(f"seatlink pbx: {exc}", file=sys.stderr)
         return 2
-    _run(_serve(service))
+    _run(serve_until_signal(service))
     return 0
-
-
-async def _serve(service: object) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with service:  # type: ignore[attr-defined]
-        # what start-up built lives as long as the process: out of the collector's way, so a
-        # full collection (tens of ms at this size) does not land on a routing decision
-        gc.freeze()
-        await stop.wait()
