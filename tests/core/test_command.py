@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway.contract.topics import Topics
 from gateway.core.store import open_store
@@ -98,3 +100,34 @@ def test_the_attendance_report_is_written_from_the_store_and_the_schedule(
     assert int(rows["a2"]["half_days"]) >= 1 and int(rows["a2"]["late"]) == 1
     assert int(rows["a99"]["absences"]) == 1
     assert "a99" in (tmp_path / "attendance-hq-2026-01.html").read_text()
+
+
+def test_a_worker_runs_until_sigterm_and_says_offline(mqtt_broker: Any, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import paho.mqtt.subscribe as subscribe
+
+    path = config(tmp_path, f'[broker]\nhost = "{mqtt_broker.host}"\nport = {mqtt_broker.port}\n')
+    command = [sys.executable, "-m", "gateway.cli", "core", "-c", str(path)]
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    topic = Topics(site="hq").topic("core_status", core="core-1")
+    try:
+        deadline = time.monotonic() + 30
+        status: dict[str, Any] = {}
+        while status.get("status") != "online" and time.monotonic() < deadline:
+            assert worker.poll() is None, worker.communicate()
+            message = subscribe.simple(topic, hostname=mqtt_broker.host, port=mqtt_broker.port,
+                                       retained=True)  # fmt: skip
+            status = json.loads(message.payload)  # type: ignore[union-attr]
+        assert status["status"] == "online"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+    message = subscribe.simple(topic, hostname=mqtt_broker.host, port=mqtt_broker.port,
+                               retained=True)  # fmt: skip
+    assert json.loads(message.payload)["status"] == "offline"  # type: ignore[union-attr]
+    assert (tmp_path / "core.db").exists()
