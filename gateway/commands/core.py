@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError, OSError, StoreError) as exc:
         print(f"seatlink core: {exc}", file=sys.stderr)
         return 2
-    _run(serve_until_signal(service))
-    return 0
+    return _run(serve_until_signal(service))
 
 
 def _day(text: str) -> date:

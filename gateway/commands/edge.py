@@ -11,7 +11,7 @@ import sys
 from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -19,6 +19,8 @@ from gateway.edge.inventory import InventoryError
 from gateway.edge.outbox import OutboxError
 from gateway.edge.service import EdgeService
 from gateway.edge.settings import ENV_PREFIX, load_settings
+
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,28 +49,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
+def _run(main: Coroutine[Any, Any, T]) -> T:
     # uvloop's event loop costs a fraction of asyncio's own per callback, and the gateway
     # is one loop serving every link and the broker
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
-async def serve_until_signal(service: AbstractAsyncContextManager[Any]) -> None:
-    """Run `service` (an async context manager) until SIGINT or SIGTERM; what start-up
-    built (settings, the replayed state) is frozen out of the garbage collector's way, so
-    a full collection does not land on a routing decision or an event."""
+async def serve_until_signal(service: AbstractAsyncContextManager[Any]) -> int:
+    """Run `service` (an async context manager) until SIGINT or SIGTERM: exit status 0.
+    A service with `stopped()` that ends on its own (a bug it logged) ends the process
+    with 1, so that a supervisor restarts it instead of keeping a silent one. What start-up
+    built (settings, the replayed state) is frozen out of the garbage collector's way, so a
+    full collection does not land on a routing decision or an event."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with service:
         gc.freeze()
-        await stop.wait()
+        waits = {asyncio.ensure_future(stop.wait())}
+        stopped = getattr(service, "stopped", None)
+        if stopped is not None:
+            waits.add(asyncio.ensure_future(stopped()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        return 0 if stop.is_set() else 1
 
 
 async def _serve(service: EdgeService) -> None:

@@ -49,5 +49,4 @@ def run(args: argparse.Namespace) -> int:
     except (ValidationError, ScenarioError, ValueError, OSError) as exc:
         print(f"seatlink pbx: {exc}", file=sys.stderr)
         return 2
-    _run(serve_until_signal(service))
-    return 0
+    return _run(serve_until_signal(service))

@@ -141,12 +141,18 @@ class CoreService:
         self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with suppress(asyncio.CancelledError):
+            with suppress(asyncio.CancelledError, Exception):  # an error: logged in _run
                 await self._task
         await self._goodbye()
         if self.store is not None:
             await self._db(self.store.close)
         self._executor.shutdown(wait=True)
+
+    async def stopped(self) -> None:
+        """Returns when the worker stopped on its own (an error it logged)."""
+        if self._task is not None:
+            with suppress(BaseException):
+                await asyncio.shield(self._task)
 
     async def _run(self) -> None:
         try:

@@ -19,7 +19,7 @@ from typing import Any
 from gateway.contract.payloads import CallEvent, PbxHealth
 from gateway.contract.topics import TopicError, Topics
 from gateway.pbx.ami_bridge import AmiBackend
-from gateway.pbx.broker_side import BrokerSide
+from gateway.pbx.broker_side import BrokerSide, first_failure
 from gateway.pbx.settings import PbxSettings
 
 log = logging.getLogger("seatlink.pbx.ami")
@@ -67,6 +67,11 @@ class AmiService:
             with suppress(asyncio.CancelledError, Exception):
                 await task
         await self.broker.goodbye()
+
+    async def stopped(self) -> None:
+        """Returns when one of the service's tasks ended with an error (logged): a PBX
+        whose engine died must not go on looking alive."""
+        await first_failure(self._tasks)
 
     async def wait_online(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self.broker.online.wait(), timeout)

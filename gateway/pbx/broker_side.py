@@ -10,6 +10,7 @@ stamped with when they arrived (for the routing latency figure).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from gateway.contract.topics import Topics
 from gateway.edge.drain import bridge, broker_client
 from gateway.edge.settings import BrokerSettings
 
+log = logging.getLogger("seatlink.pbx")
 Inbound = tuple[str, bytes, float]  # topic, payload, when it arrived (perf_counter)
 
 
@@ -140,3 +142,16 @@ class BrokerSide:
 
 def _secret(b: Any) -> str | None:
     return None if b.password is None else str(b.password.get_secret_value())
+
+
+async def first_failure(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait until a task of `tasks` ends with an exception, log it, return. Tasks that end
+    normally (a scenario that is over) are waited past; with none left, wait for ever."""
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s stopped by an error", task.get_name(), exc_info=task.exception())
+                return
+    await asyncio.Event().wait()

@@ -36,7 +36,7 @@ from gateway.contract.payloads import (
 )
 from gateway.contract.topics import TopicError, Topics
 from gateway.pbx.acd import Acd, AcdError, SeatCommand
-from gateway.pbx.broker_side import BrokerSide
+from gateway.pbx.broker_side import BrokerSide, first_failure
 from gateway.pbx.outbound import Denied, Outbound
 from gateway.pbx.scenario import ScriptedCall, load_scenario
 from gateway.pbx.settings import PbxSettings
@@ -113,6 +113,11 @@ class PbxService:
                 await task
         self.outbound.close()
         await self.broker.goodbye()
+
+    async def stopped(self) -> None:
+        """Returns when one of the service's tasks ended with an error (logged): a PBX
+        whose engine died must not go on looking alive."""
+        await first_failure(self._tasks)
 
     async def wait_online(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self.broker.online.wait(), timeout)
@@ -327,4 +332,3 @@ class PbxService:
 
     def campaign_health(self) -> dict[str, CampaignHealth]:
         return self.outbound.health()
-
