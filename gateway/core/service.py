@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from gateway import __version__
+from gateway.aio import wait_event
 from gateway.contract.payloads import (
     AlertCommand,
     AlertCommandResult,
@@ -139,14 +140,22 @@ class CoreService:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:  # fmt: skip
         self._closing = True
+        cancelled = False  # the caller itself is being cancelled: that must reach it
         if self._task is not None:
             self._task.cancel()
-            with suppress(asyncio.CancelledError, Exception):  # an error: logged in _run
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                cancelled = current is not None and current.cancelling() > 0
+            except Exception:  # noqa: S110 - logged in _run: stopping goes on
+                pass
         await self._goodbye()
         if self.store is not None:
             await self._db(self.store.close)
         self._executor.shutdown(wait=True)
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def stopped(self) -> None:
         """Returns when the worker stopped on its own (an error it logged)."""
@@ -344,8 +353,7 @@ class CoreService:
                     continue
             self._stored.clear()
             # other workers' events show up in the store without a wake-up: look now and then
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._stored.wait(), timeout=0.25)
+            await wait_event(self._stored, 0.25)
 
     def _read_tail(self, store: EventStore, after: int) -> list[tuple[int, SeatEvent | CallEvent]]:
         return [(n, e.model()) for n, e in store.tail(after, limit=self.FOLLOW_PAGE)]

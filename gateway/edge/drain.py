@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
+from gateway.aio import wait_event
 from gateway.contract.topics import Topics
 from gateway.edge.outbox import Entry
 
@@ -93,10 +94,7 @@ class _Window:
                 if entries:
                     after = entries[-1].id
                 if len(entries) < d.BATCH:
-                    try:
-                        await asyncio.wait_for(d._wake.wait(), d.POLL_S)
-                    except TimeoutError:
-                        pass
+                    await wait_event(d._wake, d.POLL_S)
 
     async def publish(self, entry: Entry) -> None:
         try:

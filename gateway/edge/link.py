@@ -39,6 +39,7 @@ from typing import Any, Literal, Protocol
 
 import serial
 
+from gateway.aio import wait_event
 from gateway.contract.payloads import (
     CommandResult,
     QuarantinedBoard,
@@ -592,10 +593,7 @@ class SeatLink:
 
     async def _idle(self) -> None:
         self._kick.clear()
-        try:
-            await asyncio.wait_for(self._kick.wait(), 0.25)
-        except TimeoutError:
-            pass
+        await wait_event(self._kick, 0.25)
 
     def _tick(self) -> None:
         now = self.clock()
@@ -669,9 +667,7 @@ class SeatLink:
                     self.stats.retransmits += 1
                 self._acked.clear()
                 self._write(line)
-                try:
-                    await asyncio.wait_for(self._acked.wait(), self.tuning.ack_timeout_s)
-                except TimeoutError:
+                if not await wait_event(self._acked, self.tuning.ack_timeout_s):
                     continue
                 if self.is_open:
                     return True

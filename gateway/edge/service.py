@@ -25,6 +25,7 @@ from typing import Any
 import aiomqtt
 
 from gateway import __version__
+from gateway.aio import wait_event
 from gateway.contract.payloads import (
     CallCommand,
     CommandError,
@@ -239,8 +240,7 @@ class EdgeService:
         next_health = time.monotonic() + self.settings.health_interval_s
         while True:
             self._wake.clear()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.publish_interval_s)
+            await wait_event(self._wake, self.settings.publish_interval_s)
             await self._flush(client)
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + self.settings.health_interval_s

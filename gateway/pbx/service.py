@@ -20,6 +20,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.aio import get_within
 from gateway.contract.payloads import (
     CallControlCommand,
     CallEvent,
@@ -133,11 +134,9 @@ class PbxService:
             due = self.acd.next_due()
             now = self.clock()
             timeout = 0.5 if due is None else min(0.5, max(0.0, due - now))
-            try:
-                topic, payload, arrived = await asyncio.wait_for(self.broker.inbox.get(), timeout)
-            except TimeoutError:
-                pass
-            else:
+            item = await get_within(self.broker.inbox, timeout)
+            if item is not None:
+                topic, payload, arrived = item
                 self._take(topic, payload, arrived)
                 while not self.broker.inbox.empty():
                     self._take(*self.broker.inbox.get_nowait())

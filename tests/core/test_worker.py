@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -25,12 +26,32 @@ from gateway.core.settings import CoreSettings
 from gateway.core.store import open_store
 
 
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Until `check()` holds; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.05)
+
+
 def in_loop(test: Callable[..., Any]) -> Callable[..., None]:
-    """Run an async test in a loop of its own, with a deadline."""
+    """Run an async test in a loop of its own. One stuck past 90 s prints where every task
+    waits (pytest-timeout shows only threads), then fails."""
 
     @functools.wraps(test)
     def sync(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), 120))
+        async def guarded() -> None:
+            task = asyncio.create_task(test(*args, **kwargs))
+            done, _ = await asyncio.wait({task}, timeout=90)
+            if not done:
+                for t in asyncio.all_tasks():
+                    t.print_stack(file=sys.stderr)
+                task.cancel()
+                raise AssertionError("stuck for 90 s: the tasks' stacks are above")
+            task.result()
+
+        asyncio.run(guarded())
 
     return sync
 
@@ -202,8 +223,8 @@ async def test_a_restart_rebuilds_the_same_figures_and_publishes_no_alert_again(
             await asyncio.wait_for(core.online.wait(), 10)
             await publish(c, t, events)
             await until(c, lambda topic, b: b["status"] == "cleared")
-            while core.live.window("day", now, by="site")[1][sid].handled == 0:
-                await asyncio.sleep(0.1)  # the call's whole figures: at the next tick
+            await eventually(lambda: core.live.window("day", now, by="site")[1][sid].handled
+                             > 0, "the call's whole figures (at the next tick)")  # fmt: skip
             first = core.live.window("day", now, by="site")[1][sid]
         async with CoreService(cfg) as again:
             await asyncio.wait_for(again.online.wait(), 10)
@@ -338,8 +359,7 @@ async def test_a_seat_offline_and_a_gateway_gone_raise_offline_alerts(
             seats.add(alert["seat"])
         await c.publish(t.gateway_status("gw1"), b"junk", qos=1)
         await c.publish(t.topic("seat_availability", seat="s9"), b"{}", qos=1)
-        while core.stats.bad_availability < 2:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: core.stats.bad_availability >= 2, "two bad messages counted")
 
 
 @in_loop
@@ -359,8 +379,7 @@ async def test_a_database_that_is_away_delays_the_events_and_loses_none(
         seat = Seat("s1")
         await publish(c, t, [seat.state(now - 50 + i * 0.1, ("ready", "acw")[i % 2], call=None)
                              for i in range(200)])  # fmt: skip
-        while core.stats.store_errors == 0:
-            await asyncio.sleep(0.2)
+        await eventually(lambda: core.stats.store_errors > 0, "a store error counted")
         assert other.execute("SELECT count(*) FROM event").fetchone() == (0,)
         assert core.stats.last_error is not None and "locked" in core.stats.last_error
         other.execute("ROLLBACK")
@@ -428,8 +447,7 @@ async def test_a_hold_over_the_limit_while_the_worker_was_down_is_raised_at_rest
         async with CoreService(cfg) as core:
             await asyncio.wait_for(core.online.wait(), 10)
             await publish(c, t, [call("hold", now), s1.state(now, "hold", 5)])
-            while stored(url) < 2:
-                await asyncio.sleep(0.05)
+            await eventually(lambda: stored(url) == 2, "the hold stored")
         # down for longer than the limit: nobody was there to raise it
         await asyncio.sleep(2.5)
         async with CoreService(cfg) as again:
