@@ -113,7 +113,19 @@ def scenario(tmp_path: Path, broker: Any, n: int, hz: float,
             finally:
                 task.cancel()
 
-        return asyncio.run(main())
+        async def guarded() -> dict[str, int]:
+            # stuck past 200 s (pytest-timeout is 240 s and shows only threads): print where
+            # every task waits, so a rare hang can be read from CI's log
+            task = asyncio.create_task(main())
+            done, _ = await asyncio.wait({task}, timeout=200)
+            if not done:
+                for t in asyncio.all_tasks():
+                    t.print_stack(file=sys.stderr)
+                task.cancel()
+                raise AssertionError("stuck for 200 s: the tasks' stacks are above")
+            return task.result()
+
+        return asyncio.run(guarded())
 
 
 def test_broker_stopped_30_s_under_load(tmp_path: Path, own_broker: Any) -> None:
