@@ -59,7 +59,7 @@ from gateway.core.live import LiveKpis
 from gateway.core.schedule import Schedule, load_schedule
 from gateway.core.settings import CoreSettings
 from gateway.core.store import EventStore, StoreError, open_store
-from gateway.edge.drain import bridge
+from gateway.edge.drain import bridge, publish_once
 
 log = logging.getLogger("seatlink.core")
 T = TypeVar("T")
@@ -228,7 +228,7 @@ class CoreService:
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         client = aiomqtt.Client(
             b.host, b.port, identifier=f"seatlink-core-{s.site}-{s.core}",
-            username=b.username, password=_secret(b), keepalive=b.keepalive_s, will=will,
+            username=b.username, password=b.password_text, keepalive=b.keepalive_s, will=will,
             protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
             timeout=10, max_queued_outgoing_messages=0)  # fmt: skip
         client.pending_calls_threshold = 1 << 30
@@ -305,12 +305,10 @@ class CoreService:
 
     async def _goodbye(self) -> None:
         b, s = self.settings.broker, self.settings
-        with suppress(aiomqtt.MqttError, OSError, TimeoutError):
-            async with aiomqtt.Client(b.host, b.port, identifier=f"seatlink-core-{s.core}-bye",
-                                      username=b.username, password=_secret(b),
-                                      timeout=3) as c:  # fmt: skip
-                await c.publish(self.topics.topic("core_status", core=s.core),
-                                self._status("offline").dump(), qos=1, retain=True)
+        await publish_once(host=b.host, port=b.port, identifier=f"seatlink-core-{s.core}-bye",
+                           username=b.username, password=b.password_text,
+                           topic=self.topics.topic("core_status", core=s.core),
+                           payload=self._status("offline").dump())  # fmt: skip
 
     def _status(self, status: Literal["online", "offline"]) -> CoreStatus:
         return CoreStatus(core=self.settings.core, status=status, version=__version__,
@@ -605,7 +603,3 @@ def _bytes(payload: Any) -> bytes:
     if isinstance(payload, str):
         return payload.encode()
     return b"" if payload is None else str(payload).encode()
-
-
-def _secret(b: Any) -> str | None:
-    return None if b.password is None else str(b.password.get_secret_value())

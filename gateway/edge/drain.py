@@ -17,6 +17,7 @@ import logging
 import math
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -130,6 +131,16 @@ def broker_client(*, host: str, port: int, identifier: str, username: str | None
     # many QoS 1 publishes in flight is the design, not a warning sign
     client.pending_calls_threshold = 1 << 30
     return client
+
+
+async def publish_once(*, host: str, port: int, identifier: str, username: str | None,
+                       password: str | None, topic: str, payload: bytes) -> None:
+    """One retained QoS 1 message on a connection of its own, given up after 3 s: a
+    service's `offline` as it stops (its main connection may be gone)."""
+    with suppress(aiomqtt.MqttError, OSError, TimeoutError):
+        async with aiomqtt.Client(host, port, identifier=identifier, username=username,
+                                  password=password, timeout=3) as client:  # fmt: skip
+            await client.publish(topic, payload, qos=1, retain=True)
 
 
 Task = Callable[[aiomqtt.Client], Coroutine[Any, Any, None]]

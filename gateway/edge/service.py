@@ -134,7 +134,7 @@ class EdgeService:
             self.drain_process = DrainProcess(DrainConfig(
                 outbox=s.outbox.resolve(), site=s.site, root=s.root, host=b.host, port=b.port,
                 identifier=f"seatlink-edge-{self.gateway}-events", username=b.username,
-                password=None if b.password is None else b.password.get_secret_value(),
+                password=b.password_text,
                 keepalive_s=b.keepalive_s, backoff_s=(0.2, 5.0)),
                 on_lease=self._db.lease, on_delivered=self._outbox.delivered_later)  # fmt: skip
             await self.drain_process.start()
@@ -209,7 +209,7 @@ class EdgeService:
         return broker_client(
             host=b.host, port=b.port, identifier=f"seatlink-edge-{self.gateway}",
             username=b.username,
-            password=None if b.password is None else b.password.get_secret_value(),
+            password=b.password_text,
             keepalive_s=b.keepalive_s, will=will)
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:

@@ -32,6 +32,11 @@ class BrokerSettings(BaseModel):
     password: SecretStr | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=600)] = 30
 
+    @property
+    def password_text(self) -> str | None:
+        """The password as the MQTT client takes it (SecretStr keeps it out of logs)."""
+        return None if self.password is None else self.password.get_secret_value()
+
 
 class EdgeSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",

@@ -14,16 +14,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import aiomqtt
 
 from gateway import __version__
 from gateway.contract.payloads import PbxStatus
 from gateway.contract.topics import Topics
-from gateway.edge.drain import bridge, broker_client
+from gateway.edge.drain import bridge, broker_client, publish_once
 from gateway.edge.settings import BrokerSettings
 
 log = logging.getLogger("seatlink.pbx")
@@ -94,19 +93,17 @@ class BrokerSide:
         """`offline` on the status topic, on a connection of its own (the main one may be
         gone)."""
         b = self.broker
-        with suppress(aiomqtt.MqttError, OSError, TimeoutError):
-            async with aiomqtt.Client(b.host, b.port, identifier=f"seatlink-pbx-{self.pbx}-bye",
-                                      username=b.username, password=_secret(b),
-                                      timeout=3) as c:  # fmt: skip
-                await c.publish(self.topics.topic("pbx_status", pbx=self.pbx),
-                                self.status("offline").dump(), qos=1, retain=True)
+        await publish_once(host=b.host, port=b.port, identifier=f"seatlink-pbx-{self.pbx}-bye",
+                           username=b.username, password=b.password_text,
+                           topic=self.topics.topic("pbx_status", pbx=self.pbx),
+                           payload=self.status("offline").dump())  # fmt: skip
 
     def _connect(self) -> aiomqtt.Client:
         b = self.broker
         will = aiomqtt.Will(self.topics.topic("pbx_status", pbx=self.pbx),
                             self.status("offline").dump(), qos=1, retain=True)
         return broker_client(host=b.host, port=b.port, identifier=f"seatlink-pbx-{self.pbx}",
-                             username=b.username, password=_secret(b),
+                             username=b.username, password=b.password_text,
                              keepalive_s=b.keepalive_s, will=will)  # fmt: skip
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
@@ -138,10 +135,6 @@ class BrokerSide:
                 await self._wake.wait()
         finally:
             self.online.clear()
-
-
-def _secret(b: Any) -> str | None:
-    return None if b.password is None else str(b.password.get_secret_value())
 
 
 async def first_failure(tasks: list[asyncio.Task[None]]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from gateway.contract.topics import Topics
 from gateway.core.service import CoreService
 from gateway.core.settings import CoreSettings
 from gateway.core.store import open_store
+from tests.stuck import run
 
 
 async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -36,22 +36,12 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0
 
 
 def in_loop(test: Callable[..., Any]) -> Callable[..., None]:
-    """Run an async test in a loop of its own. One stuck past 90 s prints where every task
-    waits (pytest-timeout shows only threads), then fails."""
+    """Run an async test in a loop of its own; stuck past 90 s, every task's stack is
+    printed and it fails."""
 
     @functools.wraps(test)
     def sync(*args: Any, **kwargs: Any) -> None:
-        async def guarded() -> None:
-            task = asyncio.create_task(test(*args, **kwargs))
-            done, _ = await asyncio.wait({task}, timeout=90)
-            if not done:
-                for t in asyncio.all_tasks():
-                    t.print_stack(file=sys.stderr)
-                task.cancel()
-                raise AssertionError("stuck for 90 s: the tasks' stacks are above")
-            task.result()
-
-        asyncio.run(guarded())
+        run(lambda: test(*args, **kwargs), timeout=90)
 
     return sync
 

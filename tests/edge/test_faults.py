@@ -34,6 +34,7 @@ from gateway.contract.topics import Topics
 from gateway.edge.service import EdgeService
 from gateway.rig.link_faults import FaultyLink
 from gateway.virtual_farm import SeatFarm
+from tests.stuck import run
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -113,19 +114,7 @@ def scenario(tmp_path: Path, broker: Any, n: int, hz: float,
             finally:
                 task.cancel()
 
-        async def guarded() -> dict[str, int]:
-            # stuck past 200 s (pytest-timeout is 240 s and shows only threads): print where
-            # every task waits, so a rare hang can be read from CI's log
-            task = asyncio.create_task(main())
-            done, _ = await asyncio.wait({task}, timeout=200)
-            if not done:
-                for t in asyncio.all_tasks():
-                    t.print_stack(file=sys.stderr)
-                task.cancel()
-                raise AssertionError("stuck for 200 s: the tasks' stacks are above")
-            return task.result()
-
-        return asyncio.run(guarded())
+        return run(main, timeout=200)  # under pytest-timeout's 240 s: task stacks shown
 
 
 def test_broker_stopped_30_s_under_load(tmp_path: Path, own_broker: Any) -> None:

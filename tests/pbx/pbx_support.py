@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from gateway.edge.service import EdgeService
 from gateway.pbx.service import PbxService
 from gateway.pbx.settings import PbxSettings
 from gateway.virtual_farm import FarmSeat, SeatFarm
+from tests.stuck import run  # noqa: F401 - the flows' runner, re-exported
 
 IN_HOOK, IN_READY, IN_WRAP, IN_HELP = 1, 2, 4, 8
 # Agents wait with the headset on its hook and lift it to answer: no away timer here. ACW is
@@ -92,23 +92,6 @@ class Site:
                            if r["id"] == body.get("id")]  # fmt: skip
         await until(results, 5, f"result of {body.get('id')}")
         return results()[-1]
-
-
-def run(flow: Callable[[], Awaitable[None]], *, timeout: float = 150) -> None:
-    """asyncio.run(flow()), but a flow stuck past `timeout` prints where every task waits
-    (pytest-timeout shows only threads) before it fails."""
-
-    async def guarded() -> None:
-        task = asyncio.create_task(flow())
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if not done:
-            for t in asyncio.all_tasks():
-                t.print_stack(file=sys.stderr)
-            task.cancel()
-            raise AssertionError(f"flow stuck for {timeout} s (task stacks on stderr)")
-        task.result()
-
-    asyncio.run(guarded())
 
 
 @asynccontextmanager
