@@ -40,7 +40,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.bundle import link_bundle
+from gateway.bundle import FIRMWARE_DIR, constants, link_bundle
 from gateway.firmware_host import FirmwareInstance, GcStub, load_firmware
 from gateway.rig.thread_calls import ThreadCalls
 from gateway.seatlink.codec import SettingKey
@@ -49,6 +49,8 @@ from gateway.virtual_seat import RealtimeBoard
 __all__ = ["FarmBoard", "FarmSeat", "SeatFarm", "TraceKey", "firmware_stepper"]
 
 IN_HELP = 8  # firmware/agent.py: the HELP button's input bit
+# firmware/tx.py: the index in L of the frames a full queue dropped
+_TX_DROP = constants({"tx.py": (FIRMWARE_DIR / "tx.py").read_text()})["DROP"]
 _RELIABLE_KINDS = frozenset(b"BSEX")
 _HELLO = ord("B")
 _SLOT_S = 0.001  # seats are spread over the pass period in slots of this length
@@ -452,6 +454,15 @@ class FarmSeat:
     @property
     def running(self) -> bool:
         return self._gen is not None
+
+    @property
+    def dropped(self) -> int:
+        """Frames this boot's full queue dropped unacked (its health's seat_dropped_frames):
+        the gateway did not ack for SIZE frames' time."""
+        fw = self.firmware
+        if fw is None:
+            return 0
+        return int(fw.module("tx").L[_TX_DROP])
 
     def __repr__(self) -> str:
         return f"FarmSeat({self.index}, uid={self.uid}, url={self.url}, boot={self.boot})"

@@ -339,10 +339,13 @@ class SeatLink:
         batch: list[tuple[Record, Stored, float]] = []
         ack: int | None = None
         for line, overlong in self._lines.feed(data):
+            skipped = self.rx.skipped
             out = self.rx.take(line, overlong=overlong)
             if out.status in (RxStatus.GARBAGE, RxStatus.BLANK):
                 continue
             self._heard()
+            if self.rx.skipped != skipped:
+                log.warning("%s: %s (seq %s)", self.url, out.note, out.ack)
             frame = out.frame
             assert frame is not None
             if out.status is RxStatus.ACK:

@@ -56,6 +56,11 @@ async def settle(farm: SeatFarm, sub: Collector, seats: dict[str, str], broker: 
     try:
         await until(delivered, timeout, "every event the seats wrote")
     finally:
+        # a seat whose queue filled up dropped its frames itself (and says so): the events
+        # lost then name the gateway's recovery as too slow, not a loss in the gateway
+        overflowed = {seat: s.dropped for seat, s in zip(seats, farm.seats, strict=True)
+                      if s.dropped}  # fmt: skip
+        assert not overflowed, f"frames dropped by the seats' full queues: {overflowed}"
         counts = check_delivery(sub, seats, written)  # names what is missing if it failed
     for seat in seats:
         # the heartbeat may not have come through a damaged line yet: one comes every 5 s
@@ -187,7 +192,10 @@ def test_corrupted_bytes_and_unplugged_links(tmp_path: Path, mqtt_broker: Any) -
             p.corrupt = 0.0  # the end state is checked over a clean line
 
     try:
-        counts = scenario(tmp_path, mqtt_broker, 4, 3, body, links=links)
+        # 2 presses/s: a seat's 10-frame queue holds 5 s unacked. At 1% a byte about one frame
+        # in four is damaged, so after the 1 s outage the resends take a few rounds (seen:
+        # 7 frames queued at the peak on a loaded machine; at 3/s the queue overflowed)
+        counts = scenario(tmp_path, mqtt_broker, 4, 2, body, links=links)
     finally:
         for p in proxies:
             p.stop()
