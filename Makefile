@@ -6,8 +6,8 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.stamp
 
-# Debian packages the emulated-board tests and the demo need.
-DEB_PKGS := qemu-system-arm firmware-microbit-micropython mosquitto mosquitto-clients
+# Debian packages the emulated-board tests, the wallboard test (chromium) and the demo need.
+DEB_PKGS := qemu-system-arm firmware-microbit-micropython mosquitto mosquitto-clients chromium
 
 # Board file : MicroPython port whose stubs it is type-checked against.
 BOARD_PORTS := pico:rp2 esp32:esp32

@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from gateway.commands.edge import _run, serve_until_signal
-from gateway.contract.payloads import CallEvent, SeatEvent
 from gateway.core.settings import ENV_PREFIX, CoreSettings, load_settings
 from gateway.core.store import StoreError
 
@@ -62,25 +59,11 @@ def _day(text: str) -> date:
 
 
 def _daily(settings: CoreSettings, day: date, out: Path) -> int:
-    from gateway.core.report import build_daily, daily_html, day_window, kpi_csv, report_rows
-    from gateway.core.store import open_store
+    from gateway.core.queries import daily_report
+    from gateway.core.report import daily_html, kpi_csv, report_rows
 
     tz = settings.tz
-    window = day_window(day, tz)
-    # nothing after now (today's report: states still open end now, not at midnight); ACW
-    # that runs past midnight is the day's (docs/kpi.md), so an hour after it is read
-    until = min(time.time(), window.end + 3600)
-    with open_store(settings.store) as store:
-        # a call that began before midnight, and a seat idle overnight, belong to the day
-        events = list(store.events(since=window.start - 12 * 3600, until=until))
-        alerts = Counter(a["alert"].get("rule", "?") for a in store.alerts(since=window.start)
-                         if a["alert"].get("raised", window.start) < window.end)  # fmt: skip
-        rejected = store.counts()["db"]["rejected"]
-    models = [e.model() for e in events]
-    calls = [m for m in models if isinstance(m, CallEvent)]
-    seats = [m for m in models if isinstance(m, SeatEvent)]
-    report = build_daily(calls, seats, day, tz, site=settings.site, until=until,
-                         alerts=sorted(alerts.items()), rejected=rejected)  # fmt: skip
+    report = daily_report(settings.store, day, tz, site=settings.site)
     out.mkdir(parents=True, exist_ok=True)
     html = out / f"kpi-{settings.site}-{day.isoformat()}.html"
     csv = out / f"kpi-{settings.site}-{day.isoformat()}.csv"
@@ -91,30 +74,18 @@ def _daily(settings: CoreSettings, day: date, out: Path) -> int:
 
 
 def _monthly(settings: CoreSettings, text: str, out: Path) -> int:
-    from gateway.core.attendance import monthly, monthly_csv, monthly_html, report_start
-    from gateway.core.kpi import state_intervals
-    from gateway.core.schedule import load_schedule
-    from gateway.core.store import open_store
+    from gateway.core.attendance import monthly_csv, monthly_html
+    from gateway.core.queries import attendance_months, parse_month
 
     try:
-        year, month = (int(part) for part in text.split("-"))
-        first = date(year, month, 1)
-    except ValueError:
-        raise ValueError(f"--attendance {text!r}: a month as YYYY-MM") from None
+        year, month = parse_month(text)
+    except ValueError as exc:
+        raise ValueError(f"--attendance: {exc}") from None
     if settings.schedule is None:
         raise ValueError("--attendance needs the shift schedule: set `schedule` in the "
                          "settings (docs/attendance.md)")  # fmt: skip
-    schedule = load_schedule(settings.schedule)
-    tz = schedule.tz
-    start = datetime.combine(report_start(year, month), datetime.min.time(), tzinfo=tz)
-    after = (first + timedelta(days=32)).replace(day=1) + timedelta(days=2)
-    # shifts still to come are not judged: the data ends now
-    end = min(time.time(), datetime.combine(after, datetime.min.time(), tzinfo=tz).timestamp())
-    with open_store(settings.store) as store:
-        seats = [m for e in store.events(kind="seat", since=start.timestamp() - 86400, until=end)
-                 if isinstance(m := e.model(), SeatEvent)]  # fmt: skip
-    intervals = state_intervals(seats, until=end)
-    months = monthly(schedule, intervals, year, month, until=end)
+    first = date(year, month, 1)
+    months = attendance_months(settings.store, settings.schedule, year, month)
     out.mkdir(parents=True, exist_ok=True)
     html = out / f"attendance-{settings.site}-{first:%Y-%m}.html"
     csv = out / f"attendance-{settings.site}-{first:%Y-%m}.csv"

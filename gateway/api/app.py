@@ -1,0 +1,77 @@
+"""The supervisor API as a FastAPI app (docs/api.md; OpenAPI at /docs).
+
+`create_app(settings)` builds it; its lifespan opens the accounts store and the floor's MQTT
+client and closes both. `ApiService` (service.py) serves it with uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from gateway.api.accounts import AccountStore, open_accounts
+from gateway.api.deps import Services
+from gateway.api.floor import Floor
+from gateway.api.metrics import ApiMetrics
+from gateway.api.routes import alerts, auth, compliance, kpis, reports, seats, users, ws
+from gateway.api.settings import ApiSettings
+from gateway.contract.topics import Topics
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+DESCRIPTION = """Seats, KPIs, alerts, reports, compliance and commands for supervisors.
+
+Log in with a personal account at `POST /auth/token` (OAuth2 password flow) and send the
+token as `Authorization: Bearer <token>`. Every endpoint names the roles it needs; every
+login and command is in the audit log (`GET /audit`, admins). The live feed is the
+WebSocket `/ws?token=...`; the wallboard is at `/wallboard/`."""
+
+
+def create_app(settings: ApiSettings, *, accounts: AccountStore | None = None) -> FastAPI:
+    """`accounts`: an open store to use (tests); by default `settings.accounts` is opened
+    at start-up and closed at shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = accounts if accounts is not None else open_accounts(settings.accounts)
+        metrics = ApiMetrics()
+        floor = Floor(topics=Topics(site=settings.site, root=settings.root),
+                      broker=settings.broker, client_id=f"seatlink-api-{settings.site}-"
+                      f"{settings.api}", feed_queue_max=settings.ws_queue_max)  # fmt: skip
+        metrics.watch(floor)
+        app.state.services = Services(settings=settings, accounts=store, floor=floor,
+                                      metrics=metrics)  # fmt: skip
+        try:
+            async with floor:
+                yield
+        finally:
+            if accounts is None:
+                store.close()
+
+    app = FastAPI(title="seatlink supervisor API", version="1", description=DESCRIPTION,
+                  lifespan=lifespan)  # fmt: skip
+    for module in (auth, users, seats, kpis, alerts, reports, compliance, ws):
+        app.include_router(module.router)
+
+    @app.get("/metrics", tags=["metrics"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format: counts only, no names or numbers (open, for scraping)."""
+        body = request.app.state.services.metrics.render()
+        return Response(body, media_type="text/plain; version=0.0.4")
+
+    @app.get("/health", tags=["metrics"])
+    async def health(request: Request) -> dict[str, object]:
+        """Up, and whether the broker is connected (open, for load balancers)."""
+        floor = request.app.state.services.floor
+        return {"ok": True, "broker": floor.connected, "seats": len(floor.seats)}
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/wallboard/")
+
+    app.mount("/wallboard", StaticFiles(directory=STATIC, html=True), name="wallboard")
+    return app

@@ -1,0 +1,211 @@
+"""Request and response bodies of the supervisor API (docs/api.md). Requests are strict:
+an unknown field, a wrong type or a value out of range is a 422 naming the field, and
+nothing is done."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.api.accounts import Role
+from gateway.contract.payloads import ReasonName
+from gateway.seatlink.codec import SETTINGS
+
+SeatId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Username = Annotated[str, Field(min_length=3, max_length=64, pattern=r"^[a-z0-9._-]+$")]
+Password = Annotated[str, Field(min_length=1, max_length=128)]
+Note = Annotated[str, Field(max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- auth and users ---------------------------------------------------------------------------
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires: float
+    session: str
+    must_change_password: bool
+    ended_sessions: int  # an agent's earlier sessions this login ended
+
+
+class Me(BaseModel):
+    username: str
+    full_name: str
+    role: Role
+    roles: list[Role]  # with active delegations
+    agent: str | None
+    session: str
+    expires: float
+    must_change_password: bool
+
+
+class PasswordChange(Strict):
+    old: Password
+    new: Password
+
+
+class UserOut(BaseModel):
+    username: str
+    full_name: str
+    role: Role
+    agent: str | None
+    disabled: bool
+    created: float
+    password_changed: float
+    must_change_password: bool
+
+
+class UserCreate(Strict):
+    username: Username
+    full_name: Annotated[str, Field(min_length=1, max_length=200)]
+    role: Role
+    agent: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None
+    password: Password
+
+
+class UserUpdate(Strict):
+    full_name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    role: Role | None = None
+    agent: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None
+    disabled: bool | None = None
+
+
+class PasswordReset(Strict):
+    password: Password
+
+
+class DelegationRequest(Strict):
+    grantee: Username
+    role: Role
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    hours: Annotated[float, Field(gt=0, le=30 * 24)]
+
+
+class DelegationOut(BaseModel):
+    id: int
+    grantee: str
+    role: Role
+    reason: str
+    requested_by: str
+    requested: float
+    expires: float
+    approved_by: str | None
+    approved: float | None
+    revoked_by: str | None
+    revoked: float | None
+    active: bool
+
+
+class AuditOut(BaseModel):
+    id: int
+    t: float
+    actor: str | None
+    action: str
+    target: str | None
+    outcome: str
+    detail: dict[str, Any]
+    ip: str | None
+
+
+# --- seats and commands -----------------------------------------------------------------------
+
+
+class Seat(BaseModel):
+    seat: str
+    online: bool
+    state: str | None
+    reason: str | None
+    call: int | None
+    since: float | None
+    time_in_state_s: float | None
+    help: bool
+    off_hook: bool
+    hold_over_limit: bool
+    pending: dict[str, Any] | None
+    misses: int
+    gateway: str | None
+    board: str | None
+    boot: int | None
+    firmware: str | None
+    health: dict[str, Any] | None
+    link_quality: float | None
+    availability: str | None
+
+
+class ForceState(Strict):
+    state: Literal["ready", "not_ready", "logged_out"]
+    reason: ReasonName | None = None  # not_ready only; default "supervisor"
+
+
+class SeatSettings(Strict):
+    """Ring, ACW and hold timers a supervisor may push (docs/seat.md, Settings): at least
+    one, each within the seat's own range (`gateway.seatlink.codec.SETTINGS`)."""
+
+    ring_limit: int | None = None
+    ring_ms: int | None = None
+    miss_limit: int | None = None
+    acw_s: int | None = None
+    acw_stay_nr: int | None = None
+    hold_remind_s: int | None = None
+    hold_limit_s: int | None = None
+    away_s: int | None = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SeatSettings:
+        given = self.given()
+        if not given:
+            raise ValueError("no setting given: at least one of " + ", ".join(_SETTABLE))
+        for name, value in given.items():
+            spec = _SETTABLE[name]
+            if not spec.minimum <= value <= spec.maximum:
+                raise ValueError(f"{name} {value} is not {spec.minimum}..{spec.maximum} "
+                                 f"{spec.unit}")  # fmt: skip
+        return self
+
+    def given(self) -> dict[str, int]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+_SETTABLE = {spec.name: spec for spec in SETTINGS.values()
+             if spec.name in SeatSettings.model_fields}  # fmt: skip
+
+
+class GroupSettings(Strict):
+    seats: Annotated[list[SeatId], Field(min_length=1)]
+    settings: SeatSettings
+
+
+class Outcome(BaseModel):
+    """What became of one command (docs/api.md: outcomes)."""
+
+    seat: str | None = None
+    command: str
+    id: str
+    status: Literal["done", "rejected", "expired", "failed", "invalid", "denied", "again",
+                    "unknown", "no_result"]  # fmt: skip
+    detail: str = ""
+    error: str | None = None
+    field: int | None = None
+
+
+class GroupOutcome(BaseModel):
+    outcomes: list[Outcome]
+    done: int
+    not_done: int
+
+
+# --- alerts, compliance -----------------------------------------------------------------------
+
+
+class AlertAction(Strict):
+    note: Note = ""
+
+
+class DncAdd(Strict):
+    number: Annotated[str, Field(min_length=3, max_length=40, pattern=r"^\+?[0-9 ()./-]+$")]

@@ -1,0 +1,63 @@
+"""Reports read from the core's store: what `seatlink core --report/--attendance` writes and
+the API serves (docs/report.md, docs/attendance.md). Each opens the store for the one read."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from gateway.contract.payloads import CallEvent, SeatEvent
+from gateway.core.attendance import AgentMonth, monthly, report_start
+from gateway.core.kpi import state_intervals
+from gateway.core.report import DailyReport, build_daily, day_window
+from gateway.core.schedule import load_schedule
+from gateway.core.store import open_store
+
+
+def daily_report(store_url: str, day: date, tz: ZoneInfo, *, site: str,
+                 now: float | None = None) -> DailyReport:  # fmt: skip
+    """The day's KPI report from the store, up to `now` (today's: states still open end now,
+    not at midnight)."""
+    window = day_window(day, tz)
+    # ACW that runs past midnight is the day's (docs/kpi.md), so an hour after it is read
+    until = min(time.time() if now is None else now, window.end + 3600)
+    with open_store(store_url) as store:
+        # a call that began before midnight, and a seat idle overnight, belong to the day
+        events = list(store.events(since=window.start - 12 * 3600, until=until))
+        alerts = Counter(a["alert"].get("rule", "?") for a in store.alerts(since=window.start)
+                         if a["alert"].get("raised", window.start) < window.end)  # fmt: skip
+        rejected = store.counts()["db"]["rejected"]
+    models = [e.model() for e in events]
+    calls = [m for m in models if isinstance(m, CallEvent)]
+    seats = [m for m in models if isinstance(m, SeatEvent)]
+    return build_daily(calls, seats, day, tz, site=site, until=until,
+                       alerts=sorted(alerts.items()), rejected=rejected)  # fmt: skip
+
+
+def parse_month(text: str) -> tuple[int, int]:
+    try:
+        year, month = (int(part) for part in text.split("-"))
+        date(year, month, 1)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a month as YYYY-MM") from None
+    return year, month
+
+
+def attendance_months(store_url: str, schedule_path: Path, year: int, month: int, *,
+                      now: float | None = None) -> list[AgentMonth]:  # fmt: skip
+    """Every scheduled agent's month; shifts still to come are not judged."""
+    schedule = load_schedule(schedule_path)
+    tz = schedule.tz
+    first = date(year, month, 1)
+    start = datetime.combine(report_start(year, month), datetime.min.time(), tzinfo=tz)
+    after = (first + timedelta(days=32)).replace(day=1) + timedelta(days=2)
+    end = min(time.time() if now is None else now,
+              datetime.combine(after, datetime.min.time(), tzinfo=tz).timestamp())  # fmt: skip
+    with open_store(store_url) as store:
+        seats = [m for e in store.events(kind="seat", since=start.timestamp() - 86400, until=end)
+                 if isinstance(m := e.model(), SeatEvent)]  # fmt: skip
+    intervals = state_intervals(seats, until=end)
+    return monthly(schedule, intervals, year, month, until=end)
