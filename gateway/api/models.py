@@ -142,6 +142,12 @@ class ForceState(Strict):
     state: Literal["ready", "not_ready", "logged_out"]
     reason: ReasonName | None = None  # not_ready only; default "supervisor"
 
+    @model_validator(mode="after")
+    def _reason(self) -> ForceState:
+        if self.state != "not_ready" and self.reason is not None:
+            raise ValueError(f"a reason goes with not_ready only, not {self.state}")
+        return self
+
 
 class SeatSettings(Strict):
     """Ring, ACW and hold timers a supervisor may push (docs/seat.md, Settings): at least

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from gateway.api.accounts import Session
 from gateway.api.deps import STAFF, audit, require, services
 from gateway.api.models import AlertAction, Outcome
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
-_ALERT_ID = r"^[A-Za-z0-9_.:-]{1,200}$"
+AlertId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+                                description="the alert's id (alerts/open)")]
 
 
 @router.get("")
@@ -50,24 +51,15 @@ async def _act(request: Request, session: Session, alert: str,
 
 @router.post("/{alert}/acknowledge", response_model=Outcome,
              responses={404: {"description": "no such alert"}})  # fmt: skip
-async def acknowledge(request: Request, alert: str, body: AlertAction,
+async def acknowledge(request: Request, alert: AlertId, body: AlertAction,
                       session: Annotated[Session, Depends(require(STAFF))]) -> Outcome:  # fmt: skip
     """Someone is on it (`again`: it was acknowledged already)."""
-    _check(alert)
     return await _act(request, session, alert, "acknowledge", body.note)
 
 
 @router.post("/{alert}/resolve", response_model=Outcome,
              responses={404: {"description": "no such alert"}})  # fmt: skip
-async def resolve(request: Request, alert: str, body: AlertAction,
+async def resolve(request: Request, alert: AlertId, body: AlertAction,
                   session: Annotated[Session, Depends(require(STAFF))]) -> Outcome:  # fmt: skip
     """Dealt with: it leaves the open alerts."""
-    _check(alert)
     return await _act(request, session, alert, "resolve", body.note)
-
-
-def _check(alert: str) -> None:
-    import re
-
-    if not re.fullmatch(_ALERT_ID, alert):
-        raise HTTPException(422, "an alert id is 1-200 of A-Z a-z 0-9 _ . : -")

@@ -27,6 +27,7 @@ async def decisions(request: Request, _: Annotated[Session, Depends(require(STAF
 
 
 @router.post("/dnc", response_model=Outcome, responses={
+    400: {"description": "the PBX refused the number"},
     503: {"description": "the broker is away: nothing was sent"}})  # fmt: skip
 async def add_dnc(request: Request, body: DncAdd,
                   session: Annotated[Session, Depends(require(ALL))]) -> Outcome:  # fmt: skip
@@ -52,5 +53,5 @@ async def add_dnc(request: Request, body: DncAdd,
     await audit(request, session, action="dnc_add", outcome=outcome.status, target=masked,
                 detail={"detail": outcome.detail})  # fmt: skip
     if outcome.status == "invalid":
-        raise HTTPException(422, f"the PBX refused the number: {outcome.detail}")
+        raise HTTPException(400, f"the PBX refused the number: {outcome.detail}")
     return outcome

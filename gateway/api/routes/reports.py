@@ -17,7 +17,7 @@ from gateway.core.store import StoreError
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 _MONTH = r"^[0-9]{4}-[0-9]{2}$"
-_FAILED: Responses = {400: {"description": "no schedule set"},
+_FAILED: Responses = {400: {"description": "no such month, or no schedule set"},
            503: {"description": "the core's store cannot be read"}}  # fmt: skip
 
 
@@ -28,7 +28,7 @@ async def _months(request: Request, month: str) -> list[Any]:
     try:
         year, number = parse_month(month)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(400, str(exc)) from None
     if svc.settings.schedule is None:
         raise HTTPException(400, "no shift schedule is set: `schedule` in the API's settings "
                                  "(docs/attendance.md)")  # fmt: skip

@@ -20,7 +20,8 @@ from gateway.api.models import (
 )
 
 router = APIRouter(prefix="/seats", tags=["seats"])
-_UNKNOWN: Responses = {404: {"description": "no such seat"},
+_UNKNOWN: Responses = {400: {"description": "too many seats at once"},
+                       404: {"description": "no such seat"},
             503: {"description": "the broker is away: nothing was sent"}}  # fmt: skip
 SETTINGS_PER_COMMAND = 5  # one G frame (docs/mqtt.md, settings)
 RESULT_GRACE_S = 3.0  # the edge answers `done` after the ack and its reject window
@@ -78,8 +79,6 @@ async def send(request: Request, session: Session, seat: str, command: str,
 async def force_state(request: Request, seat: str, body: ForceState,
                       session: Annotated[Session, Depends(require(STAFF))]) -> Outcome:  # fmt: skip
     """Force the seat into ready, not ready (reason; default supervisor) or logged out."""
-    if body.state != "not_ready" and body.reason is not None:
-        raise HTTPException(422, f"a reason goes with not_ready only, not {body.state}")
     args: dict[str, Any] = {"state": body.state}
     if body.state == "not_ready":
         args["reason"] = body.reason or "supervisor"
@@ -122,7 +121,7 @@ async def push_group_settings(request: Request, body: GroupSettings,
     svc = services(request)
     seats = list(dict.fromkeys(body.seats))
     if len(seats) > svc.settings.group_max:
-        raise HTTPException(422, f"{len(seats)} seats: at most {svc.settings.group_max} at once")
+        raise HTTPException(400, f"{len(seats)} seats: at most {svc.settings.group_max} at once")
     unknown = [s for s in seats if s not in svc.floor.seats]
     if unknown:
         await audit(request, session, action="seat_settings", outcome="unknown_seat",

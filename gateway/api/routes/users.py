@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from gateway.api.accounts import AccountError, Delegation, Role, Session, User
@@ -23,6 +23,8 @@ from gateway.api.models import (
 
 router = APIRouter(tags=["users"])
 ADMIN = frozenset({Role.ADMIN})
+ID_MAX = 2**62  # ids are database integers: anything larger names nothing
+DelegationId = Annotated[int, Path(ge=1, le=ID_MAX)]
 _REFUSED: Responses = {400: {"description": "refused, nothing changed"},
             404: {"description": "no such user or delegation"}}  # fmt: skip
 
@@ -154,7 +156,7 @@ async def request_delegation(request: Request, body: DelegationRequest,
 
 @router.post("/delegations/{delegation_id}/approve", response_model=DelegationOut,
              responses=_REFUSED)  # fmt: skip
-async def approve_delegation(request: Request, delegation_id: int,
+async def approve_delegation(request: Request, delegation_id: DelegationId,
                              session: Annotated[Session, Depends(require(ADMIN))]
                              ) -> DelegationOut:  # fmt: skip
     accounts = services(request).accounts
@@ -166,7 +168,7 @@ async def approve_delegation(request: Request, delegation_id: int,
 
 @router.post("/delegations/{delegation_id}/revoke", response_model=DelegationOut,
              responses=_REFUSED)  # fmt: skip
-async def revoke_delegation(request: Request, delegation_id: int,
+async def revoke_delegation(request: Request, delegation_id: DelegationId,
                             session: Annotated[Session, Depends(require(ADMIN))]
                             ) -> DelegationOut:  # fmt: skip
     accounts = services(request).accounts
@@ -182,8 +184,9 @@ async def revoke_delegation(request: Request, delegation_id: int,
 @router.get("/audit", response_model=list[AuditOut], responses=_REFUSED)
 async def audit_log(request: Request, _: Annotated[Session, Depends(require(ADMIN))],
                     actor: str | None = None, action: str | None = None,
-                    since: float | None = None, until: float | None = None,
-                    before_id: int | None = None,
+                    since: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+                    until: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+                    before_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AuditOut]:
     """Newest first; page with `before_id` (the last id of the previous page)."""
     accounts = services(request).accounts
