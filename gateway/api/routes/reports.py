@@ -68,7 +68,7 @@ async def attendance_html(request: Request,
 
 @router.get("/daily.html", response_class=HTMLResponse,
             responses={503: {"description": "the core's store cannot be read"}})  # fmt: skip
-async def daily_html(request: Request, _: Annotated[Session, Depends(require(STAFF))],
+async def daily_html(request: Request, session: Annotated[Session, Depends(require(STAFF))],
                      day: Annotated[date, Query()]) -> HTMLResponse:  # fmt: skip
     from gateway.core.queries import daily_report
     from gateway.core.report import daily_html as page
@@ -79,4 +79,5 @@ async def daily_html(request: Request, _: Annotated[Session, Depends(require(STA
             svc.settings.store, day, svc.settings.tz, site=svc.settings.site))
     except (StoreError, OSError) as exc:
         raise HTTPException(503, f"the core's store cannot be read: {exc}") from None
+    await audit(request, session, action="report_daily", outcome="ok", target=day.isoformat())
     return HTMLResponse(page(report))
