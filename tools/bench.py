@@ -38,6 +38,11 @@ Then, under `core`, the policy/KPI core's figures over a day of a 5,000-seat sit
 query p50/p99 per kind, the live KPIs' memory), or `{"error": ...}`. `--no-core` leaves them
 out.
 
+Then, under `api`, the supervisor API's live feed (tools/bench_api.py: 500 WebSocket clients
+on /ws while 256 seats change state every 2 s for 30 s; event-to-client latency p50/p95/p99
+against the goal p99 <= 100 ms, deliveries missed, resyncs, the API's CPU and memory), or
+`{"error": ...}`. `--no-api` leaves them out.
+
 Progress goes to stderr; stdout is the JSON object only. Exit status 1 if nothing could be
 measured at all, with the reason on stderr.
 """
@@ -60,7 +65,7 @@ from gateway.seatlink.codec import EventCode, SettingKey, State
 from gateway.seatlink.messages import Event, Heartbeat, parse_message
 from hil_tests.dut import BLUE, GREEN, RED, Dut, open_dut
 from hil_tests.seat import Seat
-from tools import bench_core, bench_edge, bench_pbx
+from tools import bench_api, bench_core, bench_edge, bench_pbx
 
 FREE_HEAP_GOAL_BYTES = 3000
 WORST_LOOP_GOAL_MS = 20
@@ -286,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="leave out the PBX's load figures (tools/bench_pbx.py)")
     parser.add_argument("--no-core", action="store_true",
                         help="leave out the policy/KPI core's figures (tools/bench_core.py)")
+    parser.add_argument("--no-api", action="store_true",
+                        help="leave out the API's live-feed figures (tools/bench_api.py)")
     args = parser.parse_args(argv)
     if args.presses < 1 or args.rings < 1:
         parser.error("--presses and --rings must be at least 1")
@@ -317,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures["pbx"] = pbx_figures()
     if not args.no_core:
         figures["core"] = core_figures()
+    if not args.no_api:
+        figures["api"] = api_figures()
     print(json.dumps(figures))
     return 0
 
@@ -354,6 +363,19 @@ def core_figures() -> dict[str, Any]:
         log(f"no core figures: {exc}")
         return {"error": str(exc)}
     log(bench_core.summary(figures))
+    return figures
+
+
+def api_figures() -> dict[str, Any]:
+    """The API's live feed under load, full size; its failure costs only this section."""
+    log("API: 500 WebSocket clients, 256 seats changing state every 2 s for 30 s "
+        "(tools/bench_api.py)")
+    try:
+        figures = bench_api.measure(clients=500, seats=256, seconds=30.0)
+    except (RuntimeError, ValueError, OSError) as exc:
+        log(f"no API figures: {exc}")
+        return {"error": str(exc)}
+    log(bench_api.summary(figures))
     return figures
 
 

@@ -5,9 +5,13 @@ Design requirements:
 - One subscription per contract topic the API shows: seats' state, availability and health,
   gateways' health, the core's live KPIs and open alerts, the PBX's compliance decisions, and
   the results of every command family. Retained topics give the whole picture at connect.
-- Every change is handed to every WebSocket feed (`subscribe`) as a small JSON-ready dict. A
-  feed that falls `queue_max` updates behind is not waited for: its queue is emptied, it
-  gets a `resync` (the client asks for a snapshot again) and the drop is counted.
+- Changes reach every WebSocket feed (`subscribe`) in batches: what changed within
+  `BATCH_S` goes out as one message, serialised once for all feeds, with each seat, KPI key
+  and the open alerts in it once, at their latest. Measured with 500 clients and 128 seat
+  changes a second (tools/bench_api.py): one message per change and client kept the event
+  loop sending 64,000 frames a second and fell tens of seconds behind.
+- A feed that falls `queue_max` messages behind is not waited for: its queue is emptied, it
+  gets a `resync` (a fresh snapshot follows) and the drop is counted.
 - A command is published with an id and answered by its result topic (`seat/{seat}/cmd/
   result`, `alerts/cmd/result`, `pbx/{pbx}/cmd/result`) matched by that id; no result within
   the timeout is `None`, never a guess.
@@ -42,6 +46,8 @@ _WATCHED = (
     "pbx_cmd_result", "compliance_decision", "core_health",
 )  # fmt: skip
 _RESULTS = {"seat_cmd_result", "alert_cmd_result", "pbx_cmd_result"}
+# what a feed sends when its client needs the whole picture again (a snapshot follows)
+RESYNC = json.dumps({"type": "resync"})
 
 
 @dataclass
@@ -54,23 +60,26 @@ class FloorCounts:
 
 
 class Feed:
-    """One WebSocket client's updates: `async for update in feed`."""
+    """One WebSocket client's messages, as JSON text ready to send: `await feed.get()`."""
 
     def __init__(self, floor: Floor, queue_max: int) -> None:
         self._floor = floor
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(queue_max)
+        self._queue: asyncio.Queue[str] = asyncio.Queue(queue_max)
 
-    def put(self, update: dict[str, Any]) -> None:
+    def put(self, text: str) -> None:
         try:
-            self._queue.put_nowait(update)
+            self._queue.put_nowait(text)
         except asyncio.QueueFull:
             # a slow client must not hold the floor up or grow without bound
             while not self._queue.empty():
                 self._queue.get_nowait()
-            self._queue.put_nowait({"type": "resync", "t": time.time()})
+            self._queue.put_nowait(RESYNC)
             self._floor.counts.feed_resyncs += 1
 
-    async def get(self) -> dict[str, Any]:
+    def ask_snapshot(self) -> None:
+        self.put(RESYNC)
+
+    async def get(self) -> str:
         return await self._queue.get()
 
     def close(self) -> None:
@@ -82,6 +91,7 @@ class Floor:
     until the block ends. Read `seats`, `kpis`, `alerts_open`, ...; send with `command`."""
 
     RECONNECT_S = (0.2, 5.0)  # backoff while the broker is away
+    BATCH_S = 0.02  # changes gathered into one feed message
     DECISIONS_KEPT = 1000  # the PBX's recent compliance decisions
 
     def __init__(self, *, topics: Topics, broker: BrokerSettings, client_id: str,
@@ -100,6 +110,9 @@ class Floor:
         self.connected = False
         self.counts = FloorCounts()
         self._feeds: set[Feed] = set()
+        self._batch: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._flusher: asyncio.TimerHandle | None = None
+        self._serial = 0
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
@@ -169,8 +182,33 @@ class Floor:
         }  # fmt: skip
 
     def _push(self, update: dict[str, Any]) -> None:
+        """Queue `update` for the next batch; a later one for the same thing replaces it."""
+        kind = update["type"]
+        if kind in ("seat", "seat_removed"):
+            seat = update["seat"] if kind == "seat_removed" else update["seat"]["seat"]
+            key: tuple[str, ...] = ("seat", seat)
+        elif kind == "kpi":
+            key = ("kpi", update["scope"], update["key"])
+        elif kind in ("alerts", "connected"):
+            key = (kind,)
+        else:  # alert changes and decisions: each one counts
+            self._serial += 1
+            key = (kind, str(self._serial))
+        self._batch.pop(key, None)  # re-inserted at the end: the batch keeps change order
+        self._batch[key] = update
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().call_later(self.BATCH_S, self._flush)
+
+    def _flush(self) -> None:
+        self._flusher = None
+        if not self._batch:
+            return
+        updates, self._batch = list(self._batch.values()), {}
+        if not self._feeds:
+            return
+        text = json.dumps({"type": "batch", "t": time.time(), "updates": updates})
         for feed in list(self._feeds):
-            feed.put(update)
+            feed.put(text)
 
     # --- commands -----------------------------------------------------------------------
 

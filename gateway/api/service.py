@@ -52,7 +52,10 @@ class ApiService:
         self.port = sock.getsockname()[1]
         self._socket = sock
         config = uvicorn.Config(
+            # per-message deflate cost more CPU than every other part of a feed's send
+            # (tools/bench_api.py): the feed's messages are small and the network local
             self.app, log_level="warning", lifespan="on", ws_ping_interval=20,
+            ws_per_message_deflate=False,
             ssl_certfile=None if s.tls_certfile is None else str(s.tls_certfile),
             ssl_keyfile=None if s.tls_keyfile is None else str(s.tls_keyfile),
         )  # fmt: skip

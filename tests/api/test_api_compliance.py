@@ -23,7 +23,8 @@ DAYTIME = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: within 
 def with_pbx(tmp_path: Path, mqtt_broker: Any) -> Iterator[LiveApi]:
     with LiveApi(tmp_path, mqtt_broker, pbx="pbx1") as api:
         cfg = PbxSettings(pbx="pbx1", site=api.topics.site, root=api.topics.root,
-                          broker={"host": mqtt_broker.host, "port": mqtt_broker.port},  # type: ignore[arg-type]
+                          broker={"host": mqtt_broker.host,  # type: ignore[arg-type]
+                                  "port": mqtt_broker.port},
                           queues={"q1": {"seats": ["s0"]}},  # type: ignore[dict-item]
                           store=tmp_path / "pbx.db", health_interval_s=1.0,
                           compliance={"dnc": tmp_path / "dnc.db"})  # type: ignore[arg-type]
@@ -43,7 +44,8 @@ async def _build(cfg: PbxSettings) -> Any:
 
 def _dial(api: LiveApi, number: str, ident: str) -> dict[str, Any]:
     api.publish("pbx_cmd", {"v": 1, "id": ident, "command": "dial", "seat": "s0",
-                            "number": number, "caller_id": "+86 21 6000 0000"}, pbx="pbx1")  # fmt: skip
+                            "number": number, "caller_id": "+86 21 6000 0000"},
+                pbx="pbx1")  # fmt: skip
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         found = [d for d in api.floor.decisions if d.get("number", "").endswith(number[-4:])]

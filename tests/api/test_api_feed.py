@@ -21,11 +21,13 @@ def _feed(api: LiveApi, token: str) -> ClientConnection:
 
 
 def _next(conn: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
+    """The next message or batched update of type `kind`."""
     deadline = time.monotonic() + timeout
     while True:
         message = json.loads(conn.recv(timeout=max(0.01, deadline - time.monotonic())))
-        if message["type"] == kind:
-            return message  # type: ignore[no-any-return]
+        for update in message["updates"] if message["type"] == "batch" else [message]:
+            if update["type"] == kind:
+                return update  # type: ignore[no-any-return]
 
 
 def _wait(condition: Any, timeout: float = 5) -> None:
@@ -81,17 +83,34 @@ def test_the_feed_closes_when_its_session_ends(api: LiveApi,
 def test_a_slow_feed_is_told_to_resync_and_counted(api: LiveApi) -> None:
     feed = api.floor.subscribe()
     try:
-        for i in range(api.settings.ws_queue_max + 5):
-            api.call(_put(api, {"type": "seat", "seat": {"seat": f"x{i}"}}))
-        first = api.call(feed.get())
-        assert first["type"] == "resync"
+        for i in range(api.settings.ws_queue_max + 5):  # one batch each
+            api.call(_push_and_flush(api, {"type": "seat", "seat": {"seat": f"x{i}"}}))
+        assert json.loads(api.call(feed.get())) == {"type": "resync"}
         assert api.floor.counts.feed_resyncs == 1
     finally:
         feed.close()
 
 
-async def _put(api: LiveApi, update: dict[str, Any]) -> None:
+def test_changes_within_a_batch_go_out_once_at_their_latest(api: LiveApi) -> None:
+    with _feed(api, api.login(Role.SUPERVISOR)) as conn:
+        _next(conn, "snapshot")
+        api.call(_push_all(api, [{"type": "seat", "seat": {"seat": "s7", "state": state}}
+                                 for state in ("ringing", "talking", "hold")]
+                         + [{"type": "kpi", "scope": "queue", "key": "q1", "kpi": {}}]))
+        batch = json.loads(conn.recv(timeout=5))
+    assert batch["type"] == "batch"
+    assert [(u["type"], u.get("seat", {}).get("state")) for u in batch["updates"]] == [
+        ("seat", "hold"), ("kpi", None)]
+
+
+async def _push_all(api: LiveApi, updates: list[dict[str, Any]]) -> None:
+    for update in updates:
+        api.floor._push(update)
+
+
+async def _push_and_flush(api: LiveApi, update: dict[str, Any]) -> None:
     api.floor._push(update)
+    api.floor._flush()
 
 
 def test_live_kpis_an_agent_sees_its_own_only(api: LiveApi) -> None:

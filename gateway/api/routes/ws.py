@@ -1,9 +1,10 @@
 """The live feed: one WebSocket per wallboard or client (docs/api.md, WebSocket feed).
 
 `/ws?token=<bearer token>` (a browser cannot set headers on a WebSocket). First message: a
-`snapshot` of every seat, the live KPIs and the open alerts; then one message per change:
-`seat`, `seat_removed`, `kpi`, `alerts`, `alert`, `decision`, `connected`, and `resync`
-when this client fell behind (a new snapshot follows at once). The session is checked
+`snapshot` of every seat, the live KPIs and the open alerts; then `batch` messages, each
+with the `updates` of the last few milliseconds (`seat`, `seat_removed`, `kpi`, `alerts`,
+`alert`, `decision`, `connected`), and `resync` when this client fell behind or asked for a
+snapshot (one follows at once). The session is checked
 again every SESSION_CHECK_S: a logout, a disabled account or an expiry closes the feed
 (code 4401)."""
 
@@ -18,6 +19,7 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
 from gateway.api.deps import FLOOR_VIEW, session_of
+from gateway.api.floor import RESYNC, Feed, Floor
 
 router = APIRouter(tags=["live"])
 SESSION_CHECK_S = 15.0
@@ -43,7 +45,7 @@ async def feed(websocket: WebSocket, token: str = "") -> None:
         while True:  # the client may ask for a fresh snapshot; anything else is ignored
             text = await websocket.receive_text()
             if text.strip() == "snapshot":
-                updates.put(floor.snapshot())
+                updates.ask_snapshot()
     except WebSocketDisconnect:
         pass
     finally:
@@ -54,12 +56,12 @@ async def feed(websocket: WebSocket, token: str = "") -> None:
                 await task
 
 
-async def _send(websocket: WebSocket, updates: Any, floor: Any) -> None:
+async def _send(websocket: WebSocket, updates: Feed, floor: Floor) -> None:
     await websocket.send_text(json.dumps(floor.snapshot()))
     while True:
-        update = await updates.get()
-        await websocket.send_text(json.dumps(update))
-        if update.get("type") == "resync":
+        text = await updates.get()  # serialised once for every feed
+        await websocket.send_text(text)
+        if text is RESYNC:
             await websocket.send_text(json.dumps(floor.snapshot()))
 
 

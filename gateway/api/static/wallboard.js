@@ -331,6 +331,11 @@
   }
 
   function handle(msg) {
+    if (msg.type === "batch") {
+      // the changes of the last few milliseconds, each seat and KPI once at its latest
+      for (const update of msg.updates || []) handle(update);
+      return;
+    }
     switch (msg.type) {
       case "snapshot":
         retryMs = RECONNECT_MS[0];
