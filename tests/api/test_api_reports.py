@@ -1,0 +1,74 @@
+"""Reports and a day's KPIs through the API, read from a real core store holding a generated
+day (12 seats, 08:00-12:00 in Shanghai): the same figures the core's own reports give."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_support import LiveApi
+
+from gateway.api.accounts import Role
+from gateway.contract.topics import Topics
+from gateway.core.store import open_store
+from tools.trace import generate
+
+DAY_START = 1_768_492_800.0  # 2026-01-16 00:00 in Asia/Shanghai
+
+
+def _fill(store_path: Path) -> int:
+    trace = generate(seats=12, queues=2, start=DAY_START + 8 * 3600, hours=4, seed=3,
+                     encode=True)  # fmt: skip
+    topics = Topics(site="hq")
+    messages = [(topics.seat_event(i) if k == "seat" else topics.topic("call_event", call=i), b)
+                for k, i, b in trace.encoded]  # fmt: skip
+    with open_store(store_path, topics=topics, clock=lambda: DAY_START + 86400) as store:
+        assert store.ingest(messages).stored == len(messages)
+    return sum(b'"type":"answer"' in b for _, b in messages)
+
+
+@pytest.fixture
+def reports(tmp_path: Path, mqtt_broker: Any) -> Iterator[tuple[LiveApi, int]]:
+    answered = _fill(tmp_path / "core.db")
+    agents = (("a1", "s0001", "08:00-12:00"), ("a2", "s0002", "07:00-12:00"),
+              ("a99", "s0099", "08:00-12:00"))  # fmt: skip
+    (tmp_path / "schedule.toml").write_text('zone = "Asia/Shanghai"\n' + "".join(
+        f'[[agent]]\nid = "{a}"\nseat = "{s}"\n[agent.days]\n2026-01-16 = "{shift}"\n'
+        for a, s, shift in agents))  # fmt: skip
+    with LiveApi(tmp_path, mqtt_broker, timezone="Asia/Shanghai",
+                 schedule=tmp_path / "schedule.toml") as api:  # fmt: skip
+        yield api, answered
+
+
+def test_attendance_flags_late_and_absent_agents(reports: tuple[LiveApi, int]) -> None:
+    api, _ = reports
+    with api.client(Role.SUPERVISOR) as c:
+        rows = {r["agent"]: r for r in c.get("/reports/attendance",
+                                             params={"month": "2026-01"}).json()}  # fmt: skip
+        page = c.get("/reports/attendance.html", params={"month": "2026-01"})
+        assert c.get("/reports/attendance", params={"month": "2026-13"}).status_code == 400
+        assert c.get("/reports/attendance", params={"month": "Jan"}).status_code == 422
+    assert rows["a1"]["half_days"] == 0 and rows["a1"]["absences"] == 0
+    assert rows["a2"]["late"] == 1 and rows["a2"]["half_days"] >= 1
+    assert rows["a99"]["absences"] == 1
+    assert "rows" not in rows["a1"]  # the shift rows are in the page, not the summary
+    assert page.status_code == 200 and "a99" in page.text
+    with api.client(Role.ADMIN) as c:
+        audit = c.get("/audit", params={"action": "report_attendance"}).json()
+    assert [(e["actor"], e["target"]) for e in audit][0] == ("sam.okafor", "2026-01")
+
+
+def test_a_days_kpis_match_the_store(reports: tuple[LiveApi, int]) -> None:
+    api, answered = reports
+    with api.client(Role.SUPERVISOR) as c:
+        day = c.get("/kpis/daily", params={"day": "2026-01-16"}).json()
+        empty = c.get("/kpis/daily", params={"day": "2026-01-15"}).json()
+        page = c.get("/reports/daily.html", params={"day": "2026-01-16"})
+        assert c.get("/kpis/daily", params={"day": "2026-02-30"}).status_code == 422
+    assert day["site"]["answered"] == answered > 50
+    assert sum(q["answered"] for q in day["queues"].values()) == answered
+    assert len(day["agents"]) == 12
+    assert empty["site"]["offered"] == 0  # a day with nothing: a report that says so
+    assert page.status_code == 200 and f">{answered}<" in page.text.replace(",", "")
