@@ -4,10 +4,11 @@
 import cfg
 import seat
 from seat import S, ST, CALL, READY, NR, RING, TALK, HOLD, RLIM, RMS, SUP, HELPING
-from seat import HELP, HOST
+from seat import HELP, HOST, MSG, MSGT
 from cfg import RING_LIMIT, RING_MS
 OFFER, CANCEL, CONNECTED, HOLDCMD = 79, 67, 75, 80
 RELEASED, SETSTATE, SETTINGS, HELPCMD = 76, 84, 71, 85
+MESSAGE = 77
 
 
 def do(k, f, n):
@@ -28,7 +29,21 @@ def do(k, f, n):
         if n < 1:
             return 501
         return call(k, c, f[2] if n > 1 else 1)
+    if k == MESSAGE:
+        return note(c, f[2]) if n > 1 else 501 + n
     return 100
+
+
+def note(c, s):
+    # a supervisor's message: colour c flashes over the light for s seconds;
+    # 0 seconds ends it. No event: the ack says it is showing.
+    if c < 1 or c > 7:
+        return 401
+    if s > 600:
+        return 402
+    S[MSG] = c if s else 0
+    S[MSGT] = s * 1000
+    return 0
 
 
 def offer(c, f, n):

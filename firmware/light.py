@@ -1,6 +1,7 @@
 # Status light (docs/seat.md): the state's colour and blink, then overlays
-# on a 2 s cycle: pending change, help requested, link lost.
-from seat import S, ST, T, HOLD, OVER, PST, HELPING
+# on a 2 s cycle: pending change, a supervisor's message, help requested,
+# link lost.
+from seat import S, ST, T, HOLD, OVER, PST, HELPING, MSG
 R, G, B, Y, M, W = 1, 2, 4, 3, 5, 7
 # per state: on colour, off colour, period ms, on ms
 P = (0, 0, 1, 0, G, G, 1, 1, B, B, 1, 1, R, 0, 1000, 500,
@@ -21,6 +22,8 @@ def rgb(up, ph, remind):
     c = P[i] if t % P[i + 2] < P[i + 3] else P[i + 1]
     if S[PST] >= 0 and ph < 200:
         c = B
+    if S[MSG] and 400 <= ph < 900:
+        c = S[MSG]
     if S[HELPING] and 1000 <= ph < 1300:
         c = M
     if not up and 1600 <= ph < 1700:

@@ -14,9 +14,10 @@ BTN, HK, TMR, HOST = 1, 2, 3, 4  # why a state changed
 ST, RS, CALL, T, IDLE, SINCE, ONHOOK, MISS = 0, 1, 2, 3, 4, 5, 6, 7
 HELPING, OFFHOOK, OVER, RLIM, RMS, DOWN, PST, PRS = 8, 9, 10, 11, 12, 13, 14, 15
 HELD, LOCK = 16, 17  # debounced input levels; ms the inputs stay locked after an edge
+MSG, MSGT = 18, 19  # a supervisor's message: its colour, ms it has left
 CAP = 0x20000000  # counters stop here: small ints never allocate
 
-S = [0] * 18
+S = [0] * 20
 S[SINCE] = CAP
 S[DOWN] = S[PST] = -1
 emit = None

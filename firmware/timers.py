@@ -4,7 +4,7 @@ import cfg
 import seat
 from seat import S, CAP, T, IDLE, OFFHOOK, ONHOOK, ST, RING, RLIM, RMS, MISS
 from seat import RONA, NR, NOANS, PST, TMR, READY, ACW, HOLD, OVER, HOLDMAX, AWAY, HK
-from seat import OUT, DOWN, BTN, PEND
+from seat import OUT, DOWN, BTN, PEND, MSG, MSGT
 from cfg import MISS_LIMIT, ACW_S, HOLD_LIMIT_S, AWAY_S, IDLE_S, LONG_MS
 
 
@@ -37,6 +37,10 @@ def tick(dt):
             seat.emit(HOLDMAX, t, 0)
     else:
         idle(st, t)
+    if S[MSG]:
+        S[MSGT] -= dt
+        if S[MSGT] <= 0:
+            S[MSG] = 0
     if S[DOWN] >= 0:
         S[DOWN] += dt
         if S[DOWN] >= V[LONG_MS]:

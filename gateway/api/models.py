@@ -149,6 +149,14 @@ class ForceState(Strict):
         return self
 
 
+class SeatMessage(Strict):
+    """A message on the seat's light: the colour flashes over it for `seconds` (0 ends
+    one early)."""
+
+    colour: Literal["red", "green", "yellow", "blue", "magenta", "cyan", "white"]
+    seconds: Annotated[int, Field(ge=0, le=600)] = 30
+
+
 class SeatSettings(Strict):
     """Ring, ACW and hold timers a supervisor may push (docs/seat.md, Settings): at least
     one, each within the seat's own range (`gateway.seatlink.codec.SETTINGS`)."""

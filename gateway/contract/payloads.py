@@ -432,13 +432,22 @@ class HelpCommand(_Command):
     on: bool
 
 
+class MessageCommand(_Command):
+    """A supervisor's message: the colour flashes over the seat's light for `seconds`
+    (0 ends one early)."""
+
+    command: Literal["message"]
+    colour: Literal["red", "green", "yellow", "blue", "magenta", "cyan", "white"]
+    seconds: Annotated[int, Field(ge=0, le=600)]
+
+
 class SyncCommand(_Command):
     command: Literal["sync"]
 
 
 SeatCommand = Annotated[
     OfferCommand | CallCommand | HoldCommand | SetStateCommand | SettingsCommand
-    | HelpCommand | SyncCommand,
+    | HelpCommand | MessageCommand | SyncCommand,
     Field(discriminator="command"),
 ]
 _COMMAND = TypeAdapter(SeatCommand)

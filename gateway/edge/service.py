@@ -34,6 +34,7 @@ from gateway.contract.payloads import (
     GatewayStatus,
     HelpCommand,
     HoldCommand,
+    MessageCommand,
     OfferCommand,
     Payload,
     Quarantine,
@@ -428,5 +429,7 @@ def to_seat_command(c: SeatCommand) -> messages.Command:
         return messages.settings(keys)
     if isinstance(c, HelpCommand):
         return messages.help_flag(c.on)
+    if isinstance(c, MessageCommand):
+        return messages.message(c.colour, c.seconds)
     assert isinstance(c, SyncCommand)
     return messages.sync()

@@ -89,6 +89,7 @@ class Kind(enum.StrEnum):
     SET_STATE = "T"
     SETTINGS = "G"
     HELP = "U"
+    MESSAGE = "M"
     SYNC = "Q"
     PING = "I"
     EXIT = "Z"

@@ -32,6 +32,8 @@ from gateway.seatlink.codec import (
 
 __all__ = [
     "EXIT_MAGIC",
+    "MESSAGE_COLOURS",
+    "MESSAGE_MAX_S",
     "PROTOCOL_VERSION",
     "Ack",
     "Command",
@@ -47,6 +49,7 @@ __all__ = [
     "connected",
     "exit_to_repl",
     "help_flag",
+    "message",
     "hold",
     "offer",
     "parse_message",
@@ -447,6 +450,21 @@ def settings(values: Mapping[SettingKey, int]) -> Command:
 def help_flag(on: bool) -> Command:
     """U: raise (True) or clear (False, a supervisor answered) the seat's help flag."""
     return Command(Kind.HELP, (int(on),))
+
+
+# a message's colours: the light's RGB bits as firmware/light.py sets them
+MESSAGE_COLOURS = {"red": 1, "green": 2, "yellow": 3, "blue": 4, "magenta": 5, "cyan": 6,
+                   "white": 7}  # fmt: skip
+MESSAGE_MAX_S = 600
+
+
+def message(colour: str, seconds: int) -> Command:
+    """M: flash `colour` over the seat's light for `seconds` (0 ends a message early)."""
+    if colour not in MESSAGE_COLOURS:
+        raise ValueError(f"colour {colour!r} is not one of {', '.join(MESSAGE_COLOURS)}")
+    if not 0 <= seconds <= MESSAGE_MAX_S:
+        raise ValueError(f"seconds must be 0..{MESSAGE_MAX_S}, not {seconds}")
+    return Command(Kind.MESSAGE, (MESSAGE_COLOURS[colour], seconds))
 
 
 def sync() -> Command:

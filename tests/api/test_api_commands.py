@@ -18,11 +18,19 @@ from gateway.virtual_farm import SeatFarm
 from tests.edge.edge_support import settings as edge_settings
 from tests.edge.edge_support import write_inventory
 
+MSG = 18  # firmware/seat.py: the slot of a supervisor's message colour
+
 
 @pytest.fixture
-def floor(tmp_path: Path, mqtt_broker: Any) -> Iterator[LiveApi]:
+def farm() -> Iterator[SeatFarm]:
+    with SeatFarm(2) as seats:
+        yield seats
+
+
+@pytest.fixture
+def floor(tmp_path: Path, mqtt_broker: Any, farm: SeatFarm) -> Iterator[LiveApi]:
     """Two virtual seats behind a real edge gateway, and the API on the same site."""
-    with SeatFarm(2) as farm, LiveApi(tmp_path, mqtt_broker) as api:
+    with LiveApi(tmp_path, mqtt_broker) as api:
         write_inventory(tmp_path / "inventory.toml",
                         {"s0": farm.seats[0].uid, "s1": farm.seats[1].uid})  # fmt: skip
         cfg = edge_settings(tmp_path, mqtt_broker, api.topics, [s.url for s in farm.seats],
@@ -73,6 +81,19 @@ def test_force_state_and_log_out_reach_the_seat(floor: LiveApi) -> None:
     assert [(e["actor"], e["target"], e["outcome"]) for e in entries][:4] == [
         (USERS[Role.SUPERVISOR][0], "s0", "done")] * 4
     assert entries[0]["detail"]["state"] == "logged_out"
+
+
+def test_a_message_shows_on_the_seats_light(floor: LiveApi, farm: SeatFarm) -> None:
+    seat_s = farm.seats[0].firmware.module("seat").S  # type: ignore[union-attr]
+    with floor.client(Role.SUPERVISOR) as c:
+        r = c.post("/seats/s0/message", json={"colour": "cyan", "seconds": 20})
+        assert r.status_code == 200 and r.json()["status"] == "done", r.text
+        assert seat_s[MSG] == 6  # cyan, flashing over the light (docs/seat.md)
+        r = c.post("/seats/s0/message", json={"colour": "cyan", "seconds": 0})
+        assert r.json()["status"] == "done"
+        assert seat_s[MSG] == 0
+        r = c.post("/seats/s0/message", json={"colour": "pink", "seconds": 5})
+        assert r.status_code == 422 and "colour" in r.text
 
 
 def test_settings_to_one_seat_and_to_a_group(floor: LiveApi) -> None:

@@ -39,6 +39,7 @@ MATRIX: dict[tuple[str, str], set[Role] | None] = {
     ("GET", "/seats/{seat}"): FLOOR,
     ("POST", "/seats/{seat}/state"): STAFF,
     ("POST", "/seats/{seat}/logout"): STAFF,
+    ("POST", "/seats/{seat}/message"): STAFF,
     ("POST", "/seats/{seat}/settings"): STAFF,
     ("POST", "/seats/settings"): STAFF,
     ("GET", "/kpis"): STAFF,
@@ -71,6 +72,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                                         "reason": "cover", "hours": 1}},  # fmt: skip
     ("POST", "/seats/{seat}/state"): {"json": {"state": "ready"}},
     ("POST", "/seats/{seat}/settings"): {"json": {"acw_s": 60}},
+    ("POST", "/seats/{seat}/message"): {"json": {"colour": "cyan", "seconds": 5}},
     ("POST", "/seats/settings"): {"json": {"seats": ["no-such-seat"],
                                            "settings": {"acw_s": 60}}},  # fmt: skip
     ("POST", "/alerts/{alert}/acknowledge"): {"json": {"note": ""}},

@@ -413,6 +413,33 @@ def test_help_button_toggles_help_and_shows_magenta(seat: Seat) -> None:
     assert seat.sim.S[8] == 0
 
 
+def test_a_supervisor_message_flashes_over_the_light_until_it_runs_out(seat: Seat) -> None:
+    seat.login()
+    seat.send("M", 6, 5)  # cyan for 5 s
+    seat.advance(2000)
+    cycle = (seat.now // 2000) * 2000 - 2000
+    assert seat.light_at(cycle + 500) == 6 and seat.light_at(cycle + 1000) == G
+    assert seat.light_at(cycle + 300) == G  # the state's colour around it
+    assert not seat.of_kind("X")  # taken
+    seat.advance(6000)
+    cycle = (seat.now // 2000) * 2000 - 2000
+    assert seat.light_at(cycle + 500) == G  # 5 s are over
+    seat.send("M", 1, 600)
+    seat.send("M", 1, 0)  # ended early
+    seat.advance(2000)
+    cycle = (seat.now // 2000) * 2000 - 2000
+    assert seat.light_at(cycle + 500) == G
+
+
+def test_a_bad_message_is_refused_and_changes_nothing(seat: Seat) -> None:
+    seat.login()
+    bad = [seat.send("M", 8, 5), seat.send("M", 0, 5), seat.send("M", 2, 601),
+           seat.send("M", 2), seat.send("M")]  # fmt: skip
+    assert [f.ints for f in seat.of_kind("X")] == [
+        (bad[0], 4, 1), (bad[1], 4, 1), (bad[2], 4, 2), (bad[3], 5, 2), (bad[4], 5, 1)]
+    assert seat.sim.S[18] == 0  # no message showing
+
+
 # --- host settings and commands ----------------------------------------------------------
 
 

@@ -102,6 +102,7 @@ def test_kind_letters_match_the_firmware() -> None:
         Kind.SET_STATE: host["SETSTATE"],
         Kind.SETTINGS: host["SETTINGS"],
         Kind.HELP: host["HELPCMD"],
+        Kind.MESSAGE: host["MESSAGE"],
     }
     assert rx["ACK"] == tx["ACKF"]
     assert {k: chr(v) for k, v in letters.items()} == {k: k.value for k in letters}

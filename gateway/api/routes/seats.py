@@ -16,6 +16,7 @@ from gateway.api.models import (
     GroupSettings,
     Outcome,
     Seat,
+    SeatMessage,
     SeatSettings,
 )
 
@@ -90,6 +91,15 @@ async def log_out(request: Request, seat: str,
                   session: Annotated[Session, Depends(require(STAFF))]) -> Outcome:  # fmt: skip
     """Log the seat's agent out."""
     return await send(request, session, seat, "set_state", {"state": "logged_out"})
+
+
+@router.post("/{seat}/message", response_model=Outcome, responses=_UNKNOWN)
+async def message(request: Request, seat: str, body: SeatMessage,
+                  session: Annotated[Session, Depends(require(STAFF))]) -> Outcome:  # fmt: skip
+    """Flash a colour over the seat's light for some seconds: a supervisor's nudge the
+    agent sees at the desk (docs/seat.md, overlays)."""
+    return await send(request, session, seat, "message",
+                      {"colour": body.colour, "seconds": body.seconds})  # fmt: skip
 
 
 async def _push_settings(request: Request, session: Session, seat: str,
