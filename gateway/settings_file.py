@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic_settings import (
     BaseSettings,
@@ -34,6 +35,27 @@ class FileSettings(BaseSettings):
 
 
 S = TypeVar("S", bound=FileSettings)
+
+
+def check_zone(value: str) -> str:
+    """A setting's IANA time zone name, or a ValueError that says what is wanted."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                         "Asia/Shanghai)") from None  # fmt: skip
+    return value
+
+
+def local_db(value: str, rel: Callable[[Path], Path]) -> str:
+    """A database setting (plain path, sqlite:/// URL, postgresql:// URL) with a relative
+    SQLite path taken from the settings file's directory (`rel`)."""
+    scheme = value.partition("://")[0] if "://" in value else None
+    if scheme is None:
+        return str(rel(Path(value)))
+    if scheme == "sqlite" and not value.startswith("sqlite:////") and ":memory:" not in value:
+        return "sqlite:///" + str(rel(Path(value.removeprefix("sqlite:///"))))
+    return value
 
 
 def read_settings(cls: type[S], config: Path, **overrides: Any) -> S:

@@ -68,12 +68,12 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from gateway.core.store import Migration, StoreError
+from gateway.db_url import parse_db_url, without_password
 
 if TYPE_CHECKING:
     import psycopg
@@ -522,7 +522,7 @@ class _Postgres:
         import psycopg
 
         self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
-        self.where = _without_password(url)
+        self.where = without_password(url)
         self._url = url
         self._conn: psycopg.Connection[tuple[Any, ...]] = self._connect()
 
@@ -567,34 +567,12 @@ class _Postgres:
         self._conn.close()
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
 def open_accounts(url: str | Path) -> AccountStore:
     """Open (and migrate) the account store at `url`: a plain path, `sqlite:///relative.db`
     or `sqlite:////absolute.db` (SQLite, created if missing, WAL), or
     `postgresql://user@host:port/db` (PostgreSQL)."""
-    text = str(url)
-    scheme, sep, rest = text.partition("://")
-    backend: _Backend
-    if not sep:
-        backend = _Sqlite(text)
-    elif scheme == "sqlite":
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError(f"{text!r}: write sqlite:///relative/path.db or "
-                             "sqlite:////absolute/path.db")  # fmt: skip
-        backend = _Sqlite(rest[1:])
-    elif scheme in ("postgresql", "postgres"):
-        backend = _Postgres(text)
-    else:
-        raise ValueError(f"{text!r}: unknown account store URL scheme {scheme!r}; use "
-                         "sqlite:///path, a plain path, or "
-                         "postgresql://user@host:port/db")  # fmt: skip
+    dialect, target = parse_db_url(url, what="account store")
+    backend: _Backend = _Sqlite(target) if dialect == "sqlite" else _Postgres(target)
     try:
         store = AccountStore(backend)
         store._migrate()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from gateway.contract.topics import check_id
 from gateway.edge.settings import BrokerSettings
-from gateway.settings_file import FileSettings, read_settings, relative_to
+from gateway.settings_file import FileSettings, check_zone, local_db, read_settings, relative_to
 
 ENV_PREFIX = "SEATLINK_API_"
 
@@ -53,12 +53,7 @@ class ApiSettings(FileSettings):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
-                             "Asia/Shanghai)") from None  # fmt: skip
-        return value
+        return check_zone(value)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiSettings:
@@ -69,15 +64,6 @@ class ApiSettings(FileSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-
-def _local_db(value: str, rel: Any) -> str:
-    scheme = value.partition("://")[0] if "://" in value else None
-    if scheme is None:
-        return str(rel(Path(value)))
-    if scheme == "sqlite" and not value.startswith("sqlite:////") and ":memory:" not in value:
-        return "sqlite:///" + str(rel(Path(value.removeprefix("sqlite:///"))))
-    return value
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> ApiSettings:
@@ -92,7 +78,7 @@ def load_settings(config: Path | None = None, **overrides: Any) -> ApiSettings:
         return None if p is None else rel(p)
 
     return ApiSettings.model_validate({
-        **s.model_dump(), "store": _local_db(s.store, rel),
-        "accounts": _local_db(s.accounts, rel), "schedule": opt(s.schedule),
+        **s.model_dump(), "store": local_db(s.store, rel),
+        "accounts": local_db(s.accounts, rel), "schedule": opt(s.schedule),
         "tls_certfile": opt(s.tls_certfile), "tls_keyfile": opt(s.tls_keyfile),
     })  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -17,7 +17,7 @@ from gateway.contract.topics import check_id
 from gateway.core.alerts import AlertSettings
 from gateway.core.store import MAX_SKEW_S
 from gateway.edge.settings import BrokerSettings
-from gateway.settings_file import FileSettings, read_settings, relative_to
+from gateway.settings_file import FileSettings, check_zone, local_db, read_settings, relative_to
 
 ENV_PREFIX = "SEATLINK_CORE_"
 
@@ -57,12 +57,7 @@ class CoreSettings(FileSettings):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
-                             "Asia/Shanghai)") from None  # fmt: skip
-        return value
+        return check_zone(value)
 
     @field_validator("known_seats")
     @classmethod
@@ -92,13 +87,7 @@ def load_settings(config: Path | None = None, **overrides: Any) -> CoreSettings:
         return CoreSettings(**overrides)
     s = read_settings(CoreSettings, config, **overrides)
     rel = relative_to(config)
-    store = s.store
-    scheme = store.partition("://")[0] if "://" in store else None
-    if scheme is None:
-        store = str(rel(Path(store)))
-    elif scheme == "sqlite" and not store.startswith("sqlite:////") and ":memory:" not in store:
-        store = "sqlite:///" + str(rel(Path(store.removeprefix("sqlite:///"))))
     return CoreSettings.model_validate({
-        **s.model_dump(), "store": store,
+        **s.model_dump(), "store": local_db(s.store, rel),
         "schedule": None if s.schedule is None else rel(s.schedule),
     })  # fmt: skip

@@ -54,12 +54,12 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
 from gateway.contract.payloads import SCHEMA_VERSION, CallEvent, SeatEvent, seat_event_n
 from gateway.contract.topics import ID_PATTERN, Parsed, TopicError, Topics
+from gateway.db_url import parse_db_url, without_password
 from gateway.seatlink.codec import MAX_SEQ, NUMBER_MAX, EventCode
 
 if TYPE_CHECKING:
@@ -405,7 +405,7 @@ class _Postgres:
         import psycopg
 
         self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
-        self.where = _without_password(url)
+        self.where = without_password(url)
         self._url = url
         self._leading = False
         try:
@@ -484,14 +484,6 @@ class _Postgres:
         self._conn.close()
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
 # --- opening ----------------------------------------------------------------------------------
 
 
@@ -515,21 +507,8 @@ def open_store(
     `max_skew_s`: an event whose `t` is further ahead of `clock()` is rejected (`clock_skew`),
     as is one more than `max_age_s` behind it.
     """
-    text = str(url)
-    scheme, sep, rest = text.partition("://")
-    backend: _Backend
-    if not sep:
-        backend = _Sqlite(text)
-    elif scheme == "sqlite":
-        if not rest.startswith("/") or rest == "/":
-            raise ValueError(f"{text!r}: write sqlite:///relative/path.db or "
-                             "sqlite:////absolute/path.db")  # fmt: skip
-        backend = _Sqlite(rest[1:])
-    elif scheme in ("postgresql", "postgres"):
-        backend = _Postgres(text)
-    else:
-        raise ValueError(f"{text!r}: unknown store URL scheme {scheme!r}; use sqlite:///path, "
-                         "a plain path, or postgresql://user@host:port/db")  # fmt: skip
+    dialect, target = parse_db_url(url, what="store")
+    backend: _Backend = _Sqlite(target) if dialect == "sqlite" else _Postgres(target)
     try:
         store = EventStore(backend, topics=topics, known_seats=known_seats,
                            max_skew_s=max_skew_s, max_age_s=max_age_s, clock=clock)  # fmt: skip
