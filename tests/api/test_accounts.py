@@ -13,11 +13,9 @@ argon2-cffi's, about 50 ms a hash, and these tests hash a few hundred times.
 from __future__ import annotations
 
 import inspect
-import os
 import re
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,9 +36,9 @@ from gateway.api.accounts import (
     open_accounts,
     password_problems,
 )
+from tests.databases import empty_database
 
 NOW = 1_795_430_600.0
-PG_URL = os.environ.get("SEATLINK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 DEFAULT_HASHER = AccountStore.HASHER  # before any test swaps it
 PASSWORD = "Correct-h0rse-battery"
 OTHER_PASSWORD = "An0ther:staple!"
@@ -50,41 +48,12 @@ CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 # --- fixtures --------------------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":  # CI runs the server: a missing one is a failure
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _postgres_admin() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        _unavailable(f"psycopg is not installed ({exc}): pip install -e '.[dev]'")
-        raise
-    try:
-        return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
-    except psycopg.Error as exc:
-        _unavailable(f"PostgreSQL at {PG_URL} is not reachable: {exc}")
-        raise
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def accounts_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty account store: a SQLite file of the test's own, or a PostgreSQL
     schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/accounts.db"
-        return
-    admin = _postgres_admin()
-    schema = f"accounts_{uuid.uuid4().hex[:16]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        joiner = "&" if "?" in PG_URL else "?"
-        yield f"{PG_URL}{joiner}options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+    with empty_database(request.param, tmp_path, "accounts") as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

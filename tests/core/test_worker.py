@@ -9,7 +9,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +23,7 @@ from gateway.contract.topics import Topics
 from gateway.core.service import CoreService
 from gateway.core.settings import CoreSettings
 from gateway.core.store import open_store
+from tests.databases import empty_database
 from tests.stuck import run
 
 
@@ -255,20 +256,9 @@ async def test_events_sent_while_the_worker_is_away_are_all_stored(
 
 
 @pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> Any:
-    from tests.core.conftest import _postgres_admin
-
-    admin = _postgres_admin()
-    schema = f"core_{uuid.uuid4().hex[:16]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-    from tests.core.conftest import PG_URL
-
-    joiner = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{joiner}options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    with empty_database("postgresql", tmp_path, "core") as url:
+        yield url
 
 
 @in_loop
