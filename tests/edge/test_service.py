@@ -233,8 +233,9 @@ def test_missed_heartbeats_make_a_seat_offline_and_back(tmp_path: Path,
                     await until(lambda: (status() or ("",))[0] == "offline", 5)
                     proxy.replug()
                     await until(lambda: status() == ("online", "heard"), 10)
-                health = sub.last("seat_health", seat="s0")
-                assert health is not None and health["crc_errors"] + health["garbage"] > 0
+                # QoS 0: the stream may miss one under load; the broker keeps the latest
+                health = retained(mqtt_broker, topics.topic("seat_health", seat="s0"))
+                assert health["crc_errors"] + health["garbage"] > 0, health
                 assert health["reopens"] >= 1
                 task.cancel()
 
