@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="agent")  # fmt: skip
     parser.add_argument("--full-name", metavar="NAME", help="the person's name (required)")
     parser.add_argument("--agent", metavar="ID", help="the agent id the core uses (agents)")
+    parser.add_argument("--no-change", action="store_true",
+                        help="the account need not change its password at first login (the "
+                             "person chose it, or a demo)")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 user = accounts.create_user(
                     username=args.add_user, password=password, full_name=args.full_name,
                     role=Role(args.role), agent=args.agent,
-                    must_change_password=not first_admin)  # fmt: skip
+                    must_change_password=not (first_admin or args.no_change))  # fmt: skip
                 accounts.audit(action="user_create", outcome="ok", actor=None,
                                target=user.username, detail={"role": user.role.value,
                                                              "via": "command line"})  # fmt: skip

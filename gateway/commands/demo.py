@@ -1,9 +1,14 @@
-"""Show a seat at work: the real firmware as a virtual seat, live."""
+"""Run the whole system on embedded defaults: seats, gateway, PBX, core, API and wallboard."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
 import time
+from pathlib import Path
+from types import FrameType
 
 from gateway.seatlink import messages
 from gateway.seatlink.codec import EventCode, Kind, Reason, SettingKey, State
@@ -16,11 +21,69 @@ READY_BIT, HOOK_BIT = 2, 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seats", type=int, default=24, metavar="N",
+                        help="virtual seats with agents at them (default 24)")
+    parser.add_argument("--rate", type=float, default=20.0, metavar="PER_MIN",
+                        help="callers arriving a minute (default 20)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="the API's port (default 8080; a free one if taken)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="run in DIR and keep it (settings, logs, databases)")
+    parser.add_argument("--one-seat", action="store_true",
+                        help="instead: one seat's firmware at work, frame by frame")
     parser.add_argument("--quiet-light", action="store_true",
-                        help="print state changes only, not every light change")
+                        help="with --one-seat: print state changes only, not every light")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.one_seat:
+        return _one_seat(args)
+    from gateway.demo.system import DemoError, DemoOptions, DemoSystem
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    options = DemoOptions(seats=args.seats, rate_per_min=args.rate, api_port=args.port,
+                          work=args.keep, keep=args.keep is not None)  # fmt: skip
+    print(f"seatlink demo: starting mosquitto, {args.seats} virtual seats with agents, the "
+          "edge gateway, the PBX, the core and the API...", flush=True)  # fmt: skip
+    system = DemoSystem(options)
+    try:
+        try:
+            info = system.start()
+        except DemoError as exc:
+            print(f"seatlink demo: {exc}", file=sys.stderr)
+            return 1
+        user, password = info.supervisor
+        admin, admin_password = info.admin
+        print(f"""
+  wallboard   {info.url}/wallboard/
+  API docs    {info.url}/docs
+  supervisor  {user}  password {password}
+  admin       {admin}  password {admin_password}
+  broker      127.0.0.1:{info.broker_port} (site "demo")
+  work dir    {info.work}{'' if args.keep else ' (removed at the end)'}
+  processes   {', '.join(f'{name} {pid}' for name, pid in info.pids.items())}
+
+Callers arrive about {args.rate:g} a minute; the agents answer them. Ctrl-C stops everything.
+""", flush=True)  # fmt: skip
+        while not stop.wait(1.0):
+            failed = system.failed()
+            if failed:
+                print(f"seatlink demo: {failed}", file=sys.stderr)
+                return 1
+        print("seatlink demo: stopping...", flush=True)
+        return 0
+    finally:
+        system.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _one_seat(args: argparse.Namespace) -> int:
     start = time.monotonic()
 
     def stamp() -> str:
@@ -31,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{stamp()}  light  {COLOURS[rgb]}", flush=True)
 
     print("seatlink demo: one seat running the real firmware (virtual board, host clock).")
-    print("Ctrl-C stops it. The full system demo comes with the gateway, PBX, core and API.\n")
+    print("Ctrl-C stops it. `seatlink demo` without --one-seat runs the whole system.\n")
     with VirtualSeat(on_light=light) as seat:
         session = Session(seat.port)
         session.sync()

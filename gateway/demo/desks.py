@@ -1,0 +1,66 @@
+"""The demo's desks: virtual seats running the real firmware, with the agent robot at them
+(`python -m gateway.demo.desks --seats N --broker-port P --map FILE ...`).
+
+One process of its own, so the seats' loop passes share no interpreter lock with the gateway
+or the PBX. Once the robot hears the broker, every seat is logged in (a READY press each,
+staggered); it then runs until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.contract.topics import Topics
+from gateway.demo.agents import Robot
+from gateway.virtual_farm import SeatFarm
+
+FIRST_UID = 0x5EA7D001  # the demo's boards; the inventory binds them to s001, s002, ...
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gateway.demo.desks")
+    p.add_argument("--seats", type=int, required=True)
+    p.add_argument("--broker-port", type=int, required=True)
+    p.add_argument("--site", required=True)
+    p.add_argument("--root", default="seatlink")
+    p.add_argument("--map", type=Path, required=True, help="where the seats' links go (JSON)")
+    p.add_argument("--store", type=Path, required=True, help="the seats' file stores")
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    farm = SeatFarm(args.seats, first_uid=FIRST_UID, store_dir=args.store)
+    try:
+        farm.write_map(args.map)
+        farm.start()
+        asyncio.run(_run(farm, Topics(site=args.site, root=args.root), args.broker_port,
+                         args.seed))  # fmt: skip
+    finally:
+        farm.stop()
+    return 0
+
+
+async def _run(farm: SeatFarm, topics: Topics, port: int, seed: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    robot = Robot(farm, topics=topics, port=port, rng=random.Random(seed))
+    tasks = [asyncio.create_task(robot.run(), name="agents"),
+             asyncio.create_task(robot.sweep(), name="sweep")]  # fmt: skip
+    try:
+        await asyncio.wait_for(robot.ready.wait(), 30)
+        await robot.login()
+        print(f"desks: {len(farm.seats)} seats logged in", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

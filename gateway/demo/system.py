@@ -1,0 +1,278 @@
+"""The whole system on one machine, on embedded defaults: `seatlink demo` (issue 7).
+
+Design requirements:
+- Nothing to configure. Every part runs as the product runs it, as its own process with a
+  settings file written here into a work directory:
+  - the broker: mosquitto, on a free loopback port (never the machine's 1883);
+  - the desks: virtual seats running the real firmware, with the agent robot at them
+    (gateway.demo.desks);
+  - the edge gateway (`seatlink edge`), bridging those seats;
+  - the PBX connector (`seatlink pbx`), with callers arriving all the time (Poisson);
+  - the policy/KPI core (`seatlink core`) on SQLite;
+  - the supervisor API and wallboard (`seatlink api`), with two personal demo accounts
+    whose passwords are made up at start and printed.
+- Every child gets a parent-death signal (gateway.rig.spawn), so nothing outlives the demo
+  even when it is killed. `stop()` ends them in the reverse order of their start (SIGTERM,
+  then SIGKILL after STOP_S), and removes the work directory unless asked to keep it.
+- A part that does not come up is a DemoError naming it and its log, after everything
+  started so far has been stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.rig.spawn import spawn
+
+SITE = "demo"
+ROOT = "seatlink"
+SEAT_DEFAULTS = {"away_s": 0, "acw_s": 10}  # robots take their breaks elsewhere
+# the demo's accounts: personal names, as the product asks for
+SUPERVISOR = ("sam.okafor", "Sam Okafor", "supervisor")
+ADMIN = ("ada.lovelace", "Ada Lovelace", "admin")
+
+
+class DemoError(RuntimeError):
+    """A part of the demo could not start; the message names it and where its log is."""
+
+
+@dataclass
+class DemoOptions:
+    seats: int = 24
+    rate_per_min: float = 20.0  # callers arriving, every queue together
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080  # 0, or taken: a free one
+    work: Path | None = None  # default: a new temporary directory
+    keep: bool = False  # leave the work directory (logs, databases) behind
+    seed: int = 7
+
+
+@dataclass
+class DemoInfo:
+    url: str
+    supervisor: tuple[str, str]  # username, password
+    admin: tuple[str, str]
+    work: Path
+    broker_port: int
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+class DemoSystem:
+    """`with DemoSystem(options) as demo: demo.info.url`."""
+
+    START_S = 60.0  # per part
+    STOP_S = 10.0
+
+    def __init__(self, options: DemoOptions | None = None) -> None:
+        self.options = options or DemoOptions()
+        self._children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        self._work: Path | None = None
+        self._made_work = False
+        self.info: DemoInfo | None = None
+
+    def __enter__(self) -> DemoSystem:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- start ------------------------------------------------------------------------------
+
+    def start(self) -> DemoInfo:
+        o = self.options
+        if o.seats < 1 or o.seats > 500:
+            raise DemoError(f"--seats {o.seats}: 1 to 500 seats")
+        work = o.work or Path(tempfile.mkdtemp(prefix="seatlink-demo-"))
+        self._made_work = o.work is None
+        work.mkdir(parents=True, exist_ok=True)
+        self._work = work
+        broker_port = self._broker(work)
+        uids = self._desks(work, broker_port)
+        self._edge(work, broker_port, uids)
+        self._pbx(work, broker_port)
+        self._core(work, broker_port)
+        info = self._api(work, broker_port)
+        info.pids = {name: proc.pid for name, proc, _ in self._children}
+        self.info = info
+        return info
+
+    def _start(self, name: str, argv: list[str], work: Path) -> subprocess.Popen[bytes]:
+        log = work / f"{name}.log"
+        proc = spawn(argv, log_path=log)
+        self._children.append((name, proc, log))
+        return proc
+
+    def _wait(self, name: str, ready: object, what: str) -> None:
+        deadline = time.monotonic() + self.START_S
+        proc, log = next((p, lg) for n, p, lg in self._children if n == name)
+        while not ready():  # type: ignore[operator]
+            if proc.poll() is not None:
+                raise DemoError(f"the {name} stopped with status {proc.returncode} before "
+                                f"{what}; its log: {log}\n{_tail(log)}")  # fmt: skip
+            if time.monotonic() > deadline:
+                raise DemoError(f"the {name} did not get {what} within {self.START_S:.0f} s; "
+                                f"its log: {log}\n{_tail(log)}")  # fmt: skip
+            time.sleep(0.1)
+
+    def _broker(self, work: Path) -> int:
+        exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
+                                            if Path("/usr/sbin/mosquitto").exists() else None)
+        if exe is None:
+            # the core speaks MQTT 5 (acknowledgement after commit); the pure-Python brokers
+            # on PyPI speak 3.1.1 only, so there is no embedded stand-in for mosquitto
+            raise DemoError("mosquitto is not installed: `make deps` installs it (Debian "
+                            "package mosquitto)")  # fmt: skip
+        port = _free_port()
+        conf = work / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                        "persistence false\nlog_dest stderr\n")  # fmt: skip
+        self._start("broker", [exe, "-c", str(conf)], work)
+        self._wait("broker", lambda: _listening(port), f"its port {port} open")
+        return port
+
+    def _desks(self, work: Path, port: int) -> list[str]:
+        seats_map = work / "seats.json"
+        self._start("desks", [sys.executable, "-m", "gateway.demo.desks",
+                              "--seats", str(self.options.seats), "--broker-port", str(port),
+                              "--site", SITE, "--root", ROOT, "--map", str(seats_map),
+                              "--store", str(work / "desks"),
+                              "--seed", str(self.options.seed)], work)  # fmt: skip
+        self._wait("desks", seats_map.exists, "its seats listening")
+        uids: list[str] = [s["uid"] for s in json.loads(seats_map.read_text())["seats"]]
+        return uids
+
+    def _edge(self, work: Path, port: int, uids: list[str]) -> None:
+        lines = ["[defaults]", *(f"{k} = {v}" for k, v in SEAT_DEFAULTS.items())]
+        for i, uid in enumerate(uids):
+            lines += ["[[seat]]", f'seat = "s{i + 1:03d}"', f'board = "{uid}"']
+        (work / "inventory.toml").write_text("\n".join(lines) + "\n")
+        cfg = work / "edge.toml"
+        cfg.write_text(f'gateway = "edge-1"\nsite = "{SITE}"\nroot = "{ROOT}"\n'
+                       'links_file = "seats.json"\ninventory = "inventory.toml"\n'
+                       'outbox = "edge-outbox.db"\nhealth_interval_s = 2.0\n'
+                       f'[broker]\nhost = "127.0.0.1"\nport = {port}\n')  # fmt: skip
+        self._start("edge", _seatlink("edge", cfg), work)
+
+    def _pbx(self, work: Path, port: int) -> None:
+        cfg = work / "pbx.toml"
+        cfg.write_text(
+            f'pbx = "pbx-1"\nsite = "{SITE}"\nroot = "{ROOT}"\nstore = "pbx.db"\n'
+            f"seed = {self.options.seed}\n"
+            f'[broker]\nhost = "127.0.0.1"\nport = {port}\n'
+            '[queues.support]\nseats = "*"\n[queues.sales]\nseats = "*"\n'
+            '[compliance]\ndnc = "dnc.db"\n'
+            f"[arrivals]\nrate_per_min = {self.options.rate_per_min}\n"
+            "[arrivals.queues]\nsupport = 3\nsales = 1\n"
+            '[arrivals.patience]\ndist = "exponential"\nmean_s = 60.0\n'
+            '[arrivals.talk]\ndist = "lognormal"\nmean_s = 45.0\nsd_s = 20.0\nmin_s = 5.0\n')
+        self._start("pbx", _seatlink("pbx", cfg), work)
+
+    def _core(self, work: Path, port: int) -> None:
+        cfg = work / "core.toml"
+        cfg.write_text(f'core = "core-1"\nsite = "{SITE}"\nroot = "{ROOT}"\n'
+                       'store = "core.db"\nkpi_interval_s = 2.0\n'
+                       f'[broker]\nhost = "127.0.0.1"\nport = {port}\n')  # fmt: skip
+        self._start("core", _seatlink("core", cfg), work)
+
+    def _api(self, work: Path, port: int) -> DemoInfo:
+        o = self.options
+        api_port = o.api_port if o.api_port and not _listening(o.api_port, o.api_host) \
+            else _free_port()  # fmt: skip
+        cfg = work / "api.toml"
+        cfg.write_text(f'api = "api-1"\nsite = "{SITE}"\nroot = "{ROOT}"\npbx = "pbx-1"\n'
+                       f'host = "{o.api_host}"\nport = {api_port}\naccounts = "api.db"\n'
+                       'store = "core.db"\n'
+                       f'[broker]\nhost = "127.0.0.1"\nport = {port}\n')  # fmt: skip
+        accounts = {}
+        for username, full_name, role in (ADMIN, SUPERVISOR):
+            password = _password()
+            done = subprocess.run(
+                _seatlink("api", cfg) + ["--add-user", username, "--role", role,
+                                         "--full-name", full_name, "--no-change"],
+                env={**os.environ, "SEATLINK_API_NEW_PASSWORD": password},
+                capture_output=True, text=True, timeout=60)  # fmt: skip
+            if done.returncode != 0:
+                raise DemoError(f"could not add the demo account {username}: {done.stderr}")
+            accounts[role] = (username, password)
+        self._start("api", _seatlink("api", cfg), work)
+        url = f"http://{o.api_host}:{api_port}"
+        self._wait("api", lambda: _healthy(url), f"{url}/health answering")
+        return DemoInfo(url=url, supervisor=accounts["supervisor"], admin=accounts["admin"],
+                        work=work, broker_port=port)  # fmt: skip
+
+    # --- stop -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Every child, newest first: SIGTERM, then SIGKILL after STOP_S."""
+        while self._children:
+            name, proc, _ = self._children.pop()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(self.STOP_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        if self._work is not None and self._made_work and not self.options.keep:
+            shutil.rmtree(self._work, ignore_errors=True)
+            self._work = None
+
+    def failed(self) -> str | None:
+        """The first part that ended on its own, with its status, or None."""
+        for name, proc, log in self._children:
+            if proc.poll() is not None:
+                return f"the {name} stopped with status {proc.returncode}; its log: {log}"
+        return None
+
+
+def _seatlink(command: str, cfg: Path) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli", command, "-c", str(cfg)]
+
+
+def _password() -> str:
+    # the seeds' policy: letters, digits and special characters, 10 or more
+    return f"Demo-{secrets.token_hex(4)}-{secrets.randbelow(90) + 10}!"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as answer:
+            return bool(json.loads(answer.read()).get("broker"))
+    except (OSError, ValueError):
+        return False
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
