@@ -6,7 +6,6 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 
 from gateway.api.accounts import Session
 from gateway.api.deps import FLOOR_VIEW, STAFF, Responses, audit, require, services
@@ -147,5 +146,3 @@ def _group(outcomes: list[Outcome]) -> GroupOutcome:
     done = sum(o.status == "done" for o in outcomes)
     return GroupOutcome(outcomes=outcomes, done=done, not_done=len(outcomes) - done)
 
-
-__all__ = ["router", "send", "run_in_threadpool"]
