@@ -17,13 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# a dev dependency (pyproject.toml): a missing one is an install fault, not a reason to skip
+import playwright.sync_api as playwright_sync
 import pytest
 from api_support import PASSWORD, USERS, LiveApi, seat_state
 
 from gateway.api.accounts import Role
-
-# a dev dependency (pyproject.toml): a missing one is an install fault, not a reason to skip
-import playwright.sync_api as playwright_sync  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_MS = 5000  # a pushed change must show within 5 s, without a reload
