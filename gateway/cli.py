@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
 from gateway import __version__
-from gateway.commands import api, core, demo, edge, emulate, pbx, seats, version
+from gateway.commands import api, core, demo, edge, emulate, inventory, pbx, seats, version
 
 
 class Command(Protocol):
@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, Command]] = [
     ("pbx", pbx),
     ("core", core),
     ("api", api),
+    ("inventory", inventory),
 ]
 
 

@@ -11,7 +11,12 @@ Design requirements:
 - Everything is checked when read, with the file, entry and key at fault named, so a typo
   shows up in the gateway's report instead of as a seat rejecting its settings (X 4) later.
 - Two sources: a TOML or JSON file edited by hand, or an SQLite database (`sqlite:///path`)
-  written by a provisioning tool through `InventoryDb`.
+  written by a provisioning tool through `InventoryDb` (`seatlink inventory`).
+- Each entry may carry the desk's location (free text for facilities staff; the gateway does
+  not act on it). A database written by an older seatlink opens: its schema is upgraded in
+  place by versioned, idempotent steps that keep every row, and an older seatlink still
+  reads an upgraded database (the location lives in a table of its own, so the `boards`
+  rows keep the four columns older writers insert positionally).
 """
 
 from __future__ import annotations
@@ -33,32 +38,48 @@ from gateway.contract.topics import TopicError, check_id
 from gateway.seatlink.codec import SETTINGS, SettingKey
 
 __all__ = [
+    "LOCATION_MAX",
+    "SCHEMA_VERSION",
     "SQLITE_PREFIX",
     "UID_MAX",
     "Inventory",
     "InventoryDb",
     "InventoryError",
     "InventoryWatcher",
+    "Moved",
     "SeatBinding",
+    "changes",
+    "check_entry",
     "load_inventory",
 ]
 
 SQLITE_PREFIX = "sqlite:///"
 UID_MAX = 32  # hex digits; boards in use carry 8 (micro:bit) or 16 (RP2040, ESP32)
 _UID = re.compile(rf"[0-9A-Fa-f]{{1,{UID_MAX}}}")
+LOCATION_MAX = 200  # characters: "Floor 2, row C, desk 14" and then some
 _TOP_KEYS = ("defaults", "seat")
-_SEAT_KEYS = ("seat", "board", "name", "settings")
+_SEAT_KEYS = ("seat", "board", "name", "location", "settings")
 _BY_NAME: Mapping[str, SettingKey] = {spec.name: key for key, spec in SETTINGS.items()}
 # firmware/cfg.py's shorter names for keys docs/seat.md names in full: one name per key in
 # the inventory, but a file written from the firmware's names gets pointed the right way.
 _HINTS = {k.name.lower(): s.name for k, s in SETTINGS.items() if k.name.lower() != s.name}
 
-# A provisioning tool may add columns of its own; these are the ones the gateway reads.
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS boards (board TEXT PRIMARY KEY, seat TEXT UNIQUE NOT NULL, "
-    "name TEXT, settings TEXT)",
-    "CREATE TABLE IF NOT EXISTS defaults (name TEXT PRIMARY KEY, value INTEGER)",
-)
+# The database's schema, step by step: step n brings a database to `PRAGMA user_version` n.
+# A database written before versions were kept carries 0. Every statement is idempotent, so
+# a step re-run on a database that has it (or a table dropped by hand, re-created) is
+# harmless. A provisioning tool may add columns of its own; these are the ones read here.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the first release's tables
+    ("CREATE TABLE IF NOT EXISTS boards (board TEXT PRIMARY KEY, seat TEXT UNIQUE NOT NULL, "
+     "name TEXT, settings TEXT)",
+     "CREATE TABLE IF NOT EXISTS defaults (name TEXT PRIMARY KEY, value INTEGER)"),
+    # 2: the desk's location, keyed by seat, in a table of its own: a column in `boards`
+    # would break writers that insert its four columns positionally (older seatlink, hand
+    # edits), and a location belongs to the desk, whichever board sits there
+    ("CREATE TABLE IF NOT EXISTS locations (seat TEXT PRIMARY KEY, location TEXT NOT NULL)",),
+)  # fmt: skip
+SCHEMA_VERSION = len(_MIGRATIONS)
+_TABLES = frozenset({"boards", "defaults", "locations"})
 # A provisioning commit holds the lock for milliseconds. The gateway waits briefly, as its
 # loop waits meanwhile, and a read that times out is tried again at the next check.
 _READ_BUSY_S = 0.25
@@ -83,15 +104,29 @@ class SeatBinding:
     # the inventory's defaults, then the seat's own on top; only settings the inventory
     # names: the seat runs on its built-in default (docs/seat.md) for the others
     settings: Mapping[SettingKey, int] = field(hash=False)
+    # Facilities' data that the gateway does not act on: left out of equality, so editing
+    # them is no change of binding (no settings pushed to the seat again).
+    location: str | None = field(default=None, compare=False)
+    # the settings the entry itself sets (`settings` without the defaults it inherits): what
+    # an export writes and an import compares
+    own_settings: Mapping[SettingKey, int] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, hash=False
+    )
 
 
 class Inventory:
     """One consistent read of a source: `by_board(uid)` for a hello, `by_seat(id)` for a
     command. Immutable; a watcher replaces it as a whole."""
 
-    def __init__(self, source: str, seats: Iterable[SeatBinding]) -> None:
+    def __init__(
+        self,
+        source: str,
+        seats: Iterable[SeatBinding],
+        defaults: Mapping[SettingKey, int] | None = None,
+    ) -> None:
         self.source = source
         self.seats = tuple(seats)
+        self.defaults: Mapping[SettingKey, int] = MappingProxyType(dict(defaults or {}))
         self._by_board = {b.board: b for b in self.seats}
         self._by_seat = {b.seat: b for b in self.seats}
         if len(self._by_board) != len(self.seats) or len(self._by_seat) != len(self.seats):
@@ -162,22 +197,70 @@ def _seat_id(where: str, value: object) -> str:
         raise InventoryError(f"{where}: {exc}") from None
 
 
+def _location(where: str, value: object) -> str | None:
+    """Free text of at most LOCATION_MAX printable characters; empty is none."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InventoryError(f"{where}: location {value!r} must be a string")
+    if len(value) > LOCATION_MAX:
+        raise InventoryError(f"{where}: location is {len(value)} characters long, "
+                             f"at most {LOCATION_MAX}")  # fmt: skip
+    if not value.isprintable():
+        # a line break or control character would break the table and the CSV of the tool
+        raise InventoryError(f"{where}: location {value!r} holds a character that is not "
+                             "printable (line break, tab, control character)")  # fmt: skip
+    return value or None
+
+
 def _binding(
     where: str, raw: Mapping[str, object], defaults: Mapping[SettingKey, int]
 ) -> SeatBinding:
-    """`raw` holds seat, board, name, settings as read; `where` names the entry."""
+    """`raw` holds seat, board, name, location, settings as read; `where` names the entry."""
     seat = _seat_id(where, raw.get("seat"))
     where = f"{where} (seat {seat})"
     board = _uid(where, raw.get("board"))
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         raise InventoryError(f"{where}: name {name!r} must be a string")
+    location = _location(where, raw.get("location"))
     own = _settings(f"{where} settings", raw.get("settings"))
     merged = {**defaults, **own}
-    return SeatBinding(board, seat, name, MappingProxyType(dict(sorted(merged.items()))))
+    return SeatBinding(board, seat, name, MappingProxyType(dict(sorted(merged.items()))),
+                       location, MappingProxyType(dict(sorted(own.items()))))  # fmt: skip
 
 
-def _inventory(source: str, entries: Iterable[tuple[str, SeatBinding]]) -> Inventory:
+def check_entry(where: str, raw: Mapping[str, object]) -> SeatBinding:
+    """One entry checked as the inventory checks it (seat, board, name, location and a table
+    of setting name = value), without defaults: its `settings` are its own. InventoryError
+    names `where`, the seat and the key at fault."""
+    return _binding(where, raw, {})
+
+
+def changes(
+    current: Iterable[SeatBinding], wanted: Iterable[SeatBinding]
+) -> tuple[list[SeatBinding], list[tuple[SeatBinding, SeatBinding]], list[SeatBinding]]:
+    """(added, changed as (old, new), removed) by seat, from `current` to `wanted`. A change
+    is another board, name, location or own settings (inherited defaults aside)."""
+    old = {b.seat: b for b in current}
+    new = {b.seat: b for b in wanted}
+    added = [b for seat, b in new.items() if seat not in old]
+    removed = [b for seat, b in old.items() if seat not in new]
+    changed = [(old[seat], b) for seat, b in new.items()
+               if seat in old and _entry(old[seat]) != _entry(b)]  # fmt: skip
+    return added, changed, removed
+
+
+def _entry(b: SeatBinding) -> tuple[object, ...]:
+    # an empty name is no name (a CSV cell cannot tell them apart)
+    return b.board, b.name or None, b.location, dict(b.own_settings)
+
+
+def _inventory(
+    source: str,
+    entries: Iterable[tuple[str, SeatBinding]],
+    defaults: Mapping[SettingKey, int] | None = None,
+) -> Inventory:
     """The bindings, refusing a board or a seat bound twice with both entries named."""
     boards: dict[str, str] = {}
     seats: dict[str, str] = {}
@@ -191,7 +274,7 @@ def _inventory(source: str, entries: Iterable[tuple[str, SeatBinding]]) -> Inven
             raise InventoryError(f"{where}: seat {b.seat} is bound already ({seats[b.seat]})")
         boards[b.board] = seats[b.seat] = where
         out.append(b)
-    return Inventory(source, out)
+    return Inventory(source, out, defaults)
 
 
 # --- files ----------------------------------------------------------------------------------
@@ -234,7 +317,7 @@ def _parse_file(source: str, fmt: str, data: bytes) -> Inventory:
     if not isinstance(entries, list):
         raise InventoryError(f"{source}: seat must be a list of entries ([[seat]] in TOML), "
                              f"not {entries!r}")  # fmt: skip
-    return _inventory(source, _file_entries(source, entries, defaults))
+    return _inventory(source, _file_entries(source, entries, defaults), defaults)
 
 
 def _file_entries(
@@ -243,7 +326,7 @@ def _file_entries(
     for n, entry in enumerate(entries, 1):
         where = f"{source}: seat #{n}"
         if not isinstance(entry, dict):
-            raise InventoryError(f"{where} must be a table of seat, board, name, settings")
+            raise InventoryError(f"{where} must be a table of {', '.join(_SEAT_KEYS)}")
         for key in entry:
             if key not in _SEAT_KEYS:
                 raise InventoryError(f"{where}: unknown key {key!r} "
@@ -263,25 +346,102 @@ def _db_path(source: str) -> Path:
     return Path(rest)
 
 
-def _connect(path: Path, source: str, *, create: bool) -> sqlite3.Connection:
+def _connect(
+    path: Path, source: str, *, create: bool, busy_s: float | None = None
+) -> sqlite3.Connection:
+    """Open the database and bring its schema to SCHEMA_VERSION. `create`: make the file if
+    missing (a provisioning tool); else it must exist (the gateway, a read)."""
     try:
         if create:
-            db = sqlite3.connect(path, isolation_level=None, timeout=_WRITE_BUSY_S)
+            db = sqlite3.connect(path, isolation_level=None, timeout=busy_s or _WRITE_BUSY_S)
         else:
             # mode=rw: the gateway must not create an empty inventory at a mistyped path
             uri = path.absolute().as_uri() + "?mode=rw"
-            db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=_READ_BUSY_S)
+            db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                 timeout=busy_s or _READ_BUSY_S)  # fmt: skip
     except sqlite3.Error as exc:
         raise InventoryError(f"{source}: cannot open the database: {exc}") from None
     try:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"boards", "defaults"} <= tables:
-            for statement in _SCHEMA:
-                db.execute(statement)
+        _migrate(db, source)
     except sqlite3.Error as exc:
         db.close()
         raise InventoryError(f"{source}: cannot use the database: {exc}") from None
+    except InventoryError:
+        db.close()
+        raise
     return db
+
+
+def _version(db: sqlite3.Connection, source: str) -> int:
+    (number,) = db.execute("PRAGMA user_version").fetchone()
+    if number > SCHEMA_VERSION:
+        # its rows may mean what this seatlink cannot know
+        raise InventoryError(f"{source}: the database has schema version {number}, "
+                             f"newer than this seatlink's {SCHEMA_VERSION}: "
+                             "upgrade seatlink")  # fmt: skip
+    return int(number)
+
+
+def _tables(db: sqlite3.Connection) -> frozenset[str]:
+    return frozenset(r[0] for r in db.execute("SELECT name FROM sqlite_master "
+                                              "WHERE type='table'"))  # fmt: skip
+
+
+def _migrate(db: sqlite3.Connection, source: str) -> None:
+    """Run the steps the database lacks, in one transaction (all or none), checking the
+    version again under the write lock: a gateway and a tool may open an old file at once."""
+    # the usual case costs two reads and no write lock
+    if _version(db, source) == SCHEMA_VERSION and _TABLES <= _tables(db):
+        return
+    with _Transaction(db):
+        # a table dropped by hand: every step again (each is idempotent)
+        start = _version(db, source) if _TABLES <= _tables(db) else 0
+        for step in _MIGRATIONS[start:]:
+            for statement in step:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+_Rows = tuple[list[tuple[object, ...]], list[tuple[object, ...]]]
+
+
+def _select(db: sqlite3.Connection, tables: frozenset[str] = _TABLES) -> _Rows:
+    """The rows of boards (each with its seat's location) and defaults; sqlite3.Error.
+    `tables`: those there are (a database read without upgrading it may lack some)."""
+    if "boards" not in tables:
+        boards = []
+    elif "locations" not in tables:
+        boards = db.execute("SELECT board, seat, name, settings, NULL FROM boards "
+                            "ORDER BY seat").fetchall()  # fmt: skip
+    else:
+        boards = db.execute("SELECT b.board, b.seat, b.name, b.settings, l.location "
+                            "FROM boards b LEFT JOIN locations l ON l.seat = b.seat "
+                            "ORDER BY b.seat").fetchall()  # fmt: skip
+    defaults = []
+    if "defaults" in tables:
+        defaults = db.execute("SELECT name, value FROM defaults ORDER BY name").fetchall()
+    return boards, defaults
+
+
+def _read_only(path: Path, source: str) -> Inventory:
+    """Read a database as it is: opened read-only, an older schema not upgraded."""
+    try:
+        db = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True,
+                             isolation_level=None, timeout=_WRITE_BUSY_S)  # fmt: skip
+    except sqlite3.Error as exc:
+        raise InventoryError(f"{source}: cannot open the database: {exc}") from None
+    try:
+        db.execute("BEGIN")
+        try:
+            _version(db, source)
+            rows = _select(db, _tables(db))
+        finally:
+            db.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        raise InventoryError(f"{source}: cannot read the database: {exc}") from None
+    finally:
+        db.close()
+    return _parse_db(source, rows)
 
 
 def _read_db(db: sqlite3.Connection, source: str) -> Inventory:
@@ -289,24 +449,27 @@ def _read_db(db: sqlite3.Connection, source: str) -> Inventory:
         # one read transaction: a provisioning commit lands wholly before or after it
         db.execute("BEGIN")
         try:
-            boards = db.execute("SELECT board, seat, name, settings FROM boards "
-                                "ORDER BY seat").fetchall()  # fmt: skip
-            defaults = db.execute("SELECT name, value FROM defaults ORDER BY name").fetchall()
+            rows = _select(db)
         finally:
             db.execute("ROLLBACK")
     except sqlite3.Error as exc:
         busy = (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
         error = _Busy if busy else InventoryError
         raise error(f"{source}: cannot read the database: {exc}") from None
+    return _parse_db(source, rows)
+
+
+def _parse_db(source: str, rows: _Rows) -> Inventory:
+    boards, defaults = rows
     merged = dict(_setting(f"{source}: defaults row {name!r}", name, value)
                   for name, value in defaults)  # fmt: skip
-    return _inventory(source, _db_entries(source, boards, merged))
+    return _inventory(source, _db_entries(source, boards, merged), merged)
 
 
 def _db_entries(
     source: str, rows: list[tuple[object, ...]], defaults: Mapping[SettingKey, int]
 ) -> Iterable[tuple[str, SeatBinding]]:
-    for board, seat, name, settings in rows:
+    for board, seat, name, settings, location in rows:
         where = f"{source}: boards row {board!r}"
         table: object = None
         if settings is not None:
@@ -316,22 +479,42 @@ def _db_entries(
                 table = json.loads(settings, object_pairs_hook=_no_repeats)
             except (ValueError, RecursionError) as exc:
                 raise InventoryError(f"{where}: settings is not valid JSON: {exc}") from None
-        raw = {"seat": seat, "board": board, "name": name, "settings": table}
+        raw = {"seat": seat, "board": board, "name": name, "location": location,
+               "settings": table}  # fmt: skip
         yield where, _binding(where, raw, defaults)
+
+
+def _settings_text(own: Mapping[SettingKey, int]) -> str | None:
+    return json.dumps({k.spec.name: v for k, v in own.items()}) if own else None
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What `InventoryDb.move` did: `board` left `seat_from` for `seat_to`; `other` is the
+    board `seat_to` had (gone to `seat_from` if `swapped`, else unbound), None if it had
+    none."""
+
+    board: str
+    seat_from: str
+    seat_to: str
+    other: str | None
+    swapped: bool
 
 
 class InventoryDb:
     """The SQLite inventory for a provisioning tool: `with InventoryDb(url) as db:`. Creates
-    the database and its tables if missing. The gateway reads it with `load_inventory` or an
-    `InventoryWatcher`, which sees each commit."""
+    the database and its tables if missing (unless `create=False`: then it must exist) and
+    upgrades an older schema. The gateway reads it with `load_inventory` or an
+    `InventoryWatcher`, which sees each commit. Every change is one transaction: it is
+    checked against the rows under the write lock and made wholly or not at all."""
 
-    def __init__(self, source: str | Path) -> None:
+    def __init__(self, source: str | Path, *, create: bool = True) -> None:
         self.source = str(source)
         if isinstance(source, str) and source.startswith("sqlite:"):
             path = _db_path(source)
         else:
             path = Path(source)
-        self._db = _connect(path, self.source, create=True)
+        self._db = _connect(path, self.source, create=create, busy_s=_WRITE_BUSY_S)
 
     def provision(
         self,
@@ -340,11 +523,12 @@ class InventoryDb:
         *,
         name: str | None = None,
         settings: Mapping[str, int] | None = None,
+        location: str | None = None,
     ) -> None:
         """Bind `board` (uid, any case) to `seat`; InventoryError if either is bound already
         or anything would not load."""
         where = f"{self.source}: provision"
-        raw = {"seat": seat, "board": board, "name": name,
+        raw = {"seat": seat, "board": board, "name": name, "location": location,
                "settings": None if settings is None else dict(settings)}  # fmt: skip
         binding = _binding(where, raw, {})
         text = None
@@ -366,6 +550,7 @@ class InventoryDb:
                 self._db.execute("INSERT INTO boards (board, seat, name, settings) "
                                  "VALUES (?, ?, ?, ?)",
                                  (binding.board, binding.seat, binding.name, text))  # fmt: skip
+                self._set_location(binding.seat, binding.location)
         except sqlite3.Error as exc:
             raise InventoryError(f"{where}: {exc}") from None
 
@@ -376,11 +561,125 @@ class InventoryDb:
         uid = _uid(where, board)
         try:
             with _Transaction(self._db):
-                cur = self._db.execute("DELETE FROM boards WHERE upper(board) = ?", (uid,))
-                if cur.rowcount == 0:
+                # every row of the uid: rows typed in by hand may hold it in two cases
+                seats = self._db.execute("SELECT seat FROM boards WHERE upper(board) = ?",
+                                         (uid,)).fetchall()  # fmt: skip
+                if not seats:
                     raise InventoryError(f"{where}: board {uid} is not bound to any seat")
+                for (seat,) in seats:
+                    self._drop_seat(seat)
         except sqlite3.Error as exc:
             raise InventoryError(f"{where}: {exc}") from None
+
+    def unbind(self, seat: str) -> str:
+        """Unbind `seat`, its name, location and settings with it; returns the board it had
+        (quarantined from now on). InventoryError if the seat has no board."""
+        where = f"{self.source}: unbind"
+        seat = _seat_id(where, seat)
+        try:
+            with _Transaction(self._db):
+                row = self._db.execute("SELECT board FROM boards WHERE seat = ?",
+                                       (seat,)).fetchone()  # fmt: skip
+                if row is None:
+                    raise InventoryError(f"{where}: seat {seat} is not bound to any board")
+                self._drop_seat(seat)
+        except sqlite3.Error as exc:
+            raise InventoryError(f"{where}: {exc}") from None
+        return str(row[0]).upper()
+
+    def move(self, board: str, seat: str, *, swap: bool = False, replace: bool = False) -> Moved:
+        """Bind `board` to `seat` instead of the seat it is bound to now. Settings, name and
+        location belong to the seat, not the board: the board takes those of `seat` (none if
+        `seat` had no board) and its old seat's go with its old seat. Its old seat is left
+        without a board (and loses them), unless `swap`: then the board `seat` had moves to
+        the old seat. A `seat` bound to another board needs `swap` or `replace` (that board
+        is unbound). InventoryError if the board is not bound or is at `seat` already."""
+        where = f"{self.source}: move"
+        uid, to = _uid(where, board), _seat_id(where, seat)
+        try:
+            with _Transaction(self._db):
+                row = self._db.execute("SELECT seat FROM boards WHERE upper(board) = ?",
+                                       (uid,)).fetchone()  # fmt: skip
+                if row is None:
+                    raise InventoryError(f"{where}: board {uid} is not bound to any seat")
+                frm = str(row[0])
+                if frm == to:
+                    raise InventoryError(f"{where}: board {uid} is at seat {to} already")
+                row = self._db.execute("SELECT board FROM boards WHERE seat = ?",
+                                       (to,)).fetchone()  # fmt: skip
+                other = None if row is None else str(row[0])
+                if other is None:
+                    # the seat has nothing on record: the board arrives with nothing either
+                    self._drop_seat(frm)
+                    self._drop_seat(to)  # a location left behind by a hand edit
+                    self._db.execute("INSERT INTO boards (board, seat) VALUES (?, ?)",
+                                     (uid, to))  # fmt: skip
+                elif swap:
+                    # one uid per row at every statement (the key is checked row by row): the
+                    # old seat's row holds a placeholder that is no uid meanwhile
+                    update = "UPDATE boards SET board = ? WHERE seat = ?"
+                    self._db.execute(update, ("(moving)", frm))
+                    self._db.execute(update, (uid, to))
+                    self._db.execute(update, (other, frm))
+                elif replace:
+                    self._drop_seat(frm)
+                    self._db.execute("UPDATE boards SET board = ? WHERE seat = ?", (uid, to))
+                else:
+                    raise InventoryError(f"{where}: seat {to} has board {other.upper()}: swap "
+                                         "the two boards or replace it")  # fmt: skip
+        except sqlite3.Error as exc:
+            raise InventoryError(f"{where}: {exc}") from None
+        return Moved(uid, frm, to, None if other is None else other.upper(), swap)
+
+    def replace_all(
+        self, wanted: Iterable[SeatBinding]
+    ) -> tuple[list[SeatBinding], list[tuple[SeatBinding, SeatBinding]], list[SeatBinding]]:
+        """Make the bindings exactly `wanted` (each binding's `own_settings` are what is
+        stored; the defaults table is left as it is), in one transaction, writing only the
+        seats that change. Returns `changes(before, wanted)`. InventoryError, nothing
+        written, if `wanted` binds a board or seat twice or the current rows do not load."""
+        where = f"{self.source}: replace"
+        wanted = list(wanted)
+        _inventory(where, ((f"entry #{n}", b) for n, b in enumerate(wanted, 1)))
+        try:
+            with _Transaction(self._db):
+                current = _parse_db(self.source, _select(self._db))
+                added, changed, removed = changes(current.seats, wanted)
+                # rows whose board goes are deleted before any insert, so no uid is held by
+                # two rows at any statement
+                for b in removed:
+                    self._drop_seat(b.seat)
+                for old, new in changed:
+                    if old.board != new.board:
+                        self._drop_seat(old.seat)
+                for b in added + [new for old, new in changed if old.board != new.board]:
+                    self._db.execute("INSERT INTO boards (board, seat, name, settings) "
+                                     "VALUES (?, ?, ?, ?)",
+                                     (b.board, b.seat, b.name,
+                                      _settings_text(b.own_settings)))  # fmt: skip
+                    self._set_location(b.seat, b.location)
+                for old, new in changed:
+                    if old.board == new.board:
+                        # the board as stored: a row typed in by hand may hold lower case
+                        self._db.execute("UPDATE boards SET board = ?, name = ?, settings = ? "
+                                         "WHERE seat = ?",
+                                         (new.board, new.name, _settings_text(new.own_settings),
+                                          new.seat))  # fmt: skip
+                        self._set_location(new.seat, new.location)
+        except sqlite3.Error as exc:
+            raise InventoryError(f"{where}: {exc}") from None
+        return added, changed, removed
+
+    def _drop_seat(self, seat: str) -> None:
+        self._db.execute("DELETE FROM boards WHERE seat = ?", (seat,))
+        self._db.execute("DELETE FROM locations WHERE seat = ?", (seat,))
+
+    def _set_location(self, seat: str, location: str | None) -> None:
+        if location is None:
+            self._db.execute("DELETE FROM locations WHERE seat = ?", (seat,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO locations (seat, location) VALUES (?, ?)",
+                             (seat, location))  # fmt: skip
 
     def load(self) -> Inventory:
         return _read_db(self._db, self.source)
@@ -435,10 +734,13 @@ def _kind(source: str | Path) -> tuple[str, str, Path]:
     return fmt, text, path
 
 
-def load_inventory(source: str | Path) -> Inventory:
+def load_inventory(source: str | Path, *, readonly: bool = False) -> Inventory:
     """Read a .toml or .json file, or an sqlite:/// database, once; InventoryError if it is
-    missing or anything in it is wrong."""
+    missing or anything in it is wrong. `readonly`: write nothing to a database, not even
+    its tables or a schema upgrade (a tool's dry run or export)."""
     fmt, text, path = _kind(source)
+    if fmt == "sqlite" and readonly:
+        return _read_only(path, text)
     if fmt == "sqlite":
         db = _connect(path, text, create=False)
         try:

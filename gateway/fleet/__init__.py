@@ -1,0 +1,1 @@
+"""Facilities tooling for the fleet of seat boards (`seatlink inventory`)."""
