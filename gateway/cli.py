@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
 from gateway import __version__
-from gateway.commands import api, core, demo, edge, emulate, inventory, pbx, seats, version
+from gateway.commands import api, core, demo, edge, emulate, flash, inventory, pbx, seats, version
 
 
 class Command(Protocol):
@@ -30,6 +30,7 @@ COMMANDS: list[tuple[str, Command]] = [
     ("core", core),
     ("api", api),
     ("inventory", inventory),
+    ("flash", flash),
 ]
 
 

@@ -43,6 +43,11 @@ on /ws while 256 seats change state every 2 s for 30 s; event-to-client latency 
 against the goal p99 <= 100 ms, deliveries missed, resyncs, the API's CPU and memory), or
 `{"error": ...}`. `--no-api` leaves them out.
 
+Then, under `flash`, the time to flash 8 emulated micro:bits in parallel against one after
+another (tools/bench_flash.py: `seatlink flash`'s flash_many on fresh QEMU boards, hashed,
+written, verified and reset; parallel_s, sequential_s, speedup), or `{"error": ...}`.
+`--no-flash` leaves them out.
+
 Progress goes to stderr; stdout is the JSON object only. Exit status 1 if nothing could be
 measured at all, with the reason on stderr.
 """
@@ -65,7 +70,7 @@ from gateway.seatlink.codec import EventCode, SettingKey, State
 from gateway.seatlink.messages import Event, Heartbeat, parse_message
 from hil_tests.dut import BLUE, GREEN, RED, Dut, open_dut
 from hil_tests.seat import Seat
-from tools import bench_api, bench_core, bench_edge, bench_pbx
+from tools import bench_api, bench_core, bench_edge, bench_flash, bench_pbx
 
 FREE_HEAP_GOAL_BYTES = 3000
 WORST_LOOP_GOAL_MS = 20
@@ -293,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="leave out the policy/KPI core's figures (tools/bench_core.py)")
     parser.add_argument("--no-api", action="store_true",
                         help="leave out the API's live-feed figures (tools/bench_api.py)")
+    parser.add_argument("--no-flash", action="store_true",
+                        help="leave out the flashing figures (tools/bench_flash.py)")
     args = parser.parse_args(argv)
     if args.presses < 1 or args.rings < 1:
         parser.error("--presses and --rings must be at least 1")
@@ -326,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures["core"] = core_figures()
     if not args.no_api:
         figures["api"] = api_figures()
+    if not args.no_flash:
+        figures["flash"] = flash_figures()
     print(json.dumps(figures))
     return 0
 
@@ -376,6 +385,20 @@ def api_figures() -> dict[str, Any]:
         log(f"no API figures: {exc}")
         return {"error": str(exc)}
     log(bench_api.summary(figures))
+    return figures
+
+
+def flash_figures() -> dict[str, Any]:
+    """Flashing emulated boards, parallel against sequential; its failure costs only this
+    section."""
+    log("flash: 8 emulated micro:bits in parallel, then one after another "
+        "(tools/bench_flash.py)")
+    try:
+        figures = bench_flash.measure(boards=8)
+    except (RuntimeError, ValueError, OSError) as exc:
+        log(f"no flash figures: {exc}")
+        return {"error": str(exc)}
+    log(bench_flash.summary(figures))
     return figures
 
 

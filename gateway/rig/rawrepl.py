@@ -84,10 +84,12 @@ class RawRepl:
         self._buf = b""
 
     @classmethod
-    def open(cls, url: str) -> RawRepl:
-        """`url` as for serial.serial_for_url, e.g. socket://127.0.0.1:PORT."""
+    def open(cls, url: str, *, baudrate: int = 115200) -> RawRepl:
+        """`url` as for serial.serial_for_url, e.g. socket://127.0.0.1:PORT or a device.
+        `baudrate` matters on a real UART only (pyserial's default, 9600, is not the
+        micro:bit's REPL speed); the emulated one has none."""
         # Short read timeout: reads poll while deadlines are kept here.
-        port = serial.serial_for_url(url, timeout=0.02)
+        port = serial.serial_for_url(url, timeout=0.02, baudrate=baudrate)
         # pyserial's socket:// leaves Nagle on; against the board's delayed ACKs that
         # costs up to ~40 ms per small write.
         sock = getattr(port, "_socket", None)
@@ -97,6 +99,12 @@ class RawRepl:
 
     def close(self) -> None:
         self._port.close()
+
+    @property
+    def port(self) -> SerialPort:
+        """The serial port itself, for bytes outside the REPL's protocol: a frame to firmware
+        that has disabled Ctrl-C (gateway.fleet.flash sends the seat's Z exit frame)."""
+        return self._port
 
     def __enter__(self) -> RawRepl:
         return self
@@ -139,7 +147,12 @@ class RawRepl:
         self._buf = b""
         while time.monotonic() < end and FRIENDLY_PROMPT not in self._buf:
             self._port.write(CTRL_C)
-            self._buf += self._port.read(self._port.in_waiting)
+            # What has arrived, up to a bound (a chatty main.py must not starve the Ctrl-C):
+            # pyserial's socket:// reports in_waiting as 0 or 1, and a byte a pass made the
+            # traceback and prompt take a second to read.
+            got = len(self._buf)
+            while (waiting := self._port.in_waiting) and len(self._buf) - got < 512:
+                self._buf += self._port.read(waiting)
             time.sleep(0.005)
         self.interrupt(deadline=max(0.5, end - time.monotonic()))
 
