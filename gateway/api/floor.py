@@ -34,6 +34,22 @@ from typing import Any
 
 import aiomqtt
 
+from gateway.contract.payloads import (
+    AlertCommandResult,
+    AlertMessage,
+    AlertsOpen,
+    CommandResult,
+    ComplianceDecisionMessage,
+    CoreHealth,
+    GatewayHealth,
+    GatewayStatus,
+    KpiLive,
+    Payload,
+    PbxCommandResult,
+    SeatAvailability,
+    SeatHealth,
+    SeatState,
+)
 from gateway.contract.topics import TopicError, Topics
 from gateway.edge.settings import BrokerSettings
 
@@ -275,20 +291,24 @@ class Floor:
     def _take(self, topic: str, payload: object, retained: bool) -> None:
         try:
             parsed = self.topics.parse(topic)
+        except TopicError as exc:  # not a topic of the contract: counted as unknown
+            self.counts.malformed["?"] += 1
+            log.debug("api floor: %s", exc)
+            return
+        name = parsed.spec.name
+        self.counts.messages[name] += 1
+        try:
             if not isinstance(payload, bytes | bytearray):
                 raise ValueError("not bytes")
             body = json.loads(payload) if payload else None
             if body is not None and not isinstance(body, dict):
                 raise ValueError("not a JSON object")
-        except (TopicError, ValueError) as exc:
-            self.counts.malformed["?"] += 1
-            log.debug("api floor: %s: %s", topic, exc)
-            return
-        name = parsed.spec.name
-        self.counts.messages[name] += 1
-        try:
+            if body is not None:
+                body = _checked(name, parsed.ids, body)
             self._apply(name, parsed.ids, body)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # kept out of the picture: one bad retained message must not break every
+            # later read of the seats (ValidationError is a ValueError)
             self.counts.malformed[name] += 1
             log.debug("api floor: %s: %s", topic, exc)
 
@@ -342,6 +362,29 @@ class Floor:
             self._push({"type": "decision", "decision": body})
         elif name == "core_health":
             self.cores[ids["core"]] = body or {}
+
+
+# the contract's model of each topic the floor keeps (docs/mqtt.md, payloads)
+_MODELS: dict[str, type[Payload]] = {
+    "seat_state": SeatState, "seat_availability": SeatAvailability, "seat_health": SeatHealth,
+    "seat_cmd_result": CommandResult, "seat_alert": AlertMessage,
+    "gateway_status": GatewayStatus, "gateway_health": GatewayHealth, "kpi_live": KpiLive,
+    "alerts_open": AlertsOpen, "alert_cmd_result": AlertCommandResult,
+    "pbx_cmd_result": PbxCommandResult, "compliance_decision": ComplianceDecisionMessage,
+    "core_health": CoreHealth,
+}  # fmt: skip
+
+
+def _checked(name: str, ids: Mapping[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """The payload as its contract model has it; ValueError when it is not one, or when it
+    names another seat, gateway, scope or key than its topic."""
+    model = _MODELS[name].model_validate(body)
+    for key, value in ids.items():
+        named = getattr(model, key, value)
+        if named != value:
+            raise ValueError(f"{key} {named!r} on the topic of {value!r}")
+    checked: dict[str, Any] = model.model_dump(mode="json")
+    return checked
 
 
 def _health_changed(kept: dict[str, Any], body: dict[str, Any]) -> bool:

@@ -157,3 +157,24 @@ def _alert(seat: str, *, ident: str = "a-1") -> dict[str, Any]:
             "raised": now - 10, "measured": 40, "threshold": 30, "unit": "s",
             "severity": "warning", "message": "hold 40 s", "status": "raised", "t": now,
             "who": None, "note": ""}  # fmt: skip
+
+
+def test_bad_messages_on_the_floor_are_counted_and_kept_out(api: LiveApi) -> None:
+    now = time.time()
+    bad_state = {**seat_state("s1", since=now), "since": "yesterday"}
+    api.publish("seat_state", bad_state, seat="s1")
+    api.publish("seat_state", seat_state("s9"), seat="s2")  # names another seat
+    api.publish("seat_state", b"not json", seat="s3")
+    api.publish("kpi_live", {"v": 1, "scope": "queue", "key": "q2", "t": now, "windows": {}},
+                scope="queue", key="q1")  # fmt: skip
+    api.publish("seat_state", seat_state("s4", since=now), seat="s4")  # a good one after
+    _wait(lambda: "s4" in api.floor.seats)
+    with api.client(Role.SUPERVISOR) as c:
+        seats = c.get("/seats")
+        assert seats.status_code == 200
+        assert [s["seat"] for s in seats.json()] == ["s4"]
+        assert c.get("/kpis/queue").json() == {}
+    with api.client() as c:
+        text = c.get("/metrics").text
+    assert 'seatlink_api_mqtt_malformed{topic="seat_state"} 3.0' in text  # not JSON too
+    assert 'seatlink_api_mqtt_malformed{topic="kpi_live"} 1.0' in text
