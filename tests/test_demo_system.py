@@ -56,6 +56,16 @@ def test_the_demo_shows_live_calls_and_stops_everything(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert len(seats) == 8 and all(s["online"] for s in seats)
         assert httpx.get(base + "/wallboard/").status_code == 200
+        # the inventory tool against the demo's gateway, as the demo suggests
+        while not any("seatlink inventory" in line for line in lines):
+            lines.append(proc.stdout.readline())
+        fleet = next(line for line in lines if "seatlink inventory" in line).split()[2:]
+        listed = subprocess.run([sys.executable, "-m", "gateway.cli", "inventory", *fleet],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        rows = [r for r in listed.stdout.splitlines() if r.startswith("s0")]
+        assert len(rows) == 8 and all(r.rstrip().endswith("online") for r in rows), listed.stdout
+        assert "Floor 1, row A, desk 1" in listed.stdout
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         status = proc.wait(60)

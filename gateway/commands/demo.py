@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         except DemoError as exc:
             print(f"seatlink demo: {exc}", file=sys.stderr)
             return 1
+        fleet = (f"seatlink inventory -i {info.work / 'inventory.toml'} list "
+                 f"--broker 127.0.0.1:{info.broker_port} --site demo")
         user, password = info.supervisor
         admin, admin_password = info.admin
         print(f"""
@@ -67,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
   broker      127.0.0.1:{info.broker_port} (site "demo")
   work dir    {info.work}{'' if args.keep else ' (removed at the end)'}
   processes   {', '.join(f'{name} {pid}' for name, pid in info.pids.items())}
+
+The fleet as facilities see it:
+  {fleet}
 
 Callers arrive about {args.rate:g} a minute; the agents answer them. Ctrl-C stops everything.
 """, flush=True)  # fmt: skip

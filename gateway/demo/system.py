@@ -161,7 +161,9 @@ class DemoSystem:
     def _edge(self, work: Path, port: int, uids: list[str]) -> None:
         lines = ["[defaults]", *(f"{k} = {v}" for k, v in SEAT_DEFAULTS.items())]
         for i, uid in enumerate(uids):
-            lines += ["[[seat]]", f'seat = "s{i + 1:03d}"', f'board = "{uid}"']
+            row, desk = divmod(i, 8)  # eight desks a row
+            lines += ["[[seat]]", f'seat = "s{i + 1:03d}"', f'board = "{uid}"',
+                      f'location = "Floor 1, row {chr(65 + row % 26)}, desk {desk + 1}"']
         (work / "inventory.toml").write_text("\n".join(lines) + "\n")
         cfg = work / "edge.toml"
         cfg.write_text(f'gateway = "edge-1"\nsite = "{SITE}"\nroot = "{ROOT}"\n'
