@@ -1,14 +1,13 @@
-# Host commands (docs/protocol.md), fields in f[1..n]: 0, or err * 100 +
-# field. A failure changes nothing. One small function per command family:
-# the micro:bit compiles each on its own (docs/seat.md, memory).
+# Host commands (docs/protocol.md), fields f[1..n]: 0, or err * 100 + field;
+# a failure changes nothing. Small functions: each compiles alone.
 import cfg
 import seat
+import light
 from seat import S, ST, CALL, READY, NR, RING, TALK, HOLD, RLIM, RMS, SUP, HELPING
-from seat import HELP, HOST, MSG, MSGT
+from seat import HELP, HOST
 from cfg import RING_LIMIT, RING_MS
 OFFER, CANCEL, CONNECTED, HOLDCMD = 79, 67, 75, 80
-RELEASED, SETSTATE, SETTINGS, HELPCMD = 76, 84, 71, 85
-MESSAGE = 77
+RELEASED, SETSTATE, SETTINGS, HELPCMD, MESSAGE = 76, 84, 71, 85, 77
 
 
 def do(k, f, n):
@@ -30,20 +29,8 @@ def do(k, f, n):
             return 501
         return call(k, c, f[2] if n > 1 else 1)
     if k == MESSAGE:
-        return note(c, f[2]) if n > 1 else 501 + n
+        return light.note(c, f[2]) if n > 1 else 501 + n
     return 100
-
-
-def note(c, s):
-    # a supervisor's message: colour c flashes over the light for s seconds;
-    # 0 seconds ends it. No event: the ack says it is showing.
-    if c < 1 or c > 7:
-        return 401
-    if s > 600:
-        return 402
-    S[MSG] = c if s else 0
-    S[MSGT] = s * 1000
-    return 0
 
 
 def offer(c, f, n):
