@@ -3,6 +3,7 @@ admins), and the audit log (admins)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Annotated, Any
 
@@ -30,17 +31,11 @@ _REFUSED: Responses = {400: {"description": "refused, nothing changed"},
 
 
 def _user(u: User) -> UserOut:
-    return UserOut(username=u.username, full_name=u.full_name, role=u.role, agent=u.agent,
-                   disabled=u.disabled, created=u.created, password_changed=u.password_changed,
-                   must_change_password=u.must_change_password)  # fmt: skip
+    return UserOut(**dataclasses.asdict(u))
 
 
 def _delegation(d: Delegation) -> DelegationOut:
-    return DelegationOut(id=d.id, grantee=d.grantee, role=d.role, reason=d.reason,
-                         requested_by=d.requested_by, requested=d.requested, expires=d.expires,
-                         approved_by=d.approved_by, approved=d.approved,
-                         revoked_by=d.revoked_by, revoked=d.revoked,
-                         active=d.active(time.time()))  # fmt: skip
+    return DelegationOut(**dataclasses.asdict(d), active=d.active(time.time()))
 
 
 async def _account_call(request: Request, session: Session, action: str, target: str,
