@@ -88,9 +88,12 @@ __all__ = [
     "firmware_version",
     "flash_board",
     "flash_many",
+    "bundle_document",
     "load_bundle",
     "make_plan",
+    "parse_bundle",
     "run_mpremote",
+    "save_bundle",
     "write_bundle",
 ]
 
@@ -199,19 +202,28 @@ class Firmware:
 def write_bundle(path: Path, *, kinds: Iterable[str] | None = None) -> dict[str, Any]:
     """This checkout's firmware for `kinds` (default: every board type) as a bundle file."""
     firmware = Firmware.checkout()
+    doc = bundle_document([firmware.for_kind(k) for k in kinds or firmware.kinds()],
+                          version=firmware_version())  # fmt: skip
+    save_bundle(path, doc)
+    return doc
+
+
+def bundle_document(sets: Iterable[FileSet], *, version: str) -> dict[str, Any]:
+    """File sets as a bundle document (the JSON of a bundle file)."""
     boards = {}
-    for kind in kinds or firmware.kinds():
-        fileset = firmware.for_kind(kind)
-        boards[kind] = {"files": [
+    for fileset in sets:
+        boards[fileset.kind] = {"files": [
             {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
              "data": base64.b64encode(data).decode("ascii")}
             for name, data in fileset.files.items()]}  # fmt: skip
-    doc = {"format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION,
-           "firmware": firmware_version(), "boards": boards}  # fmt: skip
+    return {"format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "firmware": version,
+            "boards": boards}  # fmt: skip
+
+
+def save_bundle(path: Path, doc: Mapping[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="ascii")
     tmp.replace(path)  # a reader never sees half a bundle
-    return doc
 
 
 def load_bundle(path: Path) -> Firmware:
@@ -229,6 +241,12 @@ def load_bundle(path: Path) -> Firmware:
     except json.JSONDecodeError as exc:
         raise BundleError(f"{where}: not a bundle: bad JSON at line {exc.lineno} column "
                           f"{exc.colno}: {exc.msg} (truncated or damaged?)") from None  # fmt: skip
+    return parse_bundle(doc, where=where, name=path.name)
+
+
+def parse_bundle(doc: object, *, where: str, name: str = "") -> Firmware:
+    """A bundle document (already JSON-decoded) as file sets, checked as load_bundle says;
+    `where` starts every error message."""
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{where}: not a seatlink firmware bundle (no \"format\": "
                           f"\"{BUNDLE_FORMAT}\")")  # fmt: skip
@@ -248,7 +266,8 @@ def load_bundle(path: Path) -> Firmware:
             raise BundleError(f"{where}: unknown board type {kind!r} "
                               f"(known: {', '.join(sorted(KINDS.values()))})")  # fmt: skip
         sets[kind] = FileSet(kind, version, _bundle_files(f"{where}: {kind}", entry))
-    return Firmware(sets, source=f"bundle {path.name} (firmware {version})")
+    what = f"bundle {name} " if name else "bundle "
+    return Firmware(sets, source=f"{what}(firmware {version})")
 
 
 def _bundle_files(where: str, entry: object) -> dict[str, bytes]:
