@@ -22,6 +22,8 @@ Design requirements (issue 3):
   are pushed once per boot (the seat keeps them in RAM only) and when they change.
 - The link is kept alive with a ping whenever nothing was written for a heartbeat period;
   the seat is offline after `heartbeat_misses` heartbeat periods without a frame.
+- A firmware update takes the port (`held()`): the link closes it, stays closed and says
+  why until the update gives it back, then opens it again as after any failure.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -77,6 +79,10 @@ log = logging.getLogger(__name__)
 
 _PING = encode(0, Kind.PING)
 Stored = Hello | Snapshot | Event | Reject
+
+
+class _HeldBack(Exception):
+    """Ends a session: someone else (a firmware update) needs the port."""
 
 
 class LinkStalled(ConnectionError):
@@ -185,6 +191,11 @@ class SeatLink:
         self._done: collections.OrderedDict[int, Request] = collections.OrderedDict()
         self._reboots = 0
         self._last_sync = -1e9
+        self.hellos = 0  # hellos heard on this link (a firmware update waits for one)
+        self._hold = asyncio.Event()  # someone wants the port
+        self._hold_why = ""
+        self._let_go = asyncio.Event()  # the port is closed and stays closed
+        self._resume = asyncio.Event()
 
     # --- what the service reads -----------------------------------------------------------
 
@@ -261,30 +272,73 @@ class SeatLink:
         delay = first
         try:
             while True:
+                if self._hold.is_set():
+                    await self._held_back()
+                    delay = first
+                    continue
                 try:
                     port = await asyncio.to_thread(self._open)
                 except (serial.SerialException, OSError, ValueError) as exc:
                     self.stats.open_failures += 1
                     self._set_online(False, f"cannot open: {exc}")
-                    await asyncio.sleep(delay)
+                    await wait_event(self._hold, delay)
                     delay = min(delay * 2, cap)
                     continue
                 delay = first
                 try:
                     await self._session(port)
+                except* _HeldBack:
+                    pass
                 except* (serial.SerialException, OSError) as errors:
                     log.info("%s: link closed (%s)", self.url, errors.exceptions[0])
                 finally:
-                    self._close(port)
-                await asyncio.sleep(first)
+                    closing = self._close(port)
+                if self._hold.is_set():
+                    # whoever takes the port next must find it closed, not closing
+                    await asyncio.to_thread(closing.join)
+                else:
+                    await wait_event(self._hold, first)
         finally:
             self._set_online(False, "gateway stopped")
+
+    async def _held_back(self) -> None:
+        self._set_online(False, self._hold_why)
+        if self.why != self._hold_why:  # offline already, for another reason
+            self.why = self._hold_why
+            self.hub.changed(self)
+        self._let_go.set()
+        await self._resume.wait()
+        self._resume.clear()
+
+    @contextlib.asynccontextmanager
+    async def held(self, why: str, *, timeout: float = 10.0) -> AsyncIterator[None]:
+        """The port, closed and left closed for the caller (a firmware update) until the
+        block ends; then the link opens it again. `why` is the seat's availability reason
+        meanwhile. TimeoutError if the link does not let go within `timeout` (it is not
+        running)."""
+        if self._hold.is_set():
+            raise RuntimeError(f"{self.url} is already held: {self._hold_why}")
+        self._hold_why = why
+        self._let_go.clear()
+        self._hold.set()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._let_go.wait()
+            yield
+        finally:
+            self._hold.clear()
+            self._let_go.clear()
+            self._resume.set()
+
+    async def _until_held(self) -> None:
+        await self._hold.wait()
+        raise _HeldBack
 
     def _open(self) -> Any:
         return serial.serial_for_url(self.url, baudrate=self.tuning.baudrate, timeout=0,
                                      write_timeout=0)  # fmt: skip
 
-    def _close(self, port: Any) -> None:
+    def _close(self, port: Any) -> threading.Thread:
         loop = asyncio.get_running_loop()
         try:
             loop.remove_reader(port.fileno())
@@ -293,14 +347,16 @@ class SeatLink:
             pass
         # pyserial's socket:// close() sleeps 0.3 s: never on the event loop, which
         # serves every other link meanwhile
-        threading.Thread(target=_close_quietly, args=(port,), name="close-port",
-                         daemon=True).start()  # fmt: skip
+        closing = threading.Thread(target=_close_quietly, args=(port,), name="close-port",
+                                   daemon=True)  # fmt: skip
+        closing.start()
         self._port = None
         self.is_open = False
         self._out.clear()
         self._lines.clear()
         self._acked.set()  # a command waiting for its ack stops waiting
-        self._set_online(False, "link closed")
+        self._set_online(False, self._hold_why if self._hold.is_set() else "link closed")
+        return closing
 
     async def _session(self, port: Any) -> None:
         self._port = port
@@ -316,6 +372,7 @@ class SeatLink:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._reader())
             group.create_task(self._sender())
+            group.create_task(self._until_held())
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -413,6 +470,7 @@ class SeatLink:
             self._set_online(True, "heard")
 
     async def _on_hello(self, hello: Hello) -> None:
+        self.hellos += 1
         self._reboots = self.rx.reboots
         self.firmware = hello.firmware
         await self._identify(hello.uid, hello.boot)
