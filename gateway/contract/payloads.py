@@ -215,6 +215,49 @@ class Quarantine(Payload):
     t: float
 
 
+UpdateStage = Literal[
+    "queued",  # waiting for its turn (seats go one at a time)
+    "reading_back",  # the running firmware is read back from the board and kept
+    "writing",  # changed files written and checked on the board
+    "waiting_hello",  # reset; the new firmware must say hello within the deadline
+    "done",  # it did: the seat runs the new version
+    "rolling_back",  # it did not: the kept version is being written back
+    "rolled_back",  # the seat runs its previous version again
+    "failed",  # the update or the roll-back failed: `detail` says what the board holds
+    "skipped",  # not tried: an earlier seat of the job failed, or the agent stayed busy
+]
+
+
+class SeatFirmwareUpdate(Payload):
+    """seat/{seat}/firmware (retained): the seat's latest firmware update, step by step."""
+
+    seat: str
+    gateway: str
+    job: str
+    board: str | None
+    stage: UpdateStage
+    from_version: str | None
+    to_version: str
+    written_bytes: int = 0
+    total_bytes: int = 0
+    detail: str = ""
+    t: float
+
+
+class FirmwareJob(Payload):
+    """gateway/{gateway}/firmware/job (retained): the latest update job and each seat's
+    stage. invalid: refused before anything was touched (detail says why)."""
+
+    gateway: str
+    job: str | None
+    by: str | None = None
+    status: Literal["queued", "running", "done", "halted", "invalid"]
+    to_version: str | None = None
+    seats: dict[str, UpdateStage] = {}
+    detail: str = ""
+    t: float
+
+
 # --- pbx -> everyone --------------------------------------------------------------------------
 
 CallEventType = Literal[
@@ -453,6 +496,27 @@ SeatCommand = Annotated[
 _COMMAND = TypeAdapter(SeatCommand)
 
 
+SeatId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class FirmwareUpdateCommand(BaseModel):
+    """gateway/{gateway}/firmware/cmd: update these seats, one after another, to `bundle`
+    (a firmware bundle document, docs/fleet.md). The job stops at the first seat that does
+    not come back on the new version (that seat is rolled back, the rest skipped)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1]
+    id: CommandId
+    seats: Annotated[list[SeatId], Field(min_length=1, max_length=512)]
+    bundle: dict[str, Any]
+    hello_deadline_s: Annotated[float, Field(ge=5, le=600)] = 60.0
+    idle_wait_s: Annotated[float, Field(ge=0, le=3600)] = 300.0  # for a seat on a call
+    by: Annotated[str, Field(max_length=64)] | None = None  # who asked: the audit's user
+
+
+_FIRMWARE_COMMAND = TypeAdapter(FirmwareUpdateCommand)
+
+
 class CommandError(ValueError):
     """Not a command the edge can send; `id` is the command's id when it could be read."""
 
@@ -464,6 +528,13 @@ class CommandError(ValueError):
 def parse_command(raw: bytes) -> SeatCommand:
     command: SeatCommand = _parse(raw, _COMMAND)
     return command
+
+
+def parse_firmware_command(raw: bytes) -> FirmwareUpdateCommand:
+    cmd: FirmwareUpdateCommand = _parse(raw, _FIRMWARE_COMMAND)
+    if len(set(cmd.seats)) != len(cmd.seats):
+        raise CommandError("seats: a seat is listed twice", id=cmd.id)
+    return cmd
 
 
 def parse_pbx_command(raw: bytes) -> PbxCommand:

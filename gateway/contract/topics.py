@@ -71,6 +71,15 @@ TOPICS: Mapping[str, TopicSpec] = dict([
           summary="online / offline, the offline being the gateway's MQTT last will"),
     _spec("gateway_health", "gateway/{gateway}/health", Role.EDGE, retained=True, qos=0,
           summary="outbox depth and drops, reconnects, seats bridged and quarantined"),
+    _spec("firmware_cmd", "gateway/{gateway}/firmware/cmd", Role.API, retained=False, qos=1,
+          summary="a firmware update for some of the gateway's seats, with the bundle "
+                  "(never retained)"),
+    _spec("firmware_job", "gateway/{gateway}/firmware/job", Role.EDGE, retained=True, qos=1,
+          summary="the gateway's latest firmware update job: queued, running, done, halted "
+                  "or invalid, with each seat's stage"),
+    _spec("seat_firmware", "seat/{seat}/firmware", Role.EDGE, retained=True, qos=1,
+          summary="the seat's latest firmware update, step by step: read back, writing, "
+                  "waiting for hello, done, rolled back or failed"),
     _spec("gateway_quarantine", "gateway/{gateway}/quarantine", Role.EDGE, retained=True,
           qos=1, summary="boards heard on this gateway that no seat is bound to"),
     _spec("call_event", "call/{call}/event", Role.PBX, retained=False, qos=1,

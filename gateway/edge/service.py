@@ -49,6 +49,7 @@ from gateway.contract.payloads import (
 from gateway.contract.topics import TopicError, Topics
 from gateway.edge.drain import Drainer, DrainStats, bridge, broker_client
 from gateway.edge.drain_process import DrainConfig, DrainProcess
+from gateway.edge.firmware_update import FirmwareUpdates
 from gateway.edge.inventory import InventoryWatcher, SeatBinding
 from gateway.edge.link import LinkTuning, Request, SeatLink
 from gateway.edge.outbox import Outbox
@@ -93,6 +94,11 @@ class EdgeService:
         self._tasks: list[asyncio.Task[None]] = []
         self._exit = AsyncExitStack()
         self._client: aiomqtt.Client | None = None
+        self._announced: dict[str, Payload] = {}  # topic -> latest retained (extensions')
+        self._announce_due: set[str] = set()
+        self.updates = FirmwareUpdates(gateway=self.gateway, topics=self.topics,
+                                       links=self.links, backups=settings.firmware_backups,
+                                       announce=self.announce)  # fmt: skip
 
     # --- Hub (what each link calls) ---------------------------------------------------------
 
@@ -107,6 +113,13 @@ class EdgeService:
     def changed(self, link: SeatLink) -> None:
         self._dirty.add(link)
         self._quarantine_dirty = True
+
+    def announce(self, topic: str, payload: Payload) -> None:
+        """A retained message of an extension: the latest per topic goes out with the next
+        flush, and again after every reconnect."""
+        self._announced[topic] = payload
+        self._announce_due.add(topic)
+        self._wake.set()
 
     def result(self, result: CommandResult) -> None:
         self.commands[result.status] += 1
@@ -149,6 +162,7 @@ class EdgeService:
                            on_connect=self._on_connect, tasks=(self._listen, self._publish),
                            stopping=lambda: self._closing), "broker")  # fmt: skip
         self._spawn(self._watch_inventory(), "inventory")
+        self._spawn(self.updates.run(), "firmware updates")
         self._spawn(self._expire(), "outbox expiry")
         log.info("edge %s: %d links, site %s, broker %s:%d", self.gateway, len(self.links),
                  s.site, s.broker.host, s.broker.port)  # fmt: skip
@@ -218,6 +232,7 @@ class EdgeService:
         self._sent.clear()  # everything retained goes out again
         self._quarantine_dirty = True
         await client.subscribe(self.topics.subscription("seat_cmd"), qos=1)
+        await client.subscribe(self.topics.topic("firmware_cmd", gateway=self.gateway), qos=1)
         await self._retain(client, self.topics.gateway_status(self.gateway),
                            GatewayStatus(gateway=self.gateway, status="online",
                                          version=__version__, t=round(time.time(), 3)))
@@ -272,6 +287,10 @@ class EdgeService:
         if sends:
             await asyncio.gather(*(client.publish(topic, data, qos=qos, retain=True)
                                    for topic, data, qos in sends))  # fmt: skip
+        due = set(self._announced) if everything else self._announce_due
+        self._announce_due = set()
+        for topic in due:
+            await self._retain(client, topic, self._announced[topic])
         while self._results:
             result = self._results[0]
             await client.publish(self.topics.topic("seat_cmd_result", seat=result.seat),
@@ -345,9 +364,13 @@ class EdgeService:
     # --- commands ---------------------------------------------------------------------------
 
     async def _listen(self, client: aiomqtt.Client) -> None:
+        firmware_cmd = self.topics.topic("firmware_cmd", gateway=self.gateway)
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else b""
-            self.command(str(message.topic), payload)
+            if str(message.topic) == firmware_cmd:
+                self.updates.request(payload)
+            else:
+                self.command(str(message.topic), payload)
 
     def command(self, topic: str, payload: bytes) -> None:
         """One message from a seat's command topic: to its link, or a clear error back."""

@@ -50,6 +50,7 @@ class EdgeSettings(FileSettings):
     links_file: Path | None = None  # JSON {"seats": [{"url": ...}, ...]} (seatlink seats --map)
     inventory: str = "inventory.toml"  # .toml, .json or sqlite:///path.db
     outbox: Path = Path("edge-outbox.db")
+    firmware_backups: Path = Path("edge-firmware")  # each seat's previous firmware, kept
     outbox_max_events: Annotated[int, Field(ge=1)] = 100_000
     outbox_max_age_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     heartbeat_misses: Annotated[int, Field(ge=1, le=100)] = 3
@@ -112,5 +113,6 @@ def load_settings(config: Path | None = None, **overrides: Any) -> EdgeSettings:
     else:
         inventory = str(rel(Path(inventory)))
     changes = {"inventory": inventory, "outbox": rel(settings.outbox),
+               "firmware_backups": rel(settings.firmware_backups),
                "links_file": None if settings.links_file is None else rel(settings.links_file)}
     return settings.model_copy(update=changes)

@@ -43,6 +43,7 @@ def settings(tmp: Path, broker: Any, topics: Topics, links: Iterable[str], **ext
         "gateway": "gw1", "site": topics.site, "root": topics.root,
         "broker": {"host": broker.host, "port": broker.port}, "links": list(links),
         "inventory": str(tmp / "inventory.toml"), "outbox": tmp / "outbox.db",
+        "firmware_backups": tmp / "firmware",
         "reopen_backoff_s": (0.1, 0.5), "health_interval_s": 1.0,
     }  # fmt: skip
     values.update(extra)
