@@ -27,6 +27,7 @@ import pytest
 
 from gateway.cli import run
 from gateway.edge.inventory import load_inventory
+from gateway.fleet.board_update import UpdateError, replace_firmware, restore_firmware
 from gateway.fleet.flash import (
     BundleError,
     FileSet,
@@ -259,6 +260,40 @@ def test_board_that_disabled_ctrl_c(blank: BoardSet) -> None:
     [r] = flash_many([Target(board.serial_url)], job)
     assert r.ok, r.error
     assert r.written == ["main.py"] and len(r.skipped) == len(microbit_set()) - 1
+
+
+# --- the board half of the gateway's remote update -----------------------------------------
+
+
+@pytest.mark.hil
+def test_remote_update_keeps_the_running_firmware_and_puts_it_back(blank: BoardSet) -> None:
+    """On MicroPython 1.9's own raw REPL and filesystem: the running set read back and
+    checked, the new one written (changed files only), the old one written back."""
+    board = blank[0]
+    [r] = flash_many([Target(board.serial_url)], Job(Firmware.checkout()))
+    assert r.ok, r.error
+    old = microbit_set()
+    new = dict(old)
+    new["fw0"] = old["fw0"].replace(f"b'{firmware_version()}'".encode(), b"b'0.1.1'")
+    kept: list[FileSet] = []
+
+    # the wrong board: refused before anything is read back or written
+    with pytest.raises(UpdateError, match="not the seat's board 5EA70001") as refused:
+        replace_firmware(board.serial_url, uid="5EA70001", version=firmware_version(),
+                         choose=firmware_of(new).for_kind, keep=kept.append)  # fmt: skip
+    assert not refused.value.result.changed and kept == []
+
+    result = replace_firmware(board.serial_url, uid=EMULATED_UID, version=firmware_version(),
+                              choose=firmware_of(new).for_kind, keep=kept.append)  # fmt: skip
+    assert result.written == ["fw0", "main.py"] and result.verified == len(new)
+    [backup] = kept
+    assert dict(backup.files) == old and backup.version == firmware_version()
+    assert list(backup.files)[-1] == "main.py"  # written last on the way back too
+    assert files_on(board) == dict(sorted(new.items()))
+
+    back = restore_firmware(board.serial_url, backup=backup)
+    assert back.written == ["fw0", "main.py"] and back.verified == len(old)
+    assert files_on(board) == dict(sorted(old.items()))
 
 
 # --- bundles ---------------------------------------------------------------------------------
