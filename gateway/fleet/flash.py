@@ -781,7 +781,7 @@ def _write_checked(repl: RawRepl, name: str, data: bytes) -> None:
         try:
             repl.write_file(name, data, verify=False)
         except RemoteError as exc:
-            if "no more storage space" in str(exc):
+            if _filesystem_full(exc):
                 raise FlashError(f"the board's filesystem is full writing {name} (the "
                                  f"micro:bit v1 holds about {FS_BYTES} bytes; main.py "
                                  "removed, the board boots no firmware)") from None  # fmt: skip
@@ -792,6 +792,13 @@ def _write_checked(repl: RawRepl, name: str, data: bytes) -> None:
     raise FlashError(f"{name}: size or CRC-32 on the board still differs after "
                      f"{WRITE_ATTEMPTS} writes (main.py removed: the board boots no "
                      "firmware)")  # fmt: skip
+
+
+def _filesystem_full(exc: RemoteError) -> bool:
+    """MicroPython 1.9 on the micro:bit: "OSError: 28" when a file outgrows the free space
+    (the file is then deleted), "no more storage space" when a new file finds none."""
+    text = str(exc)
+    return "no more storage space" in text or "OSError: 28" in text
 
 
 def _verify(

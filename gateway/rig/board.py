@@ -135,7 +135,7 @@ class EmulatedBoard:
                 try:
                     repl.write_file(name, files[name])
                 except RemoteError as exc:
-                    if "no more storage space" not in str(exc):
+                    if "no more storage space" not in str(exc) and "OSError: 28" not in str(exc):
                         raise
                     total = sum(len(data) for data in files.values())
                     raise ReplError(
