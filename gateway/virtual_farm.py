@@ -21,6 +21,14 @@ connects again finds the same firmware instance, mid-stream; a new connection re
 old one. Output that does not fit the kernel's buffer (a gateway that stopped reading) is
 discarded too, like a UART overrun: the line may then show a cut frame, which the host
 counts as garbage.
+
+Every seat is a board with a filesystem (its store directory) holding the firmware as a
+micro:bit's does: the farm writes this checkout's micro:bit set there at start, as if the
+board had been flashed, and each boot loads the parts fw0, fw1, ... from it as main.py does
+(main.py itself is not run: it only loads the parts, and a board needs one to boot). A seat
+whose firmware left its loop (a Z frame), failed to load or is missing serves MicroPython's
+REPL on its link (gateway.virtual_repl), so `seatlink flash` and the gateway's remote update
+write and check its files exactly as on a board, and a reset boots what they wrote.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import ast
 import csv
 import json
 import os
+import re
 import select
 import socket
 import tempfile
@@ -40,10 +49,12 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.bundle import FIRMWARE_DIR, constants, link_bundle
+from gateway.bundle import FIRMWARE_DIR, PART_PREFIX, constants, firmware_bundle, link_bundle
 from gateway.firmware_host import FirmwareInstance, GcStub, load_firmware
+from gateway.linker import NAMESPACE
 from gateway.rig.thread_calls import ThreadCalls
 from gateway.seatlink.codec import SettingKey
+from gateway.virtual_repl import VirtualRepl
 from gateway.virtual_seat import RealtimeBoard
 
 __all__ = ["FarmBoard", "FarmSeat", "SeatFarm", "TraceKey", "firmware_stepper"]
@@ -56,12 +67,18 @@ _HELLO = ord("B")
 _SLOT_S = 0.001  # seats are spread over the pass period in slots of this length
 _PTY_CHECK_S = 0.02  # how often unconnected pseudo-terminals are checked for a reader
 _TRACE_TAIL_MAX = 256  # a partial line longer than any frame is not a frame: forget it
+_CTRL_C_WINDOW_S = 0.3  # main.py sleeps this long before loading: Ctrl-C lands in the REPL
+_MAIN_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\(\)\s*")  # the last part: the main loop
 
 TraceKey = tuple[str, int, int]
 """(uid, boot, seq) of a reliable seat frame."""
 
 _T = TypeVar("_T")
 _Handler = Callable[[int], None]
+
+
+class _NoFirmware(Exception):
+    """No main.py on the board: MicroPython boots to its REPL."""
 
 
 # --- the firmware's loop as a generator ------------------------------------------------------
@@ -85,14 +102,18 @@ class _SleepToYield(ast.NodeTransformer):
         return node
 
 
-def firmware_stepper(fw: FirmwareInstance) -> Generator[int, None, None]:
+def firmware_stepper(fw: FirmwareInstance, *,
+                     loop: str | None = None) -> Generator[int, None, None]:
     """The firmware's main loop (loop.run) as a generator: each next() runs one pass, up to
     the board.sleep(ms) that ends it, and returns ms. The first next() boots the seat.
 
     The loop's code object is compiled from the instance's own source, so it runs with the
     instance's globals: the same code as loop.run but for the sleep, shared by all seats.
+    `loop`: the loop function's name in a linked instance (default: from its symbol map).
     """
-    if fw.file_of:
+    if loop is not None:
+        module_name, function_name = NAMESPACE, loop
+    elif fw.file_of:
         sym = fw.symbols["loop"]["run"]
         module_name, function_name = sym.file, sym.short
     else:
@@ -426,6 +447,9 @@ class FarmSeat:
         self.firmware: FirmwareInstance | None = None
         self.error: BaseException | None = None
         self.exited = False  # the firmware took a Z and left its loop
+        self.boot_failure: str | None = None  # why the files on it did not boot, if they did not
+        self.repl = VirtualRepl(fs=store, uid=uid, write=link.write, reboot=self._reboot)
+        self.reboot_at: float | None = None  # a reset from the REPL boots at this time
         self.pressed = 0  # HELP presses by the load generator: help events the seat made
         self.passes = 0
         self._gen: Generator[int, None, None] | None = None
@@ -436,6 +460,20 @@ class FarmSeat:
         self._pending = False  # HELP's last change is not surely taken by the firmware yet
         self._edge_t = -1e9  # start of the pass that took the last change
         self._prev_t = -1e9  # start of this seat's previous pass
+
+    def _reboot(self, kind: str) -> None:
+        # Called from the REPL while it runs code: the farm boots the seat after main.py's
+        # Ctrl-C window, between passes. A soft reboot from the raw REPL stays there
+        # without running main.py (MicroPython 1.9 does; mpremote exec relies on it).
+        if kind == "soft" and self.repl.raw:
+            self.repl.banner()
+            return
+        self.reboot_at = time.monotonic() + _CTRL_C_WINDOW_S
+
+    @property
+    def at_repl(self) -> bool:
+        """No firmware runs: the link is the REPL's (a Z, a failed load, no main.py)."""
+        return self._gen is None and self.reboot_at is None
 
     @property
     def connected(self) -> bool:
@@ -509,8 +547,8 @@ class SeatFarm:
             store_dir = Path(self._tmp.name)
         self.store_dir = store_dir
         bundle = link_bundle()
-        self._sources = bundle.module_sources()
         self._symbols, self._file_of = bundle.symbols, bundle.file_of
+        self._factory = {f.name: f.data for f in firmware_bundle(board="microbit")}
         self._gc = GcStub()  # a real gc.collect() per heartbeat walks the whole process heap
         self._poller = _Poller()
         self._hung = select.poll()
@@ -519,6 +557,7 @@ class SeatFarm:
                               lambda events: self._calls.drain())  # fmt: skip
         self._stopping = False
         self._closed = False
+        self._rx_buf = bytearray(4096)
         self._thread: threading.Thread | None = None
         self.fatal: BaseException | None = None  # the scheduler itself died (a bug)
         self.seats: list[FarmSeat] = []
@@ -536,6 +575,7 @@ class SeatFarm:
                     link = _TcpLink(host, self._poller)
                 store = store_dir / uid.hex().upper()
                 store.mkdir(parents=True, exist_ok=True)
+                self._flash(store)
                 self.seats.append(FarmSeat(i, uid, link, store, self._trace))
         except BaseException:
             self._close()
@@ -651,19 +691,70 @@ class SeatFarm:
 
     # --- the scheduler thread --------------------------------------------------------------
 
+    def _flash(self, store: Path) -> None:
+        """This checkout's micro:bit firmware onto a seat's filesystem, as `seatlink flash`
+        leaves it: stale parts of another set removed, other files (the boot counter) kept."""
+        for old in store.glob(PART_PREFIX + "*"):
+            if old.name not in self._factory:
+                old.unlink()
+        for name, data in self._factory.items():
+            path = store / name
+            if not path.is_file() or path.read_bytes() != data:
+                path.write_bytes(data)
+
     def _boot(self, seat: FarmSeat) -> None:
-        fw = load_firmware(board=seat.board, sources=self._sources,
-                           extra_modules={"gc": self._gc})  # fmt: skip
-        fw.symbols, fw.file_of = self._symbols, self._file_of
-        seat.firmware = fw
-        seat._cfg = fw.module("cfg").V
-        seat._gen = firmware_stepper(fw)
+        seat.reboot_at = None
         seat.boots += 1
+        seat.repl.reset()
+        try:
+            source, loop = self._load_parts(seat.store)
+        except _NoFirmware:
+            seat.boot_failure = "no main.py: the board boots to the REPL"
+            seat.repl.banner()
+            return
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            seat.boot_failure = f"{type(exc).__name__}: {exc}"
+            seat.repl.traceback(exc)
+            return
+        try:
+            fw = load_firmware(board=seat.board, sources={NAMESPACE: source},
+                               extra_modules={"gc": self._gc})  # fmt: skip
+            fw.symbols, fw.file_of = self._symbols, self._file_of
+            gen = firmware_stepper(fw, loop=loop)
+        except Exception as exc:  # what the board would print: the seat stays at the REPL
+            seat.boot_failure = f"{type(exc).__name__}: {exc}"
+            seat.repl.traceback(exc)
+            return
+        seat.boot_failure = None
+        seat.firmware = fw
+        try:
+            seat._cfg = fw.module("cfg").V
+        except (KeyError, AttributeError):  # another firmware's names: no load generator
+            seat._cfg = [0] * (max(SettingKey) + 1)
+        seat._gen = gen
         self._step(seat)  # boot(): the counter is written, hello and snapshot queued
         try:
             seat.boot = int((seat.store / "boot").read_text())
         except (OSError, ValueError):
             seat.boot = 0
+
+    @staticmethod
+    def _load_parts(store: Path) -> tuple[str, str]:
+        """What main.py runs, as (the parts but the last, the main loop's name): the parts
+        fw0, fw1, ... up to the first missing one. The last part calls the main loop; the
+        farm steps that function itself."""
+        if not (store / "main.py").is_file():
+            raise _NoFirmware
+        parts: list[str] = []
+        while (path := store / f"{PART_PREFIX}{len(parts)}").is_file():
+            parts.append(path.read_text(encoding="utf-8"))
+        if not parts:
+            raise ValueError("main.py found no firmware part fw0")
+        call = _MAIN_CALL.fullmatch(parts[-1])
+        if call is None:
+            raise ValueError(f"the last part, {PART_PREFIX}{len(parts) - 1}, does not start "
+                             "a main loop: a virtual board runs seat firmware only")  # fmt: skip
+        return "".join(parts[:-1]), call.group(1)
 
     def _call(self, fn: Callable[[], _T], timeout: float = 5.0) -> _T:
         """Run fn on the scheduler thread, between passes, and return its result."""
@@ -708,6 +799,8 @@ class SeatFarm:
                         if hz:
                             self._press(seat, hz)
                         self._step(seat)
+                    elif seat.link.rx_ready or seat.reboot_at is not None:
+                        self._serve_repl(seat, now)
                 k = (k + 1) % nslots
                 next_t += slot_s
                 if next_t < now - period:
@@ -723,9 +816,24 @@ class SeatFarm:
         except StopIteration:  # a Z frame: the firmware left for the REPL
             seat._gen = None
             seat.exited = True
+            seat.repl.banner()
         except BaseException as exc:  # this seat stops; the others run on
             seat._gen = None
             seat.error = exc
+            seat.repl.traceback(exc)
+
+    def _serve_repl(self, seat: FarmSeat, now: float) -> None:
+        buf = self._rx_buf
+        while (n := seat.link.read(buf)) is not None:
+            data = bytes(buf[:n])
+            if seat.reboot_at is None:
+                seat.repl.feed(data)
+            elif b"\x03" in data:  # in main.py's first 0.3 s: no firmware loaded
+                seat.reboot_at = None
+                seat.repl.reset()
+                seat.repl.traceback(KeyboardInterrupt(), at="main.py")
+        if seat.reboot_at is not None and now >= seat.reboot_at:
+            self._boot(seat)
 
     def _press(self, seat: FarmSeat, hz: float) -> None:
         # Called just before the seat's pass. The firmware's debounce (agent.poll) is a
