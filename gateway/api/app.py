@@ -17,7 +17,17 @@ from gateway.api.accounts import AccountStore, open_accounts
 from gateway.api.deps import Services
 from gateway.api.floor import Floor
 from gateway.api.metrics import ApiMetrics
-from gateway.api.routes import alerts, auth, compliance, kpis, reports, seats, users, ws
+from gateway.api.routes import (
+    alerts,
+    auth,
+    compliance,
+    firmware,
+    kpis,
+    reports,
+    seats,
+    users,
+    ws,
+)
 from gateway.api.settings import ApiSettings
 from gateway.contract.topics import Topics
 
@@ -54,7 +64,7 @@ def create_app(settings: ApiSettings, *, accounts: AccountStore | None = None) -
 
     app = FastAPI(title="seatlink supervisor API", version="1", description=DESCRIPTION,
                   lifespan=lifespan)  # fmt: skip
-    for module in (auth, users, seats, kpis, alerts, reports, compliance, ws):
+    for module in (auth, users, seats, kpis, alerts, reports, compliance, firmware, ws):
         app.include_router(module.router)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)

@@ -41,12 +41,14 @@ from gateway.contract.payloads import (
     CommandResult,
     ComplianceDecisionMessage,
     CoreHealth,
+    FirmwareJob,
     GatewayHealth,
     GatewayStatus,
     KpiLive,
     Payload,
     PbxCommandResult,
     SeatAvailability,
+    SeatFirmwareUpdate,
     SeatHealth,
     SeatState,
 )
@@ -59,7 +61,7 @@ log = logging.getLogger(__name__)
 _WATCHED = (
     "seat_state", "seat_availability", "seat_health", "seat_cmd_result", "seat_alert",
     "gateway_status", "gateway_health", "alerts_open", "alert_cmd_result", "kpi_live",
-    "pbx_cmd_result", "compliance_decision", "core_health",
+    "pbx_cmd_result", "compliance_decision", "core_health", "seat_firmware", "firmware_job",
 )  # fmt: skip
 _RESULTS = {"seat_cmd_result", "alert_cmd_result", "pbx_cmd_result"}
 # what a feed sends when its client needs the whole picture again (a snapshot follows)
@@ -195,6 +197,7 @@ class Floor:
             "firmware": None if health is None else health.get("firmware"),
             "health": health, "link_quality": _link_quality(health),
             "availability": availability.get("why"),
+            "firmware_update": kept.get("firmware"),
         }  # fmt: skip
 
     def _push(self, update: dict[str, Any]) -> None:
@@ -313,6 +316,14 @@ class Floor:
             log.debug("api floor: %s: %s", topic, exc)
 
     def _apply(self, name: str, ids: dict[str, str], body: dict[str, Any] | None) -> None:
+        if name == "firmware_job":
+            if body is None:
+                return
+            self.gateways.setdefault(ids["gateway"], {})["firmware_job"] = body
+            future = self._waiting.get(str(body.get("job")))
+            if future is not None and not future.done():
+                future.set_result(body)
+            return
         if name in _RESULTS:
             if body is None:
                 return
@@ -371,7 +382,7 @@ _MODELS: dict[str, type[Payload]] = {
     "gateway_status": GatewayStatus, "gateway_health": GatewayHealth, "kpi_live": KpiLive,
     "alerts_open": AlertsOpen, "alert_cmd_result": AlertCommandResult,
     "pbx_cmd_result": PbxCommandResult, "compliance_decision": ComplianceDecisionMessage,
-    "core_health": CoreHealth,
+    "core_health": CoreHealth, "seat_firmware": SeatFirmwareUpdate, "firmware_job": FirmwareJob,
 }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.accounts import Role
 from gateway.contract.payloads import ReasonName
+from gateway.fleet.flash import parse_bundle
 from gateway.seatlink.codec import SETTINGS
 
 SeatId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -136,6 +137,7 @@ class Seat(BaseModel):
     health: dict[str, Any] | None
     link_quality: float | None
     availability: str | None
+    firmware_update: dict[str, Any] | None = None  # the latest remote update (seat_firmware)
 
 
 class ForceState(Strict):
@@ -223,3 +225,41 @@ class AlertAction(Strict):
 
 class DncAdd(Strict):
     number: Annotated[str, Field(min_length=3, max_length=40, pattern=r"^\+?[0-9 ()./-]+$")]
+
+
+# --- firmware ---------------------------------------------------------------------------------
+
+
+class FirmwareUpdate(Strict):
+    """Update these seats to `bundle` (a firmware bundle, docs/fleet.md): each gateway takes
+    its seats one after another and stops at the first that does not come back on the new
+    version (rolled back)."""
+
+    seats: Annotated[list[SeatId], Field(min_length=1, max_length=512)]
+    bundle: dict[str, Any]
+    hello_deadline_s: Annotated[float, Field(ge=5, le=600)] = 60.0
+    idle_wait_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
+
+    @model_validator(mode="after")
+    def _checked(self) -> FirmwareUpdate:
+        if len(set(self.seats)) != len(self.seats):
+            raise ValueError("a seat is listed twice")
+        # the whole bundle, every file's size and SHA-256, before anything is sent
+        parse_bundle(self.bundle, where="bundle")
+        return self
+
+
+class FirmwareJobView(BaseModel):
+    gateway: str
+    job: str | None
+    by: str | None = None
+    status: str
+    to_version: str | None = None
+    seats: dict[str, str] = {}
+    detail: str = ""
+    t: float | None = None
+
+
+class FirmwareUpdateAccepted(BaseModel):
+    to_version: str
+    jobs: list[FirmwareJobView]  # one per gateway, as each gateway answered

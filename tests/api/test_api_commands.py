@@ -4,6 +4,7 @@ clear 4xx and nothing is sent; every command is in the audit log."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,8 +16,8 @@ from api_support import USERS, LiveApi
 from gateway.api.accounts import Role
 from gateway.edge.service import EdgeService
 from gateway.virtual_farm import SeatFarm
+from tests.edge.edge_support import release_bundle, write_inventory
 from tests.edge.edge_support import settings as edge_settings
-from tests.edge.edge_support import write_inventory
 
 MSG = 18  # firmware/seat.py: the slot of a supervisor's message colour
 
@@ -132,3 +133,37 @@ def test_bad_commands_are_refused_and_nothing_is_sent(floor: LiveApi, path: str,
     time.sleep(0.5)
     assert floor.floor.counts.messages["seat_cmd_result"] == before  # no command went out
     assert seat(floor, "s0")["state"] == "logged_out"
+
+
+def test_a_firmware_update_requested_through_the_api(floor: LiveApi, farm: SeatFarm) -> None:
+    good = release_bundle("0.1.1")
+    with floor.client(Role.FACILITIES) as c:
+        # bad input: a clear 4xx, nothing sent
+        damaged = json.loads(json.dumps(good))
+        damaged["boards"]["microbit"]["files"][0]["size"] = 1
+        r = c.post("/firmware/updates", json={"seats": ["s0"], "bundle": damaged})
+        assert r.status_code == 422 and "fw0: " in r.text and "truncated" in r.text, r.text
+        r = c.post("/firmware/updates", json={"seats": ["s0", "nobody"], "bundle": good})
+        assert r.status_code == 404 and "nobody" in r.json()["detail"], r.text
+        r = c.post("/firmware/updates", json={"seats": ["s0", "s0"], "bundle": good})
+        assert r.status_code == 422 and "listed twice" in r.text, r.text
+        assert seat(floor, "s0")["firmware_update"] is None
+
+        r = c.post("/firmware/updates", json={"seats": ["s0"], "bundle": good})
+        assert r.status_code == 202, r.text
+        [job] = r.json()["jobs"]
+        assert (job["gateway"], job["status"], job["seats"]) == ("gw1", "queued",
+                                                                 {"s0": "queued"})
+        assert job["by"] == USERS[Role.FACILITIES][0]
+        wait(lambda: (seat(floor, "s0")["firmware_update"] or {}).get("stage") == "done", 60,
+             "s0 updated")  # fmt: skip
+        wait(lambda: seat(floor, "s0")["firmware"] == "0.1.1", 20, "s0 reports 0.1.1")
+        jobs = c.get("/firmware/jobs").json()
+        assert [(j["job"], j["status"], j["seats"]) for j in jobs] == [
+            (job["job"], "done", {"s0": "done"})]
+    assert seat(floor, "s1")["firmware"] != "0.1.1"  # the other seat untouched
+    with floor.client(Role.ADMIN) as c:
+        entries = c.get("/audit", params={"action": "firmware_update"}).json()
+    assert [(e["actor"], e["outcome"]) for e in entries][:2] == [
+        (USERS[Role.FACILITIES][0], "queued"), (USERS[Role.FACILITIES][0], "unknown_seat")]
+    assert entries[0]["detail"]["to_version"] == "0.1.1"

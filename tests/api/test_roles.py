@@ -54,6 +54,8 @@ MATRIX: dict[tuple[str, str], set[Role] | None] = {
     ("GET", "/reports/daily.html"): STAFF,
     ("GET", "/compliance/decisions"): STAFF,
     ("POST", "/compliance/dnc"): EVERYONE,
+    ("POST", "/firmware/updates"): FLOOR,
+    ("GET", "/firmware/jobs"): FLOOR,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/health"): PUBLIC,
 }

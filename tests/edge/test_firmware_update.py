@@ -1,0 +1,213 @@
+"""Remote firmware update through the edge gateway, end to end: virtual seats whose boards
+hold their firmware as files and serve MicroPython's REPL (gateway.virtual_farm), the real
+edge service, a real mosquitto, and the job sent on the firmware_cmd topic."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from edge_support import (
+    Collector,
+    command,
+    factory_files,
+    release_bundle,
+    settings,
+    site,
+    until,
+    write_inventory,
+)
+
+from gateway.contract.topics import Topics
+from gateway.edge.service import EdgeService
+from gateway.fleet.flash import firmware_version, load_bundle
+from gateway.virtual_farm import SeatFarm
+
+OLD = firmware_version()
+
+
+def on_board(store: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in store.iterdir() if p.name != "boot"}
+
+
+async def send(broker: Any, topics: Topics, body: dict[str, Any] | bytes) -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with aiomqtt.Client(broker.host, broker.port) as c:
+        await c.publish(topics.topic("firmware_cmd", gateway="gw1"), data, qos=1)
+
+
+def job_of(sub: Collector, job: str | None) -> dict[str, Any] | None:
+    found = [b for b in sub.on("firmware_job", gateway="gw1") if b.get("job") == job]
+    return found[-1] if found else None
+
+
+def stages(sub: Collector, seat: str, job: str) -> list[str]:
+    out: list[str] = []
+    for body in sub.on("seat_firmware", seat=seat):
+        if body["job"] == job and (not out or out[-1] != body["stage"]):
+            out.append(body["stage"])
+    return out
+
+
+def health_firmware(sub: Collector, seat: str) -> str | None:
+    last = sub.last("seat_health", seat=seat)
+    return None if last is None else last["firmware"]
+
+
+def test_rolling_update_then_a_release_that_does_not_boot_is_rolled_back(
+        tmp_path: Path, mqtt_broker: Any) -> None:  # fmt: skip
+    topics = site()
+    with SeatFarm(3) as farm:
+        seats = {f"s{i}": s.uid for i, s in enumerate(farm.seats)}
+        write_inventory(tmp_path / "inventory.toml", seats)
+        cfg = settings(tmp_path, mqtt_broker, topics, [s.url for s in farm.seats])
+
+        async def scenario() -> None:
+            sub = Collector(mqtt_broker, topics)
+            task = asyncio.create_task(sub.run())
+            await asyncio.wait_for(sub.connected.wait(), 5)
+            async with EdgeService(cfg):
+                await until(lambda: all(health_firmware(sub, s) == OLD for s in seats), 15,
+                            "every seat online on the factory firmware")  # fmt: skip
+                boots = [s.boot for s in farm.seats]
+
+                # 1. a good release to two seats, one after the other
+                await send(mqtt_broker, topics, {"v": 1, "id": "up1", "seats": ["s0", "s1"],
+                                                 "bundle": release_bundle("0.1.1"), "by": "ada"})
+                await until(lambda: (job_of(sub, "up1") or {}).get("status") == "done", 60,
+                            "job up1 done")  # fmt: skip
+                for seat in ("s0", "s1"):
+                    assert stages(sub, seat, "up1") == ["queued", "reading_back", "writing",
+                                                        "waiting_hello", "done"]  # fmt: skip
+                    await until(lambda seat=seat: health_firmware(sub, seat) == "0.1.1", 10)
+                written = [b for b in sub.on("seat_firmware", seat="s0")
+                           if b["stage"] == "writing" and b["total_bytes"]]  # fmt: skip
+                # only what changed: the part with the version string, then main.py
+                assert written[-1]["total_bytes"] == len(factory_files()["fw0"]) + len(
+                    factory_files()["main.py"])
+                assert written[-1]["written_bytes"] == written[-1]["total_bytes"]
+                assert on_board(farm.seats[0].store) == _files(release_bundle("0.1.1"))
+                assert farm.seats[0].boot == boots[0] + 1 and farm.seats[2].boot == boots[2]
+                # the previous version is kept on the gateway, as a bundle flash takes
+                kept = load_bundle(tmp_path / "firmware" / f"s0-{seats['s0']}.json")
+                assert dict(kept.for_kind("microbit").files) == factory_files()
+                assert kept.for_kind("microbit").version == OLD
+                done = job_of(sub, "up1")
+                assert done is not None and done["by"] == "ada"
+                assert done["seats"] == {"s0": "done", "s1": "done"}
+
+                # 2. a release that never says hello: the first seat is rolled back, the
+                # job stops there
+                bad = release_bundle("0.2.0", broken=True)
+                await send(mqtt_broker, topics, {"v": 1, "id": "up2", "seats": ["s2", "s0"],
+                                                 "bundle": bad, "hello_deadline_s": 5})
+                await until(lambda: (job_of(sub, "up2") or {}).get("status") == "halted", 60,
+                            "job up2 halted")  # fmt: skip
+                assert stages(sub, "s2", "up2") == ["queued", "reading_back", "writing",
+                                                    "waiting_hello", "rolling_back",
+                                                    "rolled_back"]  # fmt: skip
+                last = sub.last("seat_firmware", seat="s2")
+                assert last is not None and "no hello from 0.2.0 within 5 s" in last["detail"]
+                assert stages(sub, "s0", "up2")[-1] == "skipped"
+                await until(lambda: health_firmware(sub, "s2") == OLD, 10, "s2 back on old")
+                assert on_board(farm.seats[2].store) == factory_files()
+                assert on_board(farm.seats[0].store) == _files(release_bundle("0.1.1"))
+                halted = job_of(sub, "up2")
+                assert halted is not None and "seat s2 rolled back" in halted["detail"]
+                online = sub.last("seat_availability", seat="s2")
+                assert online is not None and online["status"] == "online"
+            task.cancel()
+
+        asyncio.run(scenario())
+
+
+def test_bad_jobs_are_refused_and_touch_nothing(tmp_path: Path, mqtt_broker: Any) -> None:
+    topics = site()
+    with SeatFarm(1) as farm:
+        seats = {"s0": farm.seats[0].uid}
+        write_inventory(tmp_path / "inventory.toml", seats)
+        cfg = settings(tmp_path, mqtt_broker, topics, [farm.seats[0].url])
+        good = release_bundle("0.1.1")
+        damaged = json.loads(json.dumps(good))
+        damaged["boards"]["microbit"]["files"][2]["data"] = "eD0x"  # "x=1"
+        damaged["boards"]["microbit"]["files"][2]["size"] = 3
+        cases: list[tuple[str | None, dict[str, Any] | bytes, str]] = [
+            (None, b"{not json", "not JSON"),
+            ("b1", {"v": 1, "id": "b1", "seats": ["s0"], "bundle": damaged},
+             "fw2: SHA-256 differs from the manifest's (damaged)"),
+            ("b2", {"v": 1, "id": "b2", "seats": ["s0", "nobody"], "bundle": good},
+             "not seats of gateway gw1: nobody"),
+            ("b3", {"v": 1, "id": "b3", "seats": ["s0", "s0"], "bundle": good},
+             "a seat is listed twice"),
+            ("b4", {"v": 1, "id": "b4", "seats": [], "bundle": good}, "seats:"),
+            ("b5", {"v": 1, "id": "b5", "seats": ["s0"], "bundle": {"format": "zip"}},
+             "not a seatlink firmware bundle"),
+            ("b6", {"v": 1, "id": "b6", "seats": ["s0"], "bundle": good,
+                    "hello_deadline_s": 1}, "hello_deadline_s"),
+        ]  # fmt: skip
+
+        async def scenario() -> None:
+            sub = Collector(mqtt_broker, topics)
+            task = asyncio.create_task(sub.run())
+            await asyncio.wait_for(sub.connected.wait(), 5)
+            async with EdgeService(cfg):
+                await until(lambda: health_firmware(sub, "s0") == OLD, 15, "s0 online")
+                boot = farm.seats[0].boot
+                for job, body, reason in cases:
+                    await send(mqtt_broker, topics, body)
+                    await until(lambda job=job: job_of(sub, job) is not None, 10,
+                                f"job {job} answered")  # fmt: skip
+                    answer = job_of(sub, job)
+                    assert answer is not None and answer["status"] == "invalid", answer
+                    assert reason in answer["detail"], answer
+                    sub.messages.clear()
+                # a seat command still works: the gateway is fine
+                await command(mqtt_broker, topics, "s0", {"v": 1, "id": "c1", "command": "sync"})
+                await until(lambda: sub.result("s0", "c1"), 5, "sync done")
+            task.cancel()
+            assert sub.on("seat_firmware", seat="s0") == []
+            assert farm.seats[0].boot == boot and on_board(farm.seats[0].store) == factory_files()
+
+        asyncio.run(scenario())
+
+
+def test_a_seat_on_a_call_is_not_taken_from_its_agent(tmp_path: Path, mqtt_broker: Any) -> None:
+    topics = site()
+    with SeatFarm(1) as farm:
+        seats = {"s0": farm.seats[0].uid}
+        write_inventory(tmp_path / "inventory.toml", seats)
+        cfg = settings(tmp_path, mqtt_broker, topics, [farm.seats[0].url])
+
+        async def scenario() -> None:
+            sub = Collector(mqtt_broker, topics)
+            task = asyncio.create_task(sub.run())
+            await asyncio.wait_for(sub.connected.wait(), 5)
+            async with EdgeService(cfg):
+                await until(lambda: health_firmware(sub, "s0") == OLD, 15, "s0 online")
+                for cid, body in (("r", {"command": "set_state", "state": "ready"}),
+                                  ("o", {"command": "offer", "call": 42})):
+                    await command(mqtt_broker, topics, "s0", {"v": 1, "id": cid, **body})
+                    await until(lambda cid=cid: sub.result("s0", cid), 5)
+                await until(lambda: (sub.last("seat_state", seat="s0") or {}).get("state")
+                            == "ringing", 5, "s0 ringing")  # fmt: skip
+                boot = farm.seats[0].boot
+                await send(mqtt_broker, topics, {"v": 1, "id": "u", "seats": ["s0"],
+                                                 "bundle": release_bundle("0.1.1"),
+                                                 "idle_wait_s": 1})  # fmt: skip
+                await until(lambda: (job_of(sub, "u") or {}).get("status") == "done", 15)
+                last = sub.last("seat_firmware", seat="s0")
+                assert last is not None and last["stage"] == "skipped"
+                assert "stayed on a call" in last["detail"]
+                assert farm.seats[0].boot == boot
+                assert (sub.last("seat_state", seat="s0") or {}).get("state") == "ringing"
+            task.cancel()
+
+        asyncio.run(scenario())
+
+
+def _files(doc: dict[str, Any]) -> dict[str, bytes]:
+    return {f["name"]: base64.b64decode(f["data"]) for f in doc["boards"]["microbit"]["files"]}
