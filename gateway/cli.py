@@ -8,7 +8,19 @@ from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
 from gateway import __version__
-from gateway.commands import api, core, demo, edge, emulate, flash, inventory, pbx, seats, version
+from gateway.commands import (
+    api,
+    core,
+    demo,
+    edge,
+    emulate,
+    flash,
+    inventory,
+    pbx,
+    seats,
+    update,
+    version,
+)
 
 
 class Command(Protocol):
@@ -31,6 +43,7 @@ COMMANDS: list[tuple[str, Command]] = [
     ("api", api),
     ("inventory", inventory),
     ("flash", flash),
+    ("update", update),
 ]
 
 
