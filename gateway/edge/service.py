@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 class EdgeService:
     INVENTORY_CHECK_S = 1.0
     EXPIRE_CHECK_S = 60.0
+    ANNOUNCE_MAX = 10_000  # extension messages waiting for the broker; the latest are kept
 
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
@@ -95,7 +96,9 @@ class EdgeService:
         self._exit = AsyncExitStack()
         self._client: aiomqtt.Client | None = None
         self._announced: dict[str, Payload] = {}  # topic -> latest retained (extensions')
-        self._announce_due: set[str] = set()
+        # in order: a follower sees every step of an update, not only the latest
+        self._announce_due: collections.deque[tuple[str, Payload]] = collections.deque(
+            maxlen=self.ANNOUNCE_MAX)
         self.updates = FirmwareUpdates(gateway=self.gateway, topics=self.topics,
                                        links=self.links, backups=settings.firmware_backups,
                                        announce=self.announce)  # fmt: skip
@@ -115,10 +118,10 @@ class EdgeService:
         self._quarantine_dirty = True
 
     def announce(self, topic: str, payload: Payload) -> None:
-        """A retained message of an extension: the latest per topic goes out with the next
-        flush, and again after every reconnect."""
+        """A retained message of an extension: out with the next flush, in order; the
+        latest per topic again after every reconnect."""
         self._announced[topic] = payload
-        self._announce_due.add(topic)
+        self._announce_due.append((topic, payload))
         self._wake.set()
 
     def result(self, result: CommandResult) -> None:
@@ -287,10 +290,14 @@ class EdgeService:
         if sends:
             await asyncio.gather(*(client.publish(topic, data, qos=qos, retain=True)
                                    for topic, data, qos in sends))  # fmt: skip
-        due = set(self._announced) if everything else self._announce_due
-        self._announce_due = set()
-        for topic in due:
-            await self._retain(client, topic, self._announced[topic])
+        if everything:
+            self._announce_due.clear()
+            for topic, payload in list(self._announced.items()):
+                await self._retain(client, topic, payload)
+        while self._announce_due:
+            topic, payload = self._announce_due[0]
+            await self._retain(client, topic, payload)
+            self._announce_due.popleft()
         while self._results:
             result = self._results[0]
             await client.publish(self.topics.topic("seat_cmd_result", seat=result.seat),

@@ -14,8 +14,10 @@ from typing import Any
 
 import aiomqtt
 
+from gateway.bundle import firmware_bundle
 from gateway.contract.topics import Topics
 from gateway.edge.settings import EdgeSettings
+from gateway.fleet.flash import FileSet, bundle_document, firmware_version
 
 
 def write_inventory(path: Path, seats: Mapping[str, str], *,
@@ -172,3 +174,21 @@ def check_delivery(collector: Collector, seats: Mapping[str, str], written: Iter
             # each press toggles help; a boot starts with it cleared
             assert a != b, f"{seat}: help {a[1]} twice in a row in boot {a[0]}: a repeat"
     return {"events": total, "repeats": repeats}
+
+
+def factory_files() -> dict[str, bytes]:
+    """The micro:bit firmware files of this checkout, as a virtual farm's boards start."""
+    return {f.name: f.data for f in firmware_bundle(board="microbit")}
+
+
+def release_bundle(version: str, *, broken: bool = False) -> dict[str, Any]:
+    """This checkout's firmware as another version: its hello says `version`. `broken`: one
+    part imports a module the board does not have, so the firmware never boots."""
+    files = {}
+    for name, data in factory_files().items():
+        data = data.replace(f"b'{firmware_version()}'".encode(), f"b'{version}'".encode())
+        if broken and name == "fw3":
+            data = b"import seatlink_missing_module\n" + data
+        files[name] = data
+    assert files["fw0"] != factory_files()["fw0"], "no version string in fw0: fix this"
+    return bundle_document([FileSet("microbit", version, files)], version=version)
