@@ -40,6 +40,7 @@ from gateway.fleet.flash import (
     FileSet,
     Firmware,
     FlashError,
+    Identity,
     Job,
     _flash_raw,
     _identify_with_heap,
@@ -68,42 +69,47 @@ def replace_firmware(url: str, *, uid: str, version: str, choose: Callable[[str]
     else soft-reset into the firmware it had. FlashError when the port or the REPL cannot
     be had (nothing changed); UpdateError for anything after that (its result's `changed`
     says whether the board's files were touched)."""
-    result = BoardResult(port=url)
-    with _taken(url, progress) as repl:
-        try:
-            found = _identify_with_heap(repl, REPL_TIMEOUT_S, progress)
-            result.kind, result.machine, result.uid = found.kind, found.machine, found.uid
-            if found.uid != uid:
-                raise FlashError(f"the board on {url} is {found.uid}, not the seat's board "
-                                 f"{uid}")  # fmt: skip
-            if found.kind != RAW_KIND:
-                raise FlashError(f"a {found.kind} board is updated with seatlink flash, not "
-                                 "through the gateway")  # fmt: skip
-            fileset = choose(found.kind)
-            result.version = fileset.version
-            progress.stage("reading back the running firmware")
-            keep(read_back(repl, kind=found.kind, version=version))
-            _flash_raw(repl, fileset, _job(fileset), result, progress)
-        except (FlashError, ReplError) as exc:
-            raise UpdateError(str(exc), result) from None
-        finally:
-            _restart(repl, result, progress)
-    return result
+
+    def pick(repl: RawRepl, found: Identity) -> FileSet:
+        if found.uid != uid:
+            raise FlashError(f"the board on {url} is {found.uid}, not the seat's board {uid}")
+        if found.kind != RAW_KIND:
+            raise FlashError(f"a {found.kind} board is updated with seatlink flash, not "
+                             "through the gateway")  # fmt: skip
+        fileset = choose(found.kind)
+        progress.stage("reading back the running firmware")
+        keep(read_back(repl, kind=found.kind, version=version))
+        return fileset
+
+    return _write(url, pick, progress)
 
 
 def restore_firmware(url: str, *, backup: FileSet,
                      progress: BoardProgress = QUIET) -> BoardResult:  # fmt: skip
     """Write `backup` (what replace_firmware kept) back onto the board at `url`, then
     restart it; errors as replace_firmware's."""
-    result = BoardResult(port=url, version=backup.version)
+
+    def pick(repl: RawRepl, found: Identity) -> FileSet:
+        if found.kind != backup.kind:
+            raise FlashError(f"the board on {url} is a {found.kind}; the backup is for a "
+                             f"{backup.kind}")  # fmt: skip
+        return backup
+
+    return _write(url, pick, progress)
+
+
+def _write(url: str, pick: Callable[[RawRepl, Identity], FileSet],
+           progress: BoardProgress) -> BoardResult:  # fmt: skip
+    """The board at its raw REPL, identified; `pick` checks it and names the set to write,
+    which is written as `seatlink flash` does; the board restarted whatever happened."""
+    result = BoardResult(port=url)
     with _taken(url, progress) as repl:
         try:
             found = _identify_with_heap(repl, REPL_TIMEOUT_S, progress)
             result.kind, result.machine, result.uid = found.kind, found.machine, found.uid
-            if found.kind != backup.kind:
-                raise FlashError(f"the board on {url} is a {found.kind}; the backup is for "
-                                 f"a {backup.kind}")  # fmt: skip
-            _flash_raw(repl, backup, _job(backup), result, progress)
+            fileset = pick(repl, found)
+            result.version = fileset.version
+            _flash_raw(repl, fileset, _job(fileset), result, progress)
         except (FlashError, ReplError) as exc:
             raise UpdateError(str(exc), result) from None
         finally:

@@ -5,10 +5,11 @@ makes (nothing lost, no duplicates, order kept, state converged)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import aiomqtt
 
 from gateway.bundle import firmware_bundle
 from gateway.contract.topics import Topics
+from gateway.edge.service import EdgeService
 from gateway.edge.settings import EdgeSettings
 from gateway.fleet.flash import FileSet, bundle_document, firmware_version
 
@@ -116,6 +118,22 @@ class Collector:
             if body.get("id") == cid:
                 return body
         return None
+
+
+@contextlib.asynccontextmanager
+async def edge_and_collector(settings: EdgeSettings, broker: Any,
+                             topics: Topics) -> AsyncIterator[Collector]:  # fmt: skip
+    """A subscriber to everything under the site, then the edge service running; the
+    subscriber is stopped after the service's clean stop (its offline messages heard)."""
+    sub = Collector(broker, topics)
+    task = asyncio.create_task(sub.run())
+    try:
+        await asyncio.wait_for(sub.connected.wait(), 5)
+        async with EdgeService(settings):
+            yield sub
+        await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
 
 
 async def until(condition: Callable[[], object], timeout: float, what: str = "") -> None:

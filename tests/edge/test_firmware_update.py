@@ -14,6 +14,7 @@ import aiomqtt
 from edge_support import (
     Collector,
     command,
+    edge_and_collector,
     factory_files,
     release_bundle,
     settings,
@@ -23,7 +24,6 @@ from edge_support import (
 )
 
 from gateway.contract.topics import Topics
-from gateway.edge.service import EdgeService
 from gateway.fleet.flash import firmware_version, load_bundle
 from gateway.virtual_farm import SeatFarm
 
@@ -67,10 +67,7 @@ def test_rolling_update_then_a_release_that_does_not_boot_is_rolled_back(
         cfg = settings(tmp_path, mqtt_broker, topics, [s.url for s in farm.seats])
 
         async def scenario() -> None:
-            sub = Collector(mqtt_broker, topics)
-            task = asyncio.create_task(sub.run())
-            await asyncio.wait_for(sub.connected.wait(), 5)
-            async with EdgeService(cfg):
+            async with edge_and_collector(cfg, mqtt_broker, topics) as sub:
                 await until(lambda: all(health_firmware(sub, s) == OLD for s in seats), 15,
                             "every seat online on the factory firmware")  # fmt: skip
                 boots = [s.boot for s in farm.seats]
@@ -120,7 +117,6 @@ def test_rolling_update_then_a_release_that_does_not_boot_is_rolled_back(
                 assert halted is not None and "seat s2 rolled back" in halted["detail"]
                 online = sub.last("seat_availability", seat="s2")
                 assert online is not None and online["status"] == "online"
-            task.cancel()
 
         asyncio.run(scenario())
 
@@ -151,10 +147,7 @@ def test_bad_jobs_are_refused_and_touch_nothing(tmp_path: Path, mqtt_broker: Any
         ]  # fmt: skip
 
         async def scenario() -> None:
-            sub = Collector(mqtt_broker, topics)
-            task = asyncio.create_task(sub.run())
-            await asyncio.wait_for(sub.connected.wait(), 5)
-            async with EdgeService(cfg):
+            async with edge_and_collector(cfg, mqtt_broker, topics) as sub:
                 await until(lambda: health_firmware(sub, "s0") == OLD, 15, "s0 online")
                 boot = farm.seats[0].boot
                 for job, body, reason in cases:
@@ -168,7 +161,6 @@ def test_bad_jobs_are_refused_and_touch_nothing(tmp_path: Path, mqtt_broker: Any
                 # a seat command still works: the gateway is fine
                 await command(mqtt_broker, topics, "s0", {"v": 1, "id": "c1", "command": "sync"})
                 await until(lambda: sub.result("s0", "c1"), 5, "sync done")
-            task.cancel()
             assert sub.on("seat_firmware", seat="s0") == []
             assert farm.seats[0].boot == boot and on_board(farm.seats[0].store) == factory_files()
 
@@ -183,10 +175,7 @@ def test_a_seat_on_a_call_is_not_taken_from_its_agent(tmp_path: Path, mqtt_broke
         cfg = settings(tmp_path, mqtt_broker, topics, [farm.seats[0].url])
 
         async def scenario() -> None:
-            sub = Collector(mqtt_broker, topics)
-            task = asyncio.create_task(sub.run())
-            await asyncio.wait_for(sub.connected.wait(), 5)
-            async with EdgeService(cfg):
+            async with edge_and_collector(cfg, mqtt_broker, topics) as sub:
                 await until(lambda: health_firmware(sub, "s0") == OLD, 15, "s0 online")
                 for cid, body in (("r", {"command": "set_state", "state": "ready"}),
                                   ("o", {"command": "offer", "call": 42})):
@@ -204,7 +193,6 @@ def test_a_seat_on_a_call_is_not_taken_from_its_agent(tmp_path: Path, mqtt_broke
                 assert "stayed on a call" in last["detail"]
                 assert farm.seats[0].boot == boot
                 assert (sub.last("seat_state", seat="s0") or {}).get("state") == "ringing"
-            task.cancel()
 
         asyncio.run(scenario())
 
