@@ -262,25 +262,38 @@ class Bundle:
         return {NAMESPACE: "".join(parts[:-1])}
 
 
-def read_firmware_sources(board: str) -> dict[str, str]:
-    """File name -> readable source: firmware/*.py and the board's file as board.py."""
+_FW_LINE = re.compile(r"^FW = b'[^']*'$", re.MULTILINE)  # firmware/tx.py: the version
+_VERSION_TEXT = re.compile(r"[0-9A-Za-z.+-]{1,32}")
+
+
+def read_firmware_sources(board: str, *, version: str | None = None) -> dict[str, str]:
+    """File name -> readable source: firmware/*.py and the board's file as board.py.
+    `version`: stamp this version (what the hello says) instead of firmware/tx.py's own,
+    as a release build does."""
     board_file = BOARDS_DIR / f"{board}.py"
     if not board_file.is_file():
         raise ValueError(f"unknown board {board!r}; known boards: {', '.join(board_names())}")
     sources = {p.name: p.read_text(encoding="ascii") for p in sorted(FIRMWARE_DIR.glob("*.py"))}
     sources["board.py"] = board_file.read_text(encoding="ascii")
+    if version is not None:
+        if not _VERSION_TEXT.fullmatch(version):
+            raise ValueError(f"firmware version {version!r} is not 1-32 of A-Z a-z 0-9 . + -")
+        stamped, n = _FW_LINE.subn(f"FW = b'{version}'", sources["tx.py"])
+        if n != 1:
+            raise ValueError("firmware/tx.py has no single FW = b'...' line to stamp")
+        sources["tx.py"] = stamped
     return sources
 
 
 _LINKED: dict[tuple[str, tuple[str, ...]], Bundle] = {}
 
 
-def link_bundle(*, board: str = "microbit") -> Bundle:
+def link_bundle(*, board: str = "microbit", version: str | None = None) -> Bundle:
     """The linked, minified firmware for `board`: constants inlined, modules merged and
     names shortened (gateway.linker), locals shortened, comments and lines dropped.
     Linking takes ~0.3 s, and test suites load hundreds of seats: the result is kept
-    for as long as the sources stay the same."""
-    sources = read_firmware_sources(board)
+    for as long as the sources stay the same. `version`: as read_firmware_sources."""
+    sources = read_firmware_sources(board, version=version)
     key = (board, tuple(hashlib.sha256(s.encode()).hexdigest() for s in sources.values()))
     if key not in _LINKED:
         _LINKED[key] = _link(sources)
@@ -364,15 +377,17 @@ def split_parts(source: str, *, entry: str, limit: int = PART_BYTES) -> list[str
     return parts + [f"{entry}()\n"]
 
 
-def firmware_bundle(*, board: str = "microbit", minified: bool = True) -> list[BundleFile]:
+def firmware_bundle(*, board: str = "microbit", minified: bool = True,
+                    version: str | None = None) -> list[BundleFile]:  # fmt: skip
     """Every file a board gets: the firmware and the board support file as board.py;
-    `minified=False` gives the readable modules of firmware/ as they are.
+    `minified=False` gives the readable modules of firmware/ as they are; `version`
+    stamps another version than firmware/tx.py's (read_firmware_sources).
 
     main.py comes last, so a board never boots into a half-written firmware.
     """
     if minified:
-        return link_bundle(board=board).files
-    sources = read_firmware_sources(board)
+        return link_bundle(board=board, version=version).files
+    sources = read_firmware_sources(board, version=version)
     names = sorted(n for n in sources if n != "main.py") + ["main.py"]
     return [BundleFile(name, sources[name].encode("ascii")) for name in names]
 

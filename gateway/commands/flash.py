@@ -25,6 +25,7 @@ from gateway.fleet.flash import (
     BoardResult,
     BundleError,
     Firmware,
+    FlashError,
     Job,
     Target,
     flash_many,
@@ -57,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--write-bundle", type=Path, metavar="FILE",
         help="write this checkout's firmware (every board type) as a bundle and exit",
+    )  # fmt: skip
+    parser.add_argument(
+        "--firmware-version", metavar="VERSION",
+        help="with --write-bundle: stamp this version (what the seats' hello will say) "
+             "instead of firmware/tx.py's, e.g. 0.1.0+site.3",
     )  # fmt: skip
     parser.add_argument(
         "-i", "--inventory", metavar="INVENTORY",
@@ -95,13 +101,17 @@ class _Refused(Exception):
 
 
 def _run(args: argparse.Namespace, err: Console) -> int:
+    if args.firmware_version is not None and args.write_bundle is None:
+        raise _Refused("--firmware-version goes with --write-bundle")
     if args.write_bundle is not None:
         if args.ports or args.bundle:
             raise _Refused("--write-bundle takes no PORT and no --bundle")
         try:
-            doc = write_bundle(args.write_bundle)
+            doc = write_bundle(args.write_bundle, version=args.firmware_version)
         except OSError as exc:
             raise _Refused(f"cannot write {args.write_bundle}: {exc.strerror}") from None
+        except FlashError as exc:
+            raise _Refused(str(exc)) from None
         sizes = ", ".join(f"{k} {len(v['files'])} files" for k, v in doc["boards"].items())
         print(f"wrote {args.write_bundle}: firmware {doc['firmware']}: {sizes}")
         return 0

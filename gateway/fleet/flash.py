@@ -165,21 +165,34 @@ class Firmware:
     """File sets by board type: from this checkout (linked on first use per type) or from a
     bundle. Shared by the workers."""
 
-    def __init__(self, sets: Mapping[str, FileSet] | None = None, *, source: str) -> None:
+    def __init__(self, sets: Mapping[str, FileSet] | None = None, *, source: str,
+                 version: str | None = None) -> None:  # fmt: skip
         self.source = source
         self._sets: dict[str, FileSet] = dict(sets or {})
         self._from_checkout = sets is None
+        self._version = version  # a checkout's firmware stamped with another version
         self._lock = threading.Lock()
 
     @classmethod
-    def checkout(cls) -> Firmware:
-        return cls(source="this checkout")
+    def checkout(cls, *, version: str | None = None) -> Firmware:
+        """This checkout's firmware; `version`: stamped with it instead of firmware/tx.py's
+        own (a release build)."""
+        return cls(source="this checkout", version=version)
+
+    @property
+    def version(self) -> str:
+        if self._from_checkout:
+            return self._version or firmware_version()
+        return next(iter(self._sets.values())).version
 
     def for_kind(self, kind: str) -> FileSet:
         with self._lock:
             if kind not in self._sets and self._from_checkout:
-                files = {f.name: f.data for f in firmware_bundle(board=kind)}
-                self._sets[kind] = FileSet(kind, firmware_version(), files)
+                try:
+                    built = firmware_bundle(board=kind, version=self._version)
+                except ValueError as exc:
+                    raise FlashError(str(exc)) from None
+                self._sets[kind] = FileSet(kind, self.version, {f.name: f.data for f in built})
         found = self._sets.get(kind)
         if found is None:
             have = ", ".join(sorted(self._sets)) or "none"
@@ -199,11 +212,13 @@ class Firmware:
 # Files are listed in write order, main.py last.
 
 
-def write_bundle(path: Path, *, kinds: Iterable[str] | None = None) -> dict[str, Any]:
-    """This checkout's firmware for `kinds` (default: every board type) as a bundle file."""
-    firmware = Firmware.checkout()
+def write_bundle(path: Path, *, kinds: Iterable[str] | None = None,
+                 version: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """This checkout's firmware for `kinds` (default: every board type) as a bundle file;
+    `version`: stamped with this version instead of firmware/tx.py's."""
+    firmware = Firmware.checkout(version=version)
     doc = bundle_document([firmware.for_kind(k) for k in kinds or firmware.kinds()],
-                          version=firmware_version())  # fmt: skip
+                          version=firmware.version)  # fmt: skip
     save_bundle(path, doc)
     return doc
 

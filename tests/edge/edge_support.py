@@ -19,7 +19,7 @@ from gateway.bundle import firmware_bundle
 from gateway.contract.topics import Topics
 from gateway.edge.service import EdgeService
 from gateway.edge.settings import EdgeSettings
-from gateway.fleet.flash import FileSet, bundle_document, firmware_version
+from gateway.fleet.flash import FileSet, Firmware, bundle_document
 
 
 def write_inventory(path: Path, seats: Mapping[str, str], *,
@@ -200,13 +200,11 @@ def factory_files() -> dict[str, bytes]:
 
 
 def release_bundle(version: str, *, broken: bool = False) -> dict[str, Any]:
-    """This checkout's firmware as another version: its hello says `version`. `broken`: one
-    part imports a module the board does not have, so the firmware never boots."""
-    files = {}
-    for name, data in factory_files().items():
-        data = data.replace(f"b'{firmware_version()}'".encode(), f"b'{version}'".encode())
-        if broken and name == "fw3":
-            data = b"import seatlink_missing_module\n" + data
-        files[name] = data
-    assert files["fw0"] != factory_files()["fw0"], "no version string in fw0: fix this"
+    """This checkout's micro:bit firmware stamped as another version (its hello says
+    `version`), as a bundle document. `broken`: one part imports a module the board does not
+    have, so the firmware never boots."""
+    fileset = Firmware.checkout(version=version).for_kind("microbit")
+    files = dict(fileset.files)
+    if broken:
+        files["fw3"] = b"import seatlink_missing_module\n" + files["fw3"]
     return bundle_document([FileSet("microbit", version, files)], version=version)

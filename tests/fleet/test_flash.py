@@ -435,6 +435,26 @@ def test_cli_flashes_from_a_bundle_with_a_summary(
         assert files_on(board) == dict(sorted(microbit_set().items()))
 
 
+def test_a_release_bundle_is_stamped_with_its_version(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    path = tmp_path / "release.json"
+    assert run(["flash", "--write-bundle", str(path), "--firmware-version", "0.1.0+site.3"]) == 0
+    assert "firmware 0.1.0+site.3" in capsys.readouterr().out
+    release = load_bundle(path)
+    for kind in release.kinds():
+        fileset = release.for_kind(kind)
+        assert fileset.version == "0.1.0+site.3"
+        # what the seats' hello will say: the firmware's own FW constant
+        assert any(b"'0.1.0+site.3'" in data for data in fileset.files.values()), kind
+    checkout = dict(Firmware.checkout().for_kind("microbit").files)
+    stamped = dict(release.for_kind("microbit").files)
+    assert [n for n in checkout if checkout[n] != stamped[n]] == ["fw0"]  # nothing else moved
+    assert run(["flash", "--write-bundle", str(path), "--firmware-version", "1.0 beta"]) == 2
+    assert "firmware version '1.0 beta' is not 1-32 of" in capsys.readouterr().err
+    assert run(["flash", "socket://127.0.0.1:1", "--firmware-version", "1.0"]) == 2
+    assert "--firmware-version goes with --write-bundle" in capsys.readouterr().err
+
+
 def test_cli_refuses_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["flash"]) == 2
     assert "no PORT given" in capsys.readouterr().err
