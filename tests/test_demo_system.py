@@ -3,6 +3,7 @@ the API shows live calls within 60 s, and Ctrl-C stops every process it started.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -66,6 +67,26 @@ def test_the_demo_shows_live_calls_and_stops_everything(tmp_path: Path) -> None:
         rows = [r for r in listed.stdout.splitlines() if r.startswith("s0")]
         assert len(rows) == 8 and all(r.rstrip().endswith("online") for r in rows), listed.stdout
         assert "Floor 1, row A, desk 1" in listed.stdout
+        # the remote update it suggests: two seats, one after the other, while calls go on
+        while not any("seatlink update" in line for line in lines):
+            lines.append(proc.stdout.readline())
+        update = next(line for line in lines if "seatlink update" in line).split()[2:]
+        updated = subprocess.run([sys.executable, "-m", "gateway.cli", "update", *update,
+                                  "--json"], capture_output=True, text=True, timeout=300)
+        assert updated.returncode == 0, updated.stderr + updated.stdout
+        outcome = json.loads(updated.stdout)
+        assert {s: b["stage"] for s, b in outcome["seats"].items()} == {"s001": "done",
+                                                                        "s002": "done"}
+        release = outcome["seats"]["s001"]["to_version"]
+
+        def firmware() -> dict[str, str]:
+            seats = httpx.get(base + "/seats", headers=headers).json()
+            return {s["seat"]: s["firmware"] for s in seats if s["seat"] in ("s001", "s002")}
+
+        deadline = time.monotonic() + 10
+        while firmware() != {"s001": release, "s002": release}:
+            assert time.monotonic() < deadline, f"the API shows {firmware()}, not {release}"
+            time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         status = proc.wait(60)

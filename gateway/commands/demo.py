@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -59,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
         fleet = (f"seatlink inventory -i {info.work / 'inventory.toml'} list "
                  f"--broker 127.0.0.1:{info.broker_port} --site demo")
+        release = json.loads(info.release.read_text())["firmware"]
+        update = (f"seatlink update --broker 127.0.0.1:{info.broker_port} --site demo "
+                  f"--bundle {info.release} s001 s002")
         user, password = info.supervisor
         admin, admin_password = info.admin
         print(f"""
@@ -72,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
 The fleet as facilities see it:
   {fleet}
+A remote firmware update, seat by seat with roll-back, to a release stamped {release}:
+  {update}
 
 Callers arrive about {args.rate:g} a minute; the agents answer them. Ctrl-C stops everything.
 """, flush=True)  # fmt: skip

@@ -34,6 +34,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.fleet.flash import firmware_version, write_bundle
 from gateway.rig.spawn import spawn
 
 SITE = "demo"
@@ -66,6 +67,7 @@ class DemoInfo:
     admin: tuple[str, str]
     work: Path
     broker_port: int
+    release: Path  # a firmware release to try the remote update with (seatlink update)
     pids: dict[str, int] = field(default_factory=dict)
 
 
@@ -216,8 +218,11 @@ class DemoSystem:
         self._start("api", _seatlink("api", cfg), work)
         url = f"http://{o.api_host}:{api_port}"
         self._wait("api", lambda: _healthy(url), f"{url}/health answering")
+        # this checkout's firmware stamped as a release: the seats run the unstamped one
+        release = work / "release.json"
+        write_bundle(release, kinds=["microbit"], version=f"{firmware_version()}+demo")
         return DemoInfo(url=url, supervisor=accounts["supervisor"], admin=accounts["admin"],
-                        work=work, broker_port=port)  # fmt: skip
+                        work=work, broker_port=port, release=release)  # fmt: skip
 
     # --- stop -------------------------------------------------------------------------------
 

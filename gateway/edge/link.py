@@ -222,7 +222,7 @@ class SeatLink:
         return SeatHealth(
             seat=seat, gateway=self.hub.gateway, board=self.board, link=self.url,
             uptime_s=hb.uptime_s, free_heap=hb.free_heap, worst_loop_ms=hb.worst_loop_ms,
-            firmware=hb.firmware, seat_bad_frames=hb.bad_frames,
+            firmware=self.firmware or hb.firmware, seat_bad_frames=hb.bad_frames,
             seat_dropped_frames=hb.dropped_frames, seat_queue_depth=hb.queue_depth,
             seat_retransmits=hb.retransmits, seat_loop_errors=hb.errors,
             frames_in=rx.delivered, crc_errors=rx.crc_errors, garbage=rx.garbage,
