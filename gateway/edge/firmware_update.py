@@ -184,7 +184,12 @@ class FirmwareUpdates:
             if failed is not None:
                 self._seat(job, seat, "skipped", detail=f"not tried: {failed}")
                 continue
-            stage = await self._update_seat(job, seat)
+            try:
+                stage = await self._update_seat(job, seat)
+            except Exception as exc:  # a bug must cost this job, not the gateway
+                log.exception("seat %s: firmware update failed", seat)
+                stage = self._seat(job, seat, "failed", detail=f"the gateway failed: {exc!r}; "
+                                   "check the seat's firmware with seatlink flash --dry-run")
             self.counts[stage] += 1
             if stage not in ("done", "skipped"):
                 failed = f"seat {seat} {stage.replace('_', ' ')}"
@@ -212,8 +217,12 @@ class FirmwareUpdates:
         kept: list[FileSet] = []
 
         def keep(fileset: FileSet) -> None:  # in the worker thread, before any write
-            self.backups.mkdir(parents=True, exist_ok=True)
-            save_bundle(backup_path, bundle_document([fileset], version=fileset.version))
+            try:
+                self.backups.mkdir(parents=True, exist_ok=True)
+                save_bundle(backup_path, bundle_document([fileset], version=fileset.version))
+            except OSError as exc:  # no backup, no update
+                raise FlashError(f"cannot keep the running firmware in {backup_path}: "
+                                 f"{exc.strerror}") from None  # fmt: skip
             kept.append(fileset)
 
         def progress(text: str, done: int, total: int) -> None:

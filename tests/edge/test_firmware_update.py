@@ -199,3 +199,31 @@ def test_a_seat_on_a_call_is_not_taken_from_its_agent(tmp_path: Path, mqtt_broke
 
 def _files(doc: dict[str, Any]) -> dict[str, bytes]:
     return {f["name"]: base64.b64decode(f["data"]) for f in doc["boards"]["microbit"]["files"]}
+
+
+def test_no_backup_no_update(tmp_path: Path, mqtt_broker: Any) -> None:
+    """The gateway cannot keep the running firmware (its backup directory cannot be made):
+    nothing is written, and the seat comes back on the firmware it had."""
+    topics = site()
+    (tmp_path / "not-a-directory").write_text("")
+    with SeatFarm(1) as farm:
+        write_inventory(tmp_path / "inventory.toml", {"s0": farm.seats[0].uid})
+        cfg = settings(tmp_path, mqtt_broker, topics, [farm.seats[0].url],
+                       firmware_backups=tmp_path / "not-a-directory" / "firmware")  # fmt: skip
+
+        async def scenario() -> None:
+            async with edge_and_collector(cfg, mqtt_broker, topics) as sub:
+                await until(lambda: health_firmware(sub, "s0") == OLD, 15, "s0 online")
+                await send(mqtt_broker, topics, {"v": 1, "id": "u", "seats": ["s0"],
+                                                 "bundle": release_bundle("0.1.1")})
+                await until(lambda: (job_of(sub, "u") or {}).get("status") == "halted", 30)
+                last = sub.last("seat_firmware", seat="s0")
+                assert last is not None and last["stage"] == "failed"
+                assert "cannot keep the running firmware" in last["detail"]
+                assert "nothing was written" in last["detail"]
+                # restarted into what it had: online again, same version, same files
+                await until(lambda: (sub.last("seat_availability", seat="s0") or {}).get(
+                    "status") == "online" and health_firmware(sub, "s0") == OLD, 15)
+            assert on_board(farm.seats[0].store) == factory_files()
+
+        asyncio.run(scenario())
