@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             broker=broker, topics=topics, seats=args.seats, bundle=bundle, by=by,
             hello_deadline_s=args.hello_deadline, idle_wait_s=args.idle_wait,
             username=args.username, password=os.environ.get(PASSWORD_ENV),
-            on_progress=lambda body: _show(err, body), timeout=args.timeout))  # fmt: skip
+            on_progress=_Shown(err), timeout=args.timeout))  # fmt: skip
     except (ToolError, BundleError, TopicError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -101,14 +101,24 @@ def _bundle(path: Path | None) -> dict[str, Any]:
     return doc
 
 
-def _show(console: Console, body: dict[str, Any]) -> None:
-    stage = body["stage"]
-    if stage == "writing" and body["total_bytes"]:
-        what = f"writing {body['written_bytes']}/{body['total_bytes']} bytes"
-    else:
-        what = stage.replace("_", " ")
-    detail = f": {body['detail']}" if body.get("detail") and stage != "writing" else ""
-    console.print(f"{body['seat']} ({body['gateway']}): {what}{detail}", markup=False)
+class _Shown:
+    """One line per seat and step on stderr; a line the same as the seat's last is left out."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.last: dict[str, str] = {}
+
+    def __call__(self, body: dict[str, Any]) -> None:
+        stage = body["stage"]
+        if stage == "writing" and body["total_bytes"]:
+            what = f"writing {body['written_bytes']}/{body['total_bytes']} bytes"
+        else:
+            what = stage.replace("_", " ")
+        detail = f": {body['detail']}" if body.get("detail") and stage != "writing" else ""
+        line = f"{body['seat']} ({body['gateway']}): {what}{detail}"
+        if self.last.get(body["seat"]) != line:
+            self.last[body["seat"]] = line
+            self.console.print(line, markup=False, soft_wrap=True)
 
 
 def _summary(outcome: UpdateRun, seats: list[str]) -> None:

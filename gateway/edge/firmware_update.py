@@ -209,6 +209,10 @@ class FirmwareUpdates:
         if old_version == job.version:
             return self._seat(job, seat, "done", board=board, from_version=old_version,
                               detail=f"runs {old_version} already")  # fmt: skip
+        if link.view is not None and link.view.state in _BUSY:
+            self._seat(job, seat, "queued", board=board, from_version=old_version,
+                       detail=f"its agent is on a call: waiting up to "
+                              f"{job.command.idle_wait_s:g} s for it to end")  # fmt: skip
         if not await self._idle(link, job.command.idle_wait_s):
             return self._seat(job, seat, "skipped", board=board, from_version=old_version,
                               detail=f"the agent stayed on a call for "

@@ -191,6 +191,8 @@ def test_a_seat_on_a_call_is_not_taken_from_its_agent(tmp_path: Path, mqtt_broke
                 last = sub.last("seat_firmware", seat="s0")
                 assert last is not None and last["stage"] == "skipped"
                 assert "stayed on a call" in last["detail"]
+                waited = [b for b in sub.on("seat_firmware", seat="s0") if b["stage"] == "queued"]
+                assert "its agent is on a call: waiting up to 1 s" in waited[-1]["detail"]
                 assert farm.seats[0].boot == boot
                 assert (sub.last("seat_state", seat="s0") or {}).get("state") == "ringing"
 
