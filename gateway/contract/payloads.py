@@ -196,6 +196,8 @@ class GatewayHealth(Payload):
     commands: dict[str, int]  # received, done, rejected, expired, failed, invalid
     lost_results: int  # results that could not be kept while the broker was away
     inventory_error: str | None
+    # remote updates: jobs taken, invalid jobs, and seats by outcome (done, rolled_back, ...)
+    firmware_updates: dict[str, int] = {}
     t: float
 
 

@@ -113,6 +113,7 @@ class FirmwareUpdates:
 
     QUEUE_MAX = 8
     POLL_S = 0.1
+    ROLLBACK_HELLO_S = 60.0  # at least this long for the kept version's hello
 
     def __init__(self, *, gateway: str, topics: Topics, links: Sequence[SeatLink],
                  backups: Path, announce: Announce) -> None:  # fmt: skip
@@ -183,6 +184,7 @@ class FirmwareUpdates:
         for seat in job.command.seats:
             if failed is not None:
                 self._seat(job, seat, "skipped", detail=f"not tried: {failed}")
+                self.counts["skipped"] += 1
                 continue
             try:
                 stage = await self._update_seat(job, seat)
@@ -280,7 +282,10 @@ class FirmwareUpdates:
                               detail=f"{reason}; the roll-back failed too: {exc}. Flash it "
                                      f"with: seatlink flash --bundle {backup_path} "
                                      f"{link.url}")  # fmt: skip
-        heard = await self._hello(link, backup.version, boot, job.command.hello_deadline_s)
+        # the kept version is known to work: a short deadline for a new release (a quick
+        # roll-back) must not fail a seat whose old firmware is merely slow to come up
+        deadline = max(job.command.hello_deadline_s, self.ROLLBACK_HELLO_S)
+        heard = await self._hello(link, backup.version, boot, deadline)
         if heard is not None:
             return self._seat(job, seat, "failed", board=board, from_version=backup.version,
                               detail=f"{reason}; rolled back, but then {heard}")  # fmt: skip

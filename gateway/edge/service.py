@@ -365,7 +365,8 @@ class EdgeService:
             published=drain.published if drain else 0,
             reconnects=self.mqtt.reconnects + (drain.reconnects if drain else 0),
             commands=commands, lost_results=self.lost_results,
-            inventory_error=self.inventory.error, t=round(time.time(), 3),
+            inventory_error=self.inventory.error,
+            firmware_updates=dict(sorted(self.updates.counts.items())), t=round(time.time(), 3),
         )  # fmt: skip
 
     # --- commands ---------------------------------------------------------------------------

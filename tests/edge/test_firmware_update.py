@@ -115,8 +115,12 @@ def test_rolling_update_then_a_release_that_does_not_boot_is_rolled_back(
                 assert on_board(farm.seats[0].store) == _files(release_bundle("0.1.1"))
                 halted = job_of(sub, "up2")
                 assert halted is not None and "seat s2 rolled back" in halted["detail"]
-                online = sub.last("seat_availability", seat="s2")
-                assert online is not None and online["status"] == "online"
+                await until(lambda: (sub.last("seat_availability", seat="s2") or {}).get(
+                    "status") == "online", 5, "s2 online again")
+                # and counted in the gateway's health
+                counted = {"jobs": 2, "done": 2, "rolled_back": 1, "skipped": 1}
+                await until(lambda: (sub.last("gateway_health", gateway="gw1") or {}).get(
+                    "firmware_updates") == counted, 5, f"health counting {counted}")
 
         asyncio.run(scenario())
 
@@ -158,6 +162,8 @@ def test_bad_jobs_are_refused_and_touch_nothing(tmp_path: Path, mqtt_broker: Any
                     assert answer is not None and answer["status"] == "invalid", answer
                     assert reason in answer["detail"], answer
                     sub.messages.clear()
+                await until(lambda: (sub.last("gateway_health", gateway="gw1") or {}).get(
+                    "firmware_updates") == {"invalid": len(cases)}, 5, "invalid jobs counted")
                 # a seat command still works: the gateway is fine
                 await command(mqtt_broker, topics, "s0", {"v": 1, "id": "c1", "command": "sync"})
                 await until(lambda: sub.result("s0", "c1"), 5, "sync done")
