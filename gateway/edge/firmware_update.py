@@ -20,18 +20,22 @@ Requirements (issue 7):
   written while writing) and the job's retained firmware_job topic.
 - Jobs queue (at most QUEUE_MAX waiting); one runs at a time, because each takes a seat
   away from its agent for a few seconds and the link's serial traffic with it.
+- A gateway stopped while a seat's new firmware is unproven finishes it after its restart:
+  a marker next to the seat's backup says what was written and until when its hello is
+  due; the restarted gateway waits for that hello and rolls the seat back without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.contract.payloads import (
     CommandError,
@@ -51,6 +55,7 @@ from gateway.fleet.flash import (
     Firmware,
     FlashError,
     bundle_document,
+    load_bundle,
     parse_bundle,
     save_bundle,
 )
@@ -114,6 +119,7 @@ class FirmwareUpdates:
     QUEUE_MAX = 8
     POLL_S = 0.1
     ROLLBACK_HELLO_S = 60.0  # at least this long for the kept version's hello
+    RECOVER_GRACE_S = 10.0  # after a restart: the links reopen and the seats are heard again
 
     def __init__(self, *, gateway: str, topics: Topics, links: Sequence[SeatLink],
                  backups: Path, announce: Announce) -> None:  # fmt: skip
@@ -168,6 +174,7 @@ class FirmwareUpdates:
     # --- the worker --------------------------------------------------------------------------
 
     async def run(self) -> None:
+        await self._recover()
         while True:
             while not self._queue:
                 self._wake.clear()
@@ -226,6 +233,8 @@ class FirmwareUpdates:
             try:
                 self.backups.mkdir(parents=True, exist_ok=True)
                 save_bundle(backup_path, bundle_document([fileset], version=fileset.version))
+                self._mark(backup_path, job, seat, old_boot=old_boot, old_version=old_version,
+                           hello_by=None)  # fmt: skip
             except OSError as exc:  # no backup, no update
                 raise FlashError(f"cannot keep the running firmware in {backup_path}: "
                                  f"{exc.strerror}") from None  # fmt: skip
@@ -246,6 +255,7 @@ class FirmwareUpdates:
                     progress=_Progress(progress, loop))  # fmt: skip
         except UpdateError as exc:
             if not exc.result.changed:  # restarted into the firmware it had
+                self._unmark(backup_path)
                 return self._seat(job, seat, "failed", board=board, from_version=old_version,
                                   detail=f"{exc} (nothing was written)")  # fmt: skip
             reason = f"writing failed: {exc}"
@@ -256,11 +266,14 @@ class FirmwareUpdates:
             return self._seat(job, seat, "failed", board=board, from_version=old_version,
                               detail="the seat's link did not let go of the port")  # fmt: skip
         else:
+            self._mark(backup_path, job, seat, old_boot=old_boot, old_version=old_version,
+                       hello_by=time.time() + job.command.hello_deadline_s)  # fmt: skip
             self._seat(job, seat, "waiting_hello", board=board, from_version=old_version,
                        detail=f"reset; waiting up to {job.command.hello_deadline_s:g} s for "
                               "the new firmware's hello")  # fmt: skip
             heard = await self._hello(link, job.version, old_boot, job.command.hello_deadline_s)
             if heard is None:
+                self._unmark(backup_path)
                 return self._seat(job, seat, "done", board=board, from_version=old_version,
                                   detail=f"runs {job.version} (backup of {old_version} in "
                                          f"{backup_path.name})")  # fmt: skip
@@ -278,6 +291,7 @@ class FirmwareUpdates:
             async with link.held(_HELD_WHY):
                 await asyncio.to_thread(restore_firmware, link.url, backup=backup)
         except (FlashError, TimeoutError) as exc:
+            self._unmark(backup_path)
             return self._seat(job, seat, "failed", board=board, from_version=backup.version,
                               detail=f"{reason}; the roll-back failed too: {exc}. Flash it "
                                      f"with: seatlink flash --bundle {backup_path} "
@@ -286,6 +300,7 @@ class FirmwareUpdates:
         # roll-back) must not fail a seat whose old firmware is merely slow to come up
         deadline = max(job.command.hello_deadline_s, self.ROLLBACK_HELLO_S)
         heard = await self._hello(link, backup.version, boot, deadline)
+        self._unmark(backup_path)
         if heard is not None:
             return self._seat(job, seat, "failed", board=board, from_version=backup.version,
                               detail=f"{reason}; rolled back, but then {heard}")  # fmt: skip
@@ -311,6 +326,75 @@ class FirmwareUpdates:
         if link.boot != old_boot and link.firmware not in (None, version):
             return f"the board came back on {link.firmware}, not {version}"
         return f"no hello from {version} within {deadline_s:g} s"
+
+    # --- a gateway stopped mid-update -------------------------------------------------------
+
+    def _marker(self, backup_path: Path) -> Path:
+        return backup_path.with_name(backup_path.stem + ".pending.json")
+
+    def _mark(self, backup_path: Path, job: _Job, seat: str, *, old_boot: int | None,
+              old_version: str, hello_by: float | None) -> None:  # fmt: skip
+        doc = {"job": job.command.id, "seat": seat, "to_version": job.version,
+               "from_version": old_version, "old_boot": old_boot, "hello_by": hello_by,
+               "backup": backup_path.name}  # fmt: skip
+        tmp = self._marker(backup_path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(self._marker(backup_path))
+
+    def _unmark(self, backup_path: Path) -> None:
+        try:
+            self._marker(backup_path).unlink(missing_ok=True)
+        except OSError as exc:  # no marker could be made there either
+            log.warning("cannot remove %s: %s", self._marker(backup_path), exc.strerror)
+
+    async def _recover(self) -> None:
+        """Seats whose update a stopped gateway left unproven: done once their hello comes
+        on the new version (by the time it was due), else rolled back."""
+        if not self.backups.is_dir():
+            return
+        for marker in sorted(self.backups.glob("*.pending.json")):
+            try:
+                info = json.loads(marker.read_text())
+                seat, version = str(info["seat"]), str(info["to_version"])
+                backup_path = self.backups / str(info["backup"])
+                backup = load_bundle(backup_path)
+                kept = backup.for_kind(backup.kinds()[0])
+                command = FirmwareUpdateCommand(v=1, id=str(info["job"]), seats=[seat],
+                                                bundle={})  # fmt: skip
+            except (OSError, ValueError, KeyError, TypeError, FlashError) as exc:
+                log.error("firmware update marker %s unusable (%s): left for a person", marker,
+                          exc)  # fmt: skip
+                continue
+            job = _Job(command, Firmware({}, source="recovery"), version, {seat: "waiting_hello"})
+            hello_by = info.get("hello_by") or time.time() + self.ROLLBACK_HELLO_S
+            await self._recover_seat(job, seat, kept, backup_path, info, float(hello_by))
+
+    async def _recover_seat(self, job: _Job, seat: str, kept: FileSet, backup_path: Path,
+                            info: dict[str, Any], hello_by: float) -> None:  # fmt: skip
+        wait = max(hello_by - time.time(), 0.0) + self.RECOVER_GRACE_S
+        end = time.monotonic() + wait
+        link = self._link(seat)
+        while link is None and time.monotonic() < end:  # bound once its board is heard
+            await asyncio.sleep(self.POLL_S)
+            link = self._link(seat)
+        if link is None:
+            log.error("seat %s: its update was unproven when the gateway stopped, and it is "
+                      "not on this gateway now; marker left in %s", seat, self.backups)
+            return
+        self._seat(job, seat, "waiting_hello", board=link.board,
+                   from_version=info.get("from_version"),
+                   detail="the gateway restarted during the update: waiting for the new "
+                          "firmware's hello")  # fmt: skip
+        heard = await self._hello(link, job.version, info.get("old_boot"),
+                                  max(end - time.monotonic(), 0.0))  # fmt: skip
+        if heard is None:
+            self._seat(job, seat, "done", board=link.board, from_version=kept.version,
+                       detail=f"runs {job.version} (proven after a gateway restart)")
+            self.counts["done"] += 1
+        else:
+            reason = f"{heard} (the gateway restarted during the update)"
+            self.counts[await self._roll_back(job, seat, link, kept, reason, backup_path)] += 1
+        self._unmark(backup_path)
 
     # --- helpers -----------------------------------------------------------------------------
 

@@ -235,3 +235,36 @@ def test_no_backup_no_update(tmp_path: Path, mqtt_broker: Any) -> None:
             assert on_board(farm.seats[0].store) == factory_files()
 
         asyncio.run(scenario())
+
+
+def test_a_gateway_stopped_before_the_hello_finishes_the_job_after_its_restart(
+        tmp_path: Path, mqtt_broker: Any) -> None:  # fmt: skip
+    """Stopped while a release that never boots waits for its hello: the restarted gateway
+    waits out the hello's deadline and rolls the seat back."""
+    topics = site()
+    with SeatFarm(1) as farm:
+        write_inventory(tmp_path / "inventory.toml", {"s0": farm.seats[0].uid})
+        cfg = settings(tmp_path, mqtt_broker, topics, [farm.seats[0].url])
+        pending = tmp_path / "firmware"
+
+        async def scenario() -> None:
+            async with edge_and_collector(cfg, mqtt_broker, topics) as sub:
+                await until(lambda: health_firmware(sub, "s0") == OLD, 15, "s0 online")
+                await send(mqtt_broker, topics, {
+                    "v": 1, "id": "r", "seats": ["s0"], "hello_deadline_s": 8,
+                    "bundle": release_bundle("0.2.0", broken=True)})  # fmt: skip
+                await until(lambda: stages(sub, "s0", "r")[-1:] == ["waiting_hello"], 30,
+                            "the new firmware written, its hello awaited")  # fmt: skip
+            assert [p.name for p in pending.glob("*.pending.json")] == [
+                f"s0-{farm.seats[0].uid}.pending.json"]
+            async with edge_and_collector(cfg, mqtt_broker, topics) as sub:
+                await until(lambda: (sub.last("seat_firmware", seat="s0") or {}).get("stage")
+                            == "rolled_back", 60, "s0 rolled back")  # fmt: skip
+                last = sub.last("seat_firmware", seat="s0")
+                assert last is not None and last["job"] == "r"
+                assert "the gateway restarted during the update" in last["detail"]
+                await until(lambda: health_firmware(sub, "s0") == OLD, 15, "s0 back on old")
+            assert on_board(farm.seats[0].store) == factory_files()
+            assert list(pending.glob("*.pending.json")) == []
+
+        asyncio.run(scenario())
