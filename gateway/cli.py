@@ -15,6 +15,7 @@ from gateway.commands import (
     edge,
     emulate,
     flash,
+    image,
     inventory,
     pbx,
     seats,
@@ -35,6 +36,7 @@ class Command(Protocol):
 COMMANDS: list[tuple[str, Command]] = [
     ("version", version),
     ("emulate", emulate),
+    ("image", image),
     ("demo", demo),
     ("seats", seats),
     ("edge", edge),

@@ -10,11 +10,15 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from gateway.image import build_image
+from gateway.rig import EmulatedBoard
+from gateway.rig.qemu import unavailable_reason
 
 
 @dataclass
@@ -111,3 +115,24 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
         broker.stop()
         if broker.saved is not None:
             shutil.rmtree(broker.saved, ignore_errors=True)
+
+
+@pytest.fixture
+def qemu_image_board() -> Iterator[Callable[[dict[str, str] | None], EmulatedBoard]]:
+    """Boot an emulated micro:bit on the seat image (built, or taken from the cache), with
+    `extra` modules frozen beside the firmware; stopped after the test."""
+    if reason := unavailable_reason():
+        if os.environ.get("CI") == "true":  # CI installs QEMU: a missing one is a failure
+            pytest.fail(reason)
+        pytest.skip(reason)
+    boards: list[EmulatedBoard] = []
+
+    def boot(extra: dict[str, str] | None = None) -> EmulatedBoard:
+        board = EmulatedBoard(firmware_hex=build_image(extra_modules=extra).path)
+        boards.append(board)
+        board.start(repl=False)
+        return board
+
+    yield boot
+    for board in boards:
+        board.stop()
