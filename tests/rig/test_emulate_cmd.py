@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _json_lines(proc: subprocess.Popen[str], count: int, timeout: float) -> list[dict[str, Any]]:
+def _json_lines(proc: subprocess.Popen[bytes], count: int, timeout: float) -> list[dict[str, Any]]:
+    """The first `count` lines of `proc`'s stdout, as JSON, within `timeout` seconds. The
+    pipe's bytes are read here (os.read) and split into lines: select() on a buffered file
+    followed by readline() waits forever when two lines arrive together, the second one
+    sitting in Python's buffer where select() cannot see it."""
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    pending = b""
     lines: list[dict[str, Any]] = []
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while len(lines) < count:
-            if not selector.select(timeout):
-                raise TimeoutError(f"only {len(lines)} of {count} boards announced")
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"emulate exited with {proc.wait()}")
+    while True:
+        while b"\n" in pending and len(lines) < count:
+            line, pending = pending.split(b"\n", 1)
             lines.append(json.loads(line))
-    return lines
+        if len(lines) == count:
+            return lines
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise TimeoutError(f"only {len(lines)} of {count} boards announced")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise RuntimeError(f"emulate exited with {proc.wait()}")
+        pending += chunk
 
 
 def test_emulate_boots_announces_and_cleans_up(qemu_available: None) -> None:
@@ -47,7 +58,6 @@ def test_emulate_boots_announces_and_cleans_up(qemu_available: None) -> None:
         [sys.executable, "-m", "gateway.cli", "emulate", "-n", "2", "--no-install"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        text=True,
     )
     try:
         boards = _json_lines(proc, 2, timeout=30)
