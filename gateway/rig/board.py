@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import TracebackType
 
+from gateway.rig.drive import EmulatedDrive
 from gateway.rig.emulator import Emulator, EmulatorError
 from gateway.rig.firmware import firmware_files
 from gateway.rig.gpio import Gpio
@@ -25,6 +27,7 @@ class EmulatedBoard:
     def __init__(self, *, emulator: Emulator | None = None, pins: BoardPins | None = None) -> None:
         self._emulator = emulator or QemuMicrobit(pins=pins)
         self._gpio: Gpio | None = None
+        self._drives: list[EmulatedDrive] = []
         self._emulator.on_reset(self._after_reset)
 
     @property
@@ -66,7 +69,10 @@ class EmulatedBoard:
             raise
 
     def stop(self) -> None:
-        """Stop this board's emulator process. Safe to call twice."""
+        """Stop this board's emulator process (and its drives). Safe to call twice."""
+        drives, self._drives = self._drives, []
+        for drive in drives:
+            drive.stop()
         self.release_gpio()
         self._emulator.stop()
 
@@ -85,6 +91,25 @@ class EmulatedBoard:
     def reset(self) -> None:
         """Hard reset (files stay, main.py runs); driven inputs are re-applied."""
         self._emulator.reset()
+
+    def flash_image(self, image: Path, *, timeout: float = 10.0) -> None:
+        """Flash a whole image, as DAPLink does (Emulator.flash_image): files, RAM and
+        firmware are replaced, the serial URL stays. The rig's GPIO, if it holds it, is
+        connected again to the new process (inputs it drove are not driven again)."""
+        had_gpio = self._gpio is not None
+        self.release_gpio()
+        self._emulator.flash_image(image, timeout=timeout)
+        if had_gpio:
+            self._gpio = self._emulator.open_gpio()
+
+    def open_drive(self, *, parent: Path | None = None, name: str = "MICROBIT") -> EmulatedDrive:
+        """The board's DAPLink drive: a directory (`parent`/`name`, default in a temp
+        directory) where a .hex copied in is flashed onto the board (gateway.rig.drive).
+        Removed when the board stops."""
+        drive = EmulatedDrive(flash=self.flash_image, serial=self.serial_url, parent=parent,
+                              name=name)  # fmt: skip
+        self._drives.append(drive)
+        return drive.start()
 
     def release_gpio(self) -> None:
         """Drop the rig's qtest connection so another process can connect to `gpio_address`.

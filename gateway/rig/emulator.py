@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 from gateway.rig.gpio import Gpio
@@ -31,6 +32,11 @@ class Emulator(abc.ABC):
     @abc.abstractmethod
     def on_reset(self, callback: Callable[[], None]) -> None:
         """Call `callback` after every reset, whoever caused it (the host or the firmware)."""
+
+    def flash_image(self, image: Path, *, timeout: float = 10.0) -> None:
+        """Flash a whole image (Intel HEX), as a micro:bit's DAPLink does: everything on the
+        board is erased and it starts in the new image. Backends that can, override this."""
+        raise EmulatorError(f"{type(self).__name__} cannot take a whole image")
 
     @property
     @abc.abstractmethod

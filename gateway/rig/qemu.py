@@ -2,6 +2,7 @@
 
 Per board: the UART on a localhost TCP port (`socket://` for pyserial), GPIO over a qtest
 unix socket, QMP for hard reset and reset events, all in a private temp directory.
+`flash_image` flashes a whole image as the board's DAPLink would (gateway.rig.drive).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from gateway.rig.emulator import Emulator, EmulatorError
 from gateway.rig.gpio import Gpio
+from gateway.rig.hexfile import read_image_file
 from gateway.rig.pins import BoardPins, microbit_pins
 from gateway.rig.qmp import Qmp, QmpError
 from gateway.rig.qtest import QtestPort
@@ -89,12 +91,15 @@ class QemuMicrobit(Emulator):
         self._dir: Path | None = None
         self._port = 0
         self._reset_callbacks: list[Callable[[], None]] = []
+        self._lock = threading.RLock()  # flash_image against stop
+        self._flashing = False
 
     # Emulator interface.
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        # a board being flashed is running: its QEMU is replaced, not stopped
+        return self._flashing or (self._proc is not None and self._proc.poll() is None)
 
     @property
     def pid(self) -> int | None:
@@ -136,6 +141,10 @@ class QemuMicrobit(Emulator):
             raise
 
     def stop(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
         if self._qmp is not None:
             self._qmp.close()
             self._qmp = None
@@ -155,6 +164,42 @@ class QemuMicrobit(Emulator):
 
     def on_reset(self, callback: Callable[[], None]) -> None:
         self._reset_callbacks.append(callback)
+
+    def flash_image(self, image: Path, *, timeout: float = 10.0) -> None:
+        """Flash a whole image (Intel HEX) as the board's DAPLink does: the chip is erased
+        (firmware, filesystem, RAM) and the board starts in the new image. QEMU is started
+        again on it, on the same serial TCP port and qtest/QMP socket paths, so the serial
+        URL stays; a connected serial, qtest or QMP client loses its connection and connects
+        again (no RESET event: it is a new process). HexError for a file that is not an
+        nRF51 image, before the board is touched; EmulatorError if the serial port was taken
+        meanwhile (the board is then stopped)."""
+        read_image_file(image)
+        with self._lock:
+            self._require_started()
+            flashed = self._socket("flashed.hex")
+            shutil.copyfile(image, flashed)
+            self._flashing = True
+            try:
+                if self._qmp is not None:
+                    self._qmp.close()
+                    self._qmp = None
+                proc, self._proc = self._proc, None
+                if proc is not None:
+                    _end(proc)
+                for name in ("qmp.sock", "qtest.sock"):
+                    self._socket(name).unlink(missing_ok=True)
+                self.log_path.unlink(missing_ok=True)
+                self._proc = spawn(self._argv(flashed), log_path=self.log_path)
+                if not self._await_qmp(timeout):
+                    self._proc = None
+                    raise EmulatorError(f"the serial port {self._port} was taken while the "
+                                        "board was being flashed")  # fmt: skip
+            except BaseException:
+                self._flashing = False
+                self._stop()
+                raise
+            finally:
+                self._flashing = False
 
     def open_gpio(self) -> Gpio:
         self._require_started()
