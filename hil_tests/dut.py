@@ -2,8 +2,8 @@
 
 Three backends, one interface (the pytest-embedded idea):
 
-- `QemuDut` (default): an emulated micro:bit (`gateway.rig.EmulatedBoard`) with the firmware
-  bundle installed; inputs and light over qtest, stamped with `time.monotonic_ns()`.
+- `QemuDut` (default): an emulated micro:bit (`gateway.rig.EmulatedBoard`) booting the seat
+  image (the firmware frozen into MicroPython 1.9.2, gateway.image); inputs and light over qtest, stamped with `time.monotonic_ns()`.
 - `VirtualDut`: the same bundle under CPython in real time (`gateway.virtual_seat`), inputs
   as board bits, the light recorded as the firmware sets it.
 - `SerialDut`: a real board on a serial device. Nothing drives its pins or watches its
@@ -29,6 +29,7 @@ from typing import ClassVar
 import serial
 
 from gateway.firmware_host import SeatStopped, load_firmware
+from gateway.image import build_image
 from gateway.rig import EmulatedBoard
 from gateway.rig.gpio import BLUE, GREEN, RED
 from gateway.seatlink import AckTimeout, SessionError, messages
@@ -292,7 +293,8 @@ class Dut(abc.ABC):
 
 
 class QemuDut(Dut):
-    """An emulated micro:bit v1 in QEMU with the firmware bundle installed."""
+    """An emulated micro:bit v1 in QEMU booting the seat image: MicroPython 1.9.2 with the
+    firmware frozen into flash (gateway.image, built or taken from the cache)."""
 
     backend = "qemu"
     board_name = "microbit"
@@ -314,12 +316,12 @@ class QemuDut(Dut):
         return f"qemu micro:bit (pid {pid})"
 
     def start(self) -> None:
-        board = self._board = EmulatedBoard()
+        image = build_image()
+        self.note(f"seat image {image.path.name} (firmware {image.version})")
+        board = self._board = EmulatedBoard(firmware_hex=image.path)
         try:
-            board.start()
-            self.note("installing the firmware bundle over the raw REPL")
-            # No reset yet: the port must be ours before the firmware says its first word.
-            board.install_firmware(reset=False)
+            # The firmware boots at once; the fixture resets the board once the port is ours.
+            board.start(repl=False)
             port = serial.serial_for_url(board.serial_url, timeout=0.02)
             sock = getattr(port, "_socket", None)
             if isinstance(sock, socket.socket):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from pathlib import Path
 from types import TracebackType
 
 from gateway.rig.drive import EmulatedDrive
@@ -24,8 +25,16 @@ class EmulatedBoard:
     """One emulated micro:bit. While the rig holds `gpio` it is the only qtest client, and
     the serial port is free except during `repl()`/`install()`."""
 
-    def __init__(self, *, emulator: Emulator | None = None, pins: BoardPins | None = None) -> None:
-        self._emulator = emulator or QemuMicrobit(pins=pins)
+    def __init__(
+        self,
+        *,
+        emulator: Emulator | None = None,
+        pins: BoardPins | None = None,
+        firmware_hex: Path | None = None,
+    ) -> None:
+        """`firmware_hex`: the image to boot (default: Debian's MicroPython, bare, at its
+        REPL; the seat image from gateway.image boots into the seat firmware)."""
+        self._emulator = emulator or QemuMicrobit(pins=pins, firmware_hex=firmware_hex)
         self._gpio: Gpio | None = None
         self._drives: list[EmulatedDrive] = []
         self._emulator.on_reset(self._after_reset)
@@ -56,14 +65,17 @@ class EmulatedBoard:
             raise EmulatorError("GPIO not connected (board not started, or released)")
         return self._gpio
 
-    def start(self, *, timeout: float = 10.0) -> None:
-        """Boot the board and wait for its REPL."""
+    def start(self, *, timeout: float = 10.0, repl: bool = True) -> None:
+        """Boot the board and wait for its REPL; `repl=False` leaves what boots running (the
+        seat image's firmware) and returns once the emulator serves its ports."""
         try:
             self._emulator.start(timeout=timeout)
             # Connect before the firmware touches a pin, so every output change is seen.
             self._gpio = self._emulator.open_gpio()
-            with RawRepl.open(self.serial_url) as repl:
-                repl.interrupt(deadline=timeout)
+            if not repl:
+                return
+            with RawRepl.open(self.serial_url) as repl_port:
+                repl_port.interrupt(deadline=timeout)
         except BaseException:
             self.stop()
             raise

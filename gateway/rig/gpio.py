@@ -43,6 +43,9 @@ class PinPort(Protocol):
 class Gpio:
     """Drive the seat's inputs and watch its light. Thread safe."""
 
+    SETTLE_NS = 1_000_000
+    """Pin changes closer than this are one change of colour (see _on_output)."""
+
     def __init__(self, *, port: PinPort, pins: BoardPins) -> None:
         self._port = port
         self._pins = pins
@@ -176,6 +179,17 @@ class Gpio:
         with self._cond:
             self._levels[line] = level
             rgb = sum(bit for ln, bit in self._bits.items() if self._levels[ln])
-            if rgb != self._history[-1][1]:
-                self._history.append((now, rgb))
-                self._cond.notify_all()
+            if rgb == self._history[-1][1]:
+                return
+            last_t, _ = self._history[-1]
+            if len(self._history) > 1 and now - last_t < self.SETTLE_NS:
+                # The board sets its three pins one after another: red on the way from off
+                # to white lasts microseconds, which nobody at the desk sees. One change,
+                # stamped when it began (and none at all if it came back to where it was).
+                self._history.pop()
+                if rgb == self._history[-1][1]:
+                    self._cond.notify_all()
+                    return
+                now = last_t
+            self._history.append((now, rgb))
+            self._cond.notify_all()

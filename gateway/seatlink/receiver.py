@@ -174,8 +174,10 @@ class Receiver:
     def take(self, raw: bytes, *, overlong: bool = False) -> Outcome:
         if overlong:
             return self._garbage(f"line longer than {LINE_MAX} bytes")
-        if raw.strip(b"\r\n") == b"":
-            return Outcome(RxStatus.BLANK, None)  # the seat skips blank lines too
+        # The seat skips blank lines too. NULs alone are a UART starting up (QEMU's nRF51
+        # sends the dummy byte that a real one sends with its pins disconnected), not noise.
+        if raw.strip(b"\r\n\x00") == b"":
+            return Outcome(RxStatus.BLANK, None)
         try:
             frame = decode(raw, direction=Direction.SEAT_TO_HOST)
         except FrameError as exc:
