@@ -8,6 +8,13 @@ STAMP  := $(VENV)/.stamp
 
 # Debian packages the emulated-board tests, the wallboard test (chromium) and the demo need.
 DEB_PKGS := qemu-system-arm firmware-microbit-micropython mosquitto mosquitto-clients chromium
+# ... and those that build the micro:bit v1 image from Debian's source (gateway/image): apt-get
+# source (dpkg-dev), the port's patch, yotta's cmake/ninja build and the ARM toolchain with the
+# v6-m C++ libraries its link needs.
+IMAGE_PKGS := dpkg-dev patch cmake ninja-build gcc-arm-none-eabi libnewlib-arm-none-eabi \
+	libstdc++-arm-none-eabi-newlib srecord yotta python3-setuptools
+# Where `make image` leaves a copy of the image (the image itself is cached outside the clone).
+IMAGE := build/seatlink-microbit.hex
 
 # Board file : MicroPython port whose stubs it is type-checked against.
 BOARD_PORTS := pico:rp2 esp32:esp32
@@ -16,20 +23,26 @@ BOARD_PORTS := pico:rp2 esp32:esp32
 # linted too: pyflakes catches a missing import that the bundle's inlining would hide.
 RUFF_PATHS := $(wildcard firmware boards gateway tests hil_tests tools)
 
-.PHONY: deps venv test hil lint typecheck typecheck-boards demo bench clean
+.PHONY: deps venv image test hil lint typecheck typecheck-boards demo bench clean
 
+# Installs only what is missing; the deb-src entry (tools/deb_src.py) only when apt cannot
+# find the firmware's source package yet. apt waits for another apt (a desktop's updater).
 deps:
 	@missing=""; \
-	for p in $(DEB_PKGS); do \
+	for p in $(DEB_PKGS) $(IMAGE_PKGS); do \
 	  dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
 	done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ -z "$$missing" ] && apt-cache showsrc firmware-microbit-micropython 2>/dev/null \
+	    | grep -q '^Package:'; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
 	else echo "deps: need root or sudo to install:$$missing" >&2; exit 1; fi; \
-	echo "deps: installing$$missing"; \
-	$$sudo apt-get update -q && \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
+	apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600"; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $$apt update -q && $$apt install -y -q --no-install-recommends $$missing || exit 1; \
+	fi; \
+	$$sudo python3 tools/deb_src.py
 
 venv: $(STAMP)
 
@@ -62,21 +75,25 @@ typecheck-boards: venv
 	    boards/$$board.py; \
 	done
 
-# The HIL suite runs here on virtual seats (the bundled firmware under CPython in real time):
-# the firmware does not boot on the emulated micro:bit v1 yet (heap, see docs/seat.md), so the
-# QEMU run is `make hil` until it does. The rig's own QEMU tests are in tests/rig.
-test: deps lint typecheck typecheck-boards
+# The micro:bit v1 image (MicroPython 1.9.2 with the firmware frozen in), built when an input
+# changed, else taken from the cache (gateway/image). Under CI=true it is built afresh from
+# `apt-get source`, as on a fresh machine.
+image: deps venv
+	$(BIN)/seatlink image --out $(IMAGE) $(if $(filter true,$(CI)),--fresh)
+
+# The HIL suite on the emulated micro:bit v1 running the image (QEMU).
+test: deps image lint typecheck typecheck-boards
 	$(BIN)/pytest
-	$(BIN)/pytest hil_tests --backend virtual
+	$(BIN)/pytest hil_tests
 
 # The HIL suite against emulated micro:bits (QEMU); PORT=/dev/ttyACM0 for a real board.
-hil: deps venv
+hil: deps image
 	$(BIN)/pytest hil_tests $(if $(PORT),--port $(PORT))
 
-demo: deps venv
+demo: deps image
 	$(BIN)/seatlink demo
 
-bench: deps venv
+bench: deps image
 	$(PY) -m tools.bench
 
 clean:
