@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from gateway.rig import EmulatorError, ReplError, boot_many
@@ -23,14 +24,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-install", action="store_true",
         help="leave bare MicroPython on the boards (no firmware)",
     )  # fmt: skip
+    parser.add_argument(
+        "--drives", type=Path, metavar="DIR",
+        help="put the boards' DAPLink drives in DIR (MICROBIT, MICROBIT1, ...; default: a "
+             "temporary directory each)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one JSON line per board ({"board", "serial", "gpio", "pid"}), then keep the
-    boards up until SIGINT/SIGTERM. The rig lets go of each board's qtest socket first, so
-    one client (e.g. gateway.rig.Gpio.connect) can take it."""
+    """Print one JSON line per board ({"board", "serial", "gpio", "pid", "drive"}), then
+    keep the boards up until SIGINT/SIGTERM. The rig lets go of each board's qtest socket
+    first, so one client (e.g. gateway.rig.Gpio.connect) can take it. `drive` acts as the
+    board's DAPLink drive: a .hex copied there is flashed onto the board (gateway.rig.drive);
+    the serial URL stays, its QEMU process (pid) is a new one."""
     if args.n < 1:
         print("seatlink emulate: -n must be at least 1", file=sys.stderr)
+        return 2
+    if args.drives is not None and not args.drives.is_dir():
+        print(f"seatlink emulate: --drives: no directory {args.drives}", file=sys.stderr)
         return 2
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -38,11 +49,14 @@ def run(args: argparse.Namespace) -> int:
         with boards:
             for index, board in enumerate(boards):
                 board.release_gpio()
+                drive = board.open_drive(parent=args.drives,
+                                         name=f"MICROBIT{index or ''}")  # fmt: skip
                 line = {
                     "board": index,
                     "serial": board.serial_url,
                     "gpio": board.gpio_address,
                     "pid": board.pid,
+                    "drive": str(drive.path),
                 }
                 print(json.dumps(line), flush=True)
             while all(board.running for board in boards):

@@ -1,10 +1,12 @@
-"""Flash the seat firmware onto boards over serial, many at once, verified (docs/fleet.md).
+"""Flash the seat firmware onto boards, many at once, verified (docs/fleet.md): as files over
+serial (Pico, ESP32), or as a whole image through the board's USB interface chip (micro:bit
+v1: `--image`, `--drive`, `--find-drives`, `--pyocd`).
 
 Requirements: everything that can be refused before a board is touched is refused first, as
-one line on stderr with exit status 2 (bad usage, a corrupt bundle, a bad inventory). Each
-board's own failure is one line under the summary table; exit status 1 if any board failed,
-0 if every one succeeded. Progress is one bar per board on stderr (rich), in port order;
-stdout carries the dry-run plan and the summary only.
+one line on stderr with exit status 2 (bad usage, a corrupt bundle or image, a bad
+inventory). Each board's own failure is one line under the summary table; exit status 1 if
+any board failed, 0 if every one succeeded. Progress is one bar per board on stderr (rich),
+in port order; stdout carries the dry-run plan and the summary only.
 """
 
 from __future__ import annotations
@@ -31,6 +33,20 @@ from gateway.fleet.flash import (
     flash_many,
     load_bundle,
     write_bundle,
+)
+from gateway.fleet.image_flash import (
+    DRIVE_ROOTS,
+    Image,
+    ImageJob,
+    ImageResult,
+    ImageTarget,
+    default_image,
+    find_drives,
+    flash_images,
+    load_image,
+    pyocd_available,
+    read_drive,
+    serial_of_drive,
 )
 
 PROG = "seatlink flash"
@@ -62,8 +78,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--firmware-version", metavar="VERSION",
         help="with --write-bundle: stamp this version (what the seats' hello will say) "
-             "instead of firmware/tx.py's, e.g. 0.1.0+site.3",
+             "instead of firmware/tx.py's, e.g. 0.1.0+site.3; with an image: the version its "
+             "hello must say (and, without --image, the version the image is built with)",
     )  # fmt: skip
+    image = parser.add_argument_group(
+        "micro:bit v1: a whole image through the board's USB interface chip (DAPLink)")
+    image.add_argument(
+        "--image", type=Path, metavar="FILE.hex",
+        help="the image to flash (Intel HEX); default: this checkout's micro:bit v1 image "
+             "(gateway.image.build_image)",
+    )  # fmt: skip
+    image.add_argument(
+        "--drive", type=Path, action="append", default=[], metavar="PATH",
+        help="a board's mounted MICROBIT drive (repeat for more boards; the PORTs, if given, "
+             "in the same order)",
+    )  # fmt: skip
+    image.add_argument(
+        "--find-drives", action="store_true",
+        help=f"flash every MICROBIT drive mounted under {', '.join(map(str, DRIVE_ROOTS))}",
+    )  # fmt: skip
+    image.add_argument(
+        "--pyocd", action="store_true",
+        help="flash through CMSIS-DAP with pyOCD instead of the drive (pip install pyocd)",
+    )  # fmt: skip
+    image.add_argument(
+        "--probe", action="append", default=[], metavar="UID",
+        help="with --pyocd: a board's probe unique id (repeat; the PORTs in the same order)",
+    )  # fmt: skip
+    image.add_argument(
+        "--check", choices=("hello", "repl", "none"), default="hello",
+        help="after the flash: wait for the seat's hello on the version (default), for a "
+             "plain MicroPython REPL, or nothing",
+    )  # fmt: skip
+    image.add_argument("--hello-timeout", type=float, default=30.0, metavar="S",
+                       help="seconds the board has to say hello after the flash (default 30)")
+    image.add_argument("--drive-timeout", type=float, default=90.0, metavar="S",
+                       help="seconds DAPLink has to flash and bring its drive back "
+                            "(default 90)")  # fmt: skip
     parser.add_argument(
         "-i", "--inventory", metavar="INVENTORY",
         help="look each board up: .toml, .json or sqlite:///path.db (the seat column)",
@@ -100,9 +151,16 @@ class _Refused(Exception):
     """Refused before any board was touched: exit status 2."""
 
 
+def _image_mode(args: argparse.Namespace) -> bool:
+    return bool(args.image or args.drive or args.find_drives or args.pyocd or args.probe)
+
+
 def _run(args: argparse.Namespace, err: Console) -> int:
+    if _image_mode(args):
+        return _run_image(args, err)
     if args.firmware_version is not None and args.write_bundle is None:
-        raise _Refused("--firmware-version goes with --write-bundle")
+        raise _Refused("--firmware-version goes with --write-bundle, or with an image "
+                       "(--image, --drive, --find-drives, --pyocd)")  # fmt: skip
     if args.write_bundle is not None:
         if args.ports or args.bundle:
             raise _Refused("--write-bundle takes no PORT and no --bundle")
@@ -161,6 +219,138 @@ def _check_usage(args: argparse.Namespace) -> None:
         raise _Refused("--require-bound needs --inventory")
     if args.report is not None and not args.report.parent.is_dir():
         raise _Refused(f"--report: no directory {args.report.parent}")
+
+
+# --- micro:bit v1: a whole image -------------------------------------------------------------
+
+
+def _run_image(args: argparse.Namespace, err: Console) -> int:
+    targets = _image_targets(args)
+    if args.hello_timeout <= 0 or args.drive_timeout <= 0:
+        raise _Refused("--hello-timeout and --drive-timeout must be above 0")
+    if args.jobs is not None and args.jobs < 1:
+        raise _Refused("--jobs must be at least 1")
+    if args.report is not None and not args.report.parent.is_dir():
+        raise _Refused(f"--report: no directory {args.report.parent}")
+    image = _image(args)
+    try:
+        inventory = load_inventory(args.inventory, readonly=True) if args.inventory else None
+    except InventoryError as exc:
+        raise _Refused(f"inventory refused, no board touched: {exc}") from None
+    job = ImageJob(image=image, check=args.check, inventory=inventory,
+                   drive_timeout=args.drive_timeout, hello_timeout=args.hello_timeout,
+                   dry_run=args.dry_run)  # fmt: skip
+    live = not args.no_progress and err.is_terminal
+    with _Bars([t.name for t in targets], err, enabled=live) as bars:
+        results = flash_images(targets, job, jobs=args.jobs, progress=bars.board)
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    out.print(_image_table(results, dry_run=args.dry_run, image=image))
+    for r in results:
+        for command in r.commands if args.dry_run else []:
+            out.print(f"{r.port}: would {command}", markup=False, highlight=False,
+                      soft_wrap=True)  # fmt: skip
+        if r.error:
+            out.print(f"{r.port}: {r.error}", markup=False, highlight=False, soft_wrap=True)
+        for note in r.notes:
+            out.print(f"{r.port}: note: {note}", markup=False, highlight=False, soft_wrap=True)
+    if args.check == "hello" and image.version is None and not args.dry_run:
+        out.print("note: no --firmware-version: a hello on any version was taken",
+                  markup=False, highlight=False)  # fmt: skip
+    if args.report is not None:
+        args.report.write_text(json.dumps([r.as_json() for r in results], indent=1) + "\n")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _image_targets(args: argparse.Namespace) -> list[ImageTarget]:
+    """The boards, paired with their serial ports; refused (nothing touched) when a pairing
+    cannot be told or the options contradict each other."""
+    if args.bundle or args.write_bundle:
+        raise _Refused("--bundle and --write-bundle are files; an image goes alone "
+                       "(--image FILE.hex)")  # fmt: skip
+    if args.require_bound:
+        raise _Refused("--require-bound cannot go with an image: the board's uid is known "
+                       "only once it says hello; use --inventory to see its seat")  # fmt: skip
+    if args.no_reset:
+        raise _Refused("--no-reset cannot go with an image: DAPLink resets the board after "
+                       "flashing it")  # fmt: skip
+    ports: list[str] = list(args.ports)
+    repeated = sorted({p for p in ports if ports.count(p) > 1})
+    if repeated:
+        raise _Refused(f"port given twice: {', '.join(repeated)}")
+    pyocd = args.pyocd or bool(args.probe)
+    if pyocd and (args.drive or args.find_drives):
+        raise _Refused("--pyocd and a drive (--drive, --find-drives) are two ways to one end: "
+                       "choose one")  # fmt: skip
+    if pyocd:
+        probes: list[str | None] = list(args.probe) or [None]
+        if len(ports) > 1 and len(ports) != len(probes):
+            raise _Refused(f"{len(probes)} --probe for {len(ports)} PORT(s): give each board's "
+                           "probe (pyocd list), with the ports in the same order")  # fmt: skip
+        if len(probes) > 1 and len(ports) != len(probes):
+            raise _Refused(f"{len(probes)} --probe for {len(ports)} PORT(s): give each board's "
+                           "serial port, in the probes' order")  # fmt: skip
+        if not pyocd_available() and not args.dry_run:
+            raise _Refused("pyOCD is not installed here (pip install pyocd); or copy the image "
+                           "to the board's MICROBIT drive: --drive PATH")  # fmt: skip
+        if len(probes) == 1 and len(ports) <= 1:
+            return [ImageTarget(ports[0] if ports else None, probe=probes[0])]
+        return [ImageTarget(port, probe=probe) for port, probe in zip(ports, probes, strict=True)]
+    try:
+        drives = [read_drive(p) for p in args.drive]
+    except FlashError as exc:
+        raise _Refused(f"no board touched: {exc}") from None
+    if args.find_drives:
+        found = [d for d in find_drives() if d.path not in {x.path for x in drives}]
+        if not found and not drives:
+            raise _Refused("no MICROBIT drive is mounted under "
+                           f"{', '.join(map(str, DRIVE_ROOTS))}; plug the boards in, or give "
+                           "--drive PATH")  # fmt: skip
+        drives += found
+    if not drives:  # --image alone
+        raise _Refused("where to? give each board's MICROBIT drive (--drive PATH, or "
+                       "--find-drives), or --pyocd")  # fmt: skip
+    if len({d.path.resolve() for d in drives}) != len(drives):
+        raise _Refused("a drive is given twice")
+    if ports:
+        if len(ports) != len(drives):
+            raise _Refused(f"{len(drives)} drive(s) for {len(ports)} PORT(s): give one port per "
+                           "drive, in the same order, or none (found from each drive)")
+        return [ImageTarget(port, drive=d.path) for port, d in zip(ports, drives, strict=True)]
+    targets = []
+    for d in drives:
+        port = d.serial or serial_of_drive(d.path)
+        if port is None and args.check != "none":
+            raise _Refused(f"cannot tell the serial port of the board whose drive is {d.path}: "
+                           "give the PORTs, in the drives' order (or --check none)")
+        targets.append(ImageTarget(port, drive=d.path))
+    return targets
+
+
+def _image(args: argparse.Namespace) -> Image:
+    try:
+        if args.image is not None:
+            return load_image(args.image, version=args.firmware_version)
+        return default_image(args.firmware_version)
+    except FlashError as exc:
+        raise _Refused(f"image refused, no board touched: {exc}") from None
+
+
+def _image_table(results: list[ImageResult], *, dry_run: bool, image: Image) -> Table:
+    title = (f"seatlink flash{' (dry run)' if dry_run else ''}: {image.source}, "
+             f"{image.flash_bytes} bytes of flash")  # fmt: skip
+    table = Table(title=title, title_justify="left")
+    for name in ("#", "port", "via", "drive", "type", "uid", "seat", "firmware"):
+        table.add_column(name, overflow="fold")
+    table.add_column("seconds", justify="right")
+    table.add_column("result")
+    for i, r in enumerate(results, 1):
+        outcome = "FAILED" if r.error else ("ok (dry run)" if dry_run else "ok")
+        table.add_row(
+            str(i), r.port, r.via, r.drive or "-", r.kind or "?", r.uid or "?", r.seat,
+            r.version, f"{r.seconds:.2f}",
+            f"[red]{outcome}[/]" if r.error else f"[green]{outcome}[/]",
+        )  # fmt: skip
+    return table
 
 
 class _Bars:

@@ -112,6 +112,14 @@ def test_a_hex_copied_to_the_drive_replaces_everything_on_the_board(
         listener.close()
     # the new image runs, and the filesystem is empty: a full flash erased it
     assert _uname_and_files(url) == (STOCK.replace("2017-09-01", "2099-12-31"), [])
+    # the board keeps its id (UICR CUSTOMER[0..1], where the rig writes it) across the flash
+    uid = getattr(board.emulator, "uid", None)
+    if uid is not None:
+        with RawRepl.open(url) as repl:
+            repl.enter_raw(deadline=5)
+            out, _ = repl.exec("import machine\nprint('%08X%08X' % (machine.mem32[0x10001080] "
+                               "& 0xFFFFFFFF, machine.mem32[0x10001084] & 0xFFFFFFFF))")
+        assert out.strip() == uid
 
     # a damaged file: FAIL.TXT says why, the board is left as it was
     with board.repl() as repl:
