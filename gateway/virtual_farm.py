@@ -374,8 +374,10 @@ class FarmBoard(RealtimeBoard):
     is new again. Written whole by the firmware, a frame costs one find and one int()."""
 
     def __init__(self, *, link: _Link, uid: bytes, store: Path,
-                 trace: dict[TraceKey, float] | None = None) -> None:
+                 trace: dict[TraceKey, float] | None = None,
+                 name: bytes = RealtimeBoard.NAME) -> None:  # fmt: skip
         super().__init__(link=None, uid=uid, store=store)
+        self.NAME = name  # the board name its hello sends
         self.uid = uid.hex().upper()
         self.serial = link
         self.trace = trace
@@ -435,13 +437,14 @@ class FarmSeat:
     that sets other bits meanwhile may lose one of those flips (read-modify-write)."""
 
     def __init__(self, index: int, uid: bytes, link: _Link, store: Path,
-                 trace: dict[TraceKey, float] | None) -> None:
+                 trace: dict[TraceKey, float] | None,
+                 board_name: bytes = RealtimeBoard.NAME) -> None:  # fmt: skip
         self.index = index
         self.uid = uid.hex().upper()
         self.url = link.url
         self.link = link
         self.store = store
-        self.board = FarmBoard(link=link, uid=uid, store=store, trace=trace)
+        self.board = FarmBoard(link=link, uid=uid, store=store, trace=trace, name=board_name)
         self.boot = 0  # the boot counter of the running firmware (its hello's)
         self.boots = 0  # boots in this farm: 1 + resets
         self.firmware: FirmwareInstance | None = None
@@ -524,13 +527,16 @@ class SeatFarm:
         its uid: with the same dir, a new farm's seats boot with the next counters.
         None: a temporary directory, removed at stop().
     pass_ms: the period of the seats' loop passes (the firmware's own sleep is 5 ms).
+    board_name: the board name the seats' hello sends (default "virtual"; "microbit" plays
+        micro:bit v1 seats, which a remote update must refuse).
 
     A seat whose firmware raises stops alone (seat.error); stop() then raises RuntimeError.
     """
 
     def __init__(self, count: int, *, host: str = "127.0.0.1", first_uid: int = 0x5EA70001,
                  load_hz: float = 0.0, pty: bool = False, trace: bool = False,
-                 store_dir: Path | None = None, pass_ms: int = 5) -> None:  # fmt: skip
+                 store_dir: Path | None = None, pass_ms: int = 5,
+                 board_name: str = "virtual") -> None:  # fmt: skip
         if count < 1:
             raise ValueError("a farm needs at least one seat")
         if load_hz < 0 or pass_ms < 1:
@@ -540,6 +546,7 @@ class SeatFarm:
         self.load_hz = load_hz
         self.pty = pty
         self.pass_ms = pass_ms
+        self.board_name = board_name.encode("ascii")
         self._trace: dict[TraceKey, float] | None = {} if trace else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
@@ -576,7 +583,8 @@ class SeatFarm:
                 store = store_dir / uid.hex().upper()
                 store.mkdir(parents=True, exist_ok=True)
                 self._flash(store)
-                self.seats.append(FarmSeat(i, uid, link, store, self._trace))
+                self.seats.append(FarmSeat(i, uid, link, store, self._trace,
+                                           self.board_name))  # fmt: skip
         except BaseException:
             self._close()
             raise

@@ -18,6 +18,9 @@ Requirements (issue 7):
   up to `idle_wait_s` for the call to end, then skips the seat.
 - Progress is on MQTT: the seat's retained seat_firmware topic at every step (bytes
   written while writing) and the job's retained firmware_job topic.
+- A micro:bit v1 seat (its hello names the board `microbit`) takes a whole image at its
+  desk (`seatlink flash --image`), never files: a job naming one is invalid, nothing
+  touched (and such a seat found only when its turn comes fails untouched).
 - Jobs queue (at most QUEUE_MAX waiting); one runs at a time, because each takes a seat
   away from its agent for a few seconds and the link's serial traffic with it.
 - A gateway stopped while a seat's new firmware is unproven finishes it after its restart:
@@ -59,6 +62,7 @@ from gateway.fleet.flash import (
     parse_bundle,
     save_bundle,
 )
+from gateway.fleet.image_flash import image_only, takes_image
 from gateway.seatlink.codec import State
 
 __all__ = ["FirmwareUpdates"]
@@ -151,6 +155,11 @@ class FirmwareUpdates:
             self._invalid(command.id, f"not seats of gateway {self.gateway}: "
                           f"{', '.join(unknown)} (nothing was touched)", by=command.by)
             return
+        whole = [s for s in command.seats if takes_image(self._board_name(s))]
+        if whole:
+            self._invalid(command.id, f"{image_only(whole)} (nothing was touched)",
+                          by=command.by)  # fmt: skip
+            return
         if len(self._queue) >= self.QUEUE_MAX:
             self._invalid(command.id, f"{len(self._queue)} update jobs are waiting already; "
                           "send this one when they are done", by=command.by)  # fmt: skip
@@ -215,6 +224,9 @@ class FirmwareUpdates:
         if not link.online or board is None or old_version is None:
             return self._seat(job, seat, "failed", board=board, detail=(
                 f"seat offline ({link.why}): nothing was touched"))
+        if takes_image(link.board_name):  # known only since the job was queued
+            return self._seat(job, seat, "failed", board=board, from_version=old_version,
+                              detail=f"{image_only([seat])} (nothing was touched)")  # fmt: skip
         if old_version == job.version:
             return self._seat(job, seat, "done", board=board, from_version=old_version,
                               detail=f"runs {old_version} already")  # fmt: skip
@@ -404,6 +416,10 @@ class FirmwareUpdates:
     def _board(self, seat: str) -> str | None:
         link = self._link(seat)
         return None if link is None else link.board
+
+    def _board_name(self, seat: str) -> str | None:
+        link = self._link(seat)
+        return None if link is None else link.board_name
 
     def _job(self, job: _Job, status: str, *, detail: str = "") -> None:
         c = job.command

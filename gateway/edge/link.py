@@ -160,6 +160,8 @@ class SeatLink:
         self.stats = LinkStats()
         self.rx = Receiver(known_start=True)
         self.board: str | None = None  # uid from the last hello (or remembered)
+        # the board type its hello named (microbit, pico, esp32, virtual; or remembered)
+        self.board_name: str | None = None
         self.boot: int | None = None
         self.firmware: str | None = None
         self.binding: SeatBinding | None = None
@@ -267,6 +269,7 @@ class SeatLink:
         remembered = await self.hub.outbox.linked_board(self.url)
         if remembered is not None and self.board is None:
             self.board, self.boot = remembered
+            self.board_name = await self.hub.outbox.board_name(self.board)
             self._bind(self.hub.binding(self.board))
         first, cap = self.tuning.reopen_backoff_s
         delay = first
@@ -474,10 +477,15 @@ class SeatLink:
         self._reboots = self.rx.reboots
         self.firmware = hello.firmware
         await self._identify(hello.uid, hello.boot)
+        if hello.board != self.board_name:
+            self.board_name = hello.board
+            await self.hub.outbox.remember_board_name(hello.uid, hello.board)
 
     async def _identify(self, board: str, boot: int) -> None:
         """The board and boot on this link, from a hello or a heartbeat."""
         new = (board, boot) != (self.board, self.boot)
+        if board != self.board:  # another board on this link: what type, if known
+            self.board_name = await self.hub.outbox.board_name(board)
         self.board, self.boot = board, boot
         if new:
             await self.hub.outbox.remember_link(self.url, board=board, boot=boot)

@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS links (
     board TEXT NOT NULL,
     boot INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS board_names (
+    board TEXT PRIMARY KEY,
+    name TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dropped (
     seat TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -281,6 +285,20 @@ class Outbox:
             self._db.execute("INSERT INTO links VALUES (?, ?, ?) ON CONFLICT (link) DO UPDATE "
                              "SET board = excluded.board, boot = excluded.boot",
                              (link, board, boot))  # fmt: skip
+
+    def remember_board_name(self, board: str, name: str) -> None:
+        """The board type a board's hello named (microbit, pico, esp32, virtual): after a
+        gateway restart a seat that booted long ago sends no new hello, and a firmware
+        update must still know what the board takes. (A table of its own, not a schema
+        step: a gateway that does not know it leaves it alone.)"""
+        with self._tx():
+            self._db.execute("INSERT INTO board_names VALUES (?, ?) ON CONFLICT (board) DO "
+                             "UPDATE SET name = excluded.name", (board, name))  # fmt: skip
+
+    def board_name(self, board: str) -> str | None:
+        row = self._db.execute("SELECT name FROM board_names WHERE board = ?",
+                               (board,)).fetchone()  # fmt: skip
+        return None if row is None else str(row[0])
 
     def last_seq(self, board: str, boot: int) -> int | None:
         """The newest seq stored from this board and boot: a gateway that starts again

@@ -129,6 +129,12 @@ class AsyncOutbox:
     async def remember_link(self, link: str, *, board: str, boot: int) -> None:
         await self._run(lambda: self.outbox.remember_link(link, board=board, boot=boot))
 
+    async def remember_board_name(self, board: str, name: str) -> None:
+        await self._run(lambda: self.outbox.remember_board_name(board, name))
+
+    async def board_name(self, board: str) -> str | None:
+        return await self._run(self.outbox.board_name, board)
+
     async def last_seq(self, board: str, boot: int) -> int | None:
         return await self._run(self.outbox.last_seq, board, boot)
 

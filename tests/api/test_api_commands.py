@@ -23,8 +23,10 @@ MSG = 18  # firmware/seat.py: the slot of a supervisor's message colour
 
 
 @pytest.fixture
-def farm() -> Iterator[SeatFarm]:
-    with SeatFarm(2) as seats:
+def farm(request: pytest.FixtureRequest) -> Iterator[SeatFarm]:
+    """Two virtual seats; a test may give the board name their hello sends (indirect
+    parametrize): "microbit" plays micro:bit v1 seats."""
+    with SeatFarm(2, board_name=getattr(request, "param", "virtual")) as seats:
         yield seats
 
 
@@ -167,3 +169,24 @@ def test_a_firmware_update_requested_through_the_api(floor: LiveApi, farm: SeatF
     assert [(e["actor"], e["outcome"]) for e in entries][:2] == [
         (USERS[Role.FACILITIES][0], "queued"), (USERS[Role.FACILITIES][0], "unknown_seat")]
     assert entries[0]["detail"]["to_version"] == "0.1.1"
+
+
+@pytest.mark.parametrize("farm", ["microbit"], indirect=True)
+def test_a_firmware_update_of_microbit_v1_seats_is_refused(floor: LiveApi,
+                                                           farm: SeatFarm) -> None:  # fmt: skip
+    """micro:bit v1 seats take a whole image at the desk: the gateway refuses the job, and
+    the API answers 409 with how they are updated instead; nothing is touched."""
+    boots = [s.boot for s in farm.seats]
+    with floor.client(Role.FACILITIES) as c:
+        r = c.post("/firmware/updates", json={"seats": ["s0", "s1"],
+                                               "bundle": release_bundle("0.1.1")})
+        assert r.status_code == 409, r.text
+        assert r.json()["detail"] == (
+            "gateway gw1: s0, s1: micro:bit v1 seats take a whole image: seatlink flash --image "
+            "FILE.hex --drive PATH at the desk (DAPLink); a remote update writes firmware files, "
+            "for boards that keep them (Pico, ESP32, virtual seats) (nothing was touched)")
+    assert seat(floor, "s0")["firmware_update"] is None
+    assert [s.boot for s in farm.seats] == boots
+    with floor.client(Role.ADMIN) as c:
+        entries = c.get("/audit", params={"action": "firmware_update"}).json()
+    assert [e["outcome"] for e in entries][:1] == ["invalid"]

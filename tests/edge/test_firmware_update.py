@@ -268,3 +268,53 @@ def test_a_gateway_stopped_before_the_hello_finishes_the_job_after_its_restart(
             assert list(pending.glob("*.pending.json")) == []
 
         asyncio.run(scenario())
+
+
+def test_a_microbit_v1_seat_is_refused_even_after_a_gateway_restart(
+        tmp_path: Path, mqtt_broker: Any) -> None:  # fmt: skip
+    """A seat whose hello names the board `microbit` takes a whole image at its desk: a job
+    naming it is invalid and nothing is touched, the board name kept across a gateway
+    restart (the seat's hello, acked before, is not sent again)."""
+    topics = site()
+    with SeatFarm(1) as files, SeatFarm(1, board_name="microbit", first_uid=0x5EA70100) as mb:
+        seats = {"s0": files.seats[0].uid, "s1": mb.seats[0].uid}
+        write_inventory(tmp_path / "inventory.toml", seats)
+        cfg = settings(tmp_path, mqtt_broker, topics, [files.seats[0].url, mb.seats[0].url])
+        assert (mb.seats[0].board.NAME, files.seats[0].board.NAME) == (b"microbit", b"virtual")
+
+        async def refused(sub: Collector, job: str) -> None:
+            boots = [files.seats[0].boot, mb.seats[0].boot]
+            await send(mqtt_broker, topics, {"v": 1, "id": job, "seats": ["s0", "s1"],
+                                             "bundle": release_bundle("0.1.1")})
+            await until(lambda: job_of(sub, job) is not None, 10, f"job {job} answered")
+            answer = job_of(sub, job)
+            assert answer is not None and answer["status"] == "invalid", answer
+            assert answer["detail"] == (
+                "s1: micro:bit v1 seats take a whole image: seatlink flash --image FILE.hex "
+                "--drive PATH at the desk (DAPLink); a remote update writes firmware files, "
+                "for boards that keep them (Pico, ESP32, virtual seats) (nothing was touched)")
+            assert sub.on("seat_firmware", seat="s0") == sub.on("seat_firmware", seat="s1") == []
+            assert [files.seats[0].boot, mb.seats[0].boot] == boots
+            for farm in (files, mb):
+                assert on_board(farm.seats[0].store) == factory_files()
+
+        async def scenario() -> None:
+            async with edge_and_collector(cfg, mqtt_broker, topics) as sub:
+                await until(lambda: health_firmware(sub, "s0") == OLD
+                            and health_firmware(sub, "s1") == OLD, 15, "both seats online")
+                hello = [e for e in sub.events("s1") if e["type"] == "hello"]
+                assert hello and hello[-1]["data"]["board_name"] == "microbit"
+                await refused(sub, "m1")
+            async with edge_and_collector(cfg, mqtt_broker, topics) as sub:
+                await until(lambda: (sub.last("seat_availability", seat="s1") or {}).get(
+                    "status") == "online", 15, "s1 online again")
+                assert not [e for e in sub.events("s1") if e["type"] == "hello"
+                            and e["id"] not in {h["id"] for h in hello}]  # no new hello
+                await refused(sub, "m2")
+                # the other seat alone is updated as before
+                await send(mqtt_broker, topics, {"v": 1, "id": "f1", "seats": ["s0"],
+                                                 "bundle": release_bundle("0.1.1")})
+                await until(lambda: (job_of(sub, "f1") or {}).get("status") == "done", 60,
+                            "job f1 done")  # fmt: skip
+
+        asyncio.run(scenario())

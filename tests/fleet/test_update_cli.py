@@ -3,6 +3,7 @@ to its end, against a real edge gateway process, virtual seats and a real mosqui
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -30,26 +31,32 @@ from tests.edge.edge_support import (
 def gateway(tmp_path: Path, mqtt_broker: Any) -> Iterator[tuple[SeatFarm, list[str]]]:
     """Two virtual seats behind an edge gateway process; yields (the farm, the command's
     --broker, --site and --root arguments)."""
+    with SeatFarm(2) as farm, _edge(tmp_path, mqtt_broker, farm) as site_args:
+        yield farm, site_args
+
+
+@contextlib.contextmanager
+def _edge(tmp_path: Path, mqtt_broker: Any, farm: SeatFarm) -> Iterator[list[str]]:
+    """An edge gateway process for the farm's seats (s0, s1, ...), once they are online."""
     topics = site()
-    with SeatFarm(2) as farm:
-        write_inventory(tmp_path / "inventory.toml",
-                        {"s0": farm.seats[0].uid, "s1": farm.seats[1].uid})  # fmt: skip
-        cfg = config_file(tmp_path / "edge.toml",
-                          settings(tmp_path, mqtt_broker, topics, [s.url for s in farm.seats]))
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "edge", "-c", str(cfg)],
-                                stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            deadline = time.monotonic() + 20
-            for seat in ("s0", "s1"):
-                topic = topics.topic("seat_availability", seat=seat)
-                while not _online(mqtt_broker, topic):
-                    assert time.monotonic() < deadline, f"{seat} never came online"
-                    time.sleep(0.2)
-            yield farm, ["--broker", f"{mqtt_broker.host}:{mqtt_broker.port}",
-                         "--site", topics.site, "--root", topics.root]
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    seats = {f"s{i}": seat.uid for i, seat in enumerate(farm.seats)}
+    write_inventory(tmp_path / "inventory.toml", seats)
+    cfg = config_file(tmp_path / "edge.toml",
+                      settings(tmp_path, mqtt_broker, topics, [s.url for s in farm.seats]))
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "edge", "-c", str(cfg)],
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        for seat in seats:
+            topic = topics.topic("seat_availability", seat=seat)
+            while not _online(mqtt_broker, topic):
+                assert time.monotonic() < deadline, f"{seat} never came online"
+                time.sleep(0.2)
+        yield ["--broker", f"{mqtt_broker.host}:{mqtt_broker.port}",
+               "--site", topics.site, "--root", topics.root]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _online(broker: Any, topic: str) -> bool:
@@ -102,3 +109,18 @@ def test_refusals_send_nothing(gateway: tuple[SeatFarm, list[str]], tmp_path: Pa
     assert run(["update", "s0", "--broker", "127.0.0.1:1", *site_args[2:]]) == 2
     assert "cannot reach the broker at 127.0.0.1:1" in capsys.readouterr().err
     assert [s.boot for s in farm.seats] == boots
+
+
+def test_a_microbit_v1_seat_is_refused_with_how_it_is_updated(
+        tmp_path: Path, mqtt_broker: Any, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A seat whose hello says `microbit` takes a whole image at its desk: its gateway
+    refuses the job, and the command says how the seat is updated instead."""
+    with SeatFarm(1, board_name="microbit") as farm, \
+            _edge(tmp_path, mqtt_broker, farm) as site_args:  # fmt: skip
+        boot = farm.seats[0].boot
+        assert run(["update", "s0", *site_args, "--timeout", "30"]) == 2
+        captured = capsys.readouterr()
+        assert ("seatlink update: gateway gw1 refused the job: s0: micro:bit v1 seats take a "
+                "whole image: seatlink flash --image FILE.hex --drive PATH at the desk "
+                "(DAPLink)") in captured.err
+        assert farm.seats[0].boot == boot
