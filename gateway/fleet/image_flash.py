@@ -283,8 +283,10 @@ def pyocd_available() -> bool:
 
 
 def pyocd_line(image: Path, probe: str | None) -> list[str]:
-    """pyOCD's command line: a chip erase, the image, a reset."""
-    line = ["pyocd", "flash", "--target", PYOCD_TARGET, "--erase", "chip", "--format", "hex"]
+    """pyOCD's command line: a chip erase, the image, a reset. --no-wait: without it pyOCD
+    waits for ever for a probe that is not plugged in (pyOCD 0.46)."""
+    line = ["pyocd", "flash", "--no-wait", "--target", PYOCD_TARGET, "--erase", "chip",
+            "--format", "hex"]  # fmt: skip
     if probe:
         line += ["--uid", probe]
     return [*line, str(image)]
@@ -299,9 +301,21 @@ def run_pyocd(argv: Sequence[str]) -> str:
     except subprocess.TimeoutExpired:
         raise FlashError(f"pyOCD took over {PYOCD_TIMEOUT_S:g} s: {shlex.join(argv)}") from None
     if done.returncode != 0:
-        said = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        said = _pyocd_said(done.stdout, done.stderr)
         raise FlashError(f"pyOCD failed ({done.returncode}): {said}")
     return done.stdout
+
+
+def _pyocd_said(stdout: str, stderr: str) -> str:
+    """pyOCD's own words, without its log prefixes ("0000424 E ... [load_cmd]"): e.g. "No
+    connected debug probe matches unique ID '...'; No target device available"."""
+    said: list[str] = []
+    for line in (stdout + "\n" + stderr).splitlines():
+        text = re.sub(r"^\d+ [A-Z] ", "", line.strip())
+        text = re.sub(r" \[\w+\]$", "", text)
+        if text and text not in said:
+            said.append(text)
+    return "; ".join(said[-3:]) or "no output"
 
 
 # --- after the flash: the board must come up --------------------------------------------------

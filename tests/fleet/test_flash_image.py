@@ -27,6 +27,7 @@ import pytest
 from gateway.cli import run
 from gateway.fleet.flash import FlashError, firmware_version
 from gateway.fleet.image_flash import (
+    _pyocd_said,
     await_hello,
     default_image,
     find_drives,
@@ -322,8 +323,17 @@ def test_dry_run_says_what_it_would_do(tmp_path: Path,
     assert run(["flash", "--image", str(good), "--pyocd", "--probe", "0240000034544e45",
                 "socket://a:1", "--dry-run"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert ("would pyocd flash --target nrf51 --erase chip --format hex --uid "
+    assert ("would pyocd flash --no-wait --target nrf51 --erase chip --format hex --uid "
             f"0240000034544e45 {good}") in out
+
+
+def test_pyocds_own_words_make_the_boards_failure() -> None:
+    """What pyOCD 0.46 printed here with no probe plugged in (exit status 1)."""
+    stdout = "No connected debug probe matches unique ID '0240000034544e45'\n"
+    stderr = "0000424 E No target device available [load_cmd]\n"
+    assert _pyocd_said(stdout, stderr) == ("No connected debug probe matches unique ID "
+                                           "'0240000034544e45'; No target device available")
+    assert _pyocd_said("", "") == "no output"
 
 
 # --- finding drives and their serial ports -----------------------------------------------------
