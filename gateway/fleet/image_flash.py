@@ -95,8 +95,8 @@ def image_only(seats: Sequence[str]) -> str:
     """Why a remote update refuses micro:bit v1 seats, and how they are updated instead."""
     which = ", ".join(seats)
     return (f"{which}: micro:bit v1 seats take a whole image: seatlink flash --image "
-            "FILE.hex --drive PATH at the desk (DAPLink); a remote update writes firmware "
-            "files, for boards that keep them (Pico, ESP32, virtual seats)")
+            "FILE.hex --drive PATH at the desk (DAPLink); a remote update rewrites firmware "
+            "files, which a micro:bit v1 does not keep")
 
 
 # --- the image -------------------------------------------------------------------------------

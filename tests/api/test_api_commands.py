@@ -183,8 +183,8 @@ def test_a_firmware_update_of_microbit_v1_seats_is_refused(floor: LiveApi,
         assert r.status_code == 409, r.text
         assert r.json()["detail"] == (
             "gateway gw1: s0, s1: micro:bit v1 seats take a whole image: seatlink flash --image "
-            "FILE.hex --drive PATH at the desk (DAPLink); a remote update writes firmware files, "
-            "for boards that keep them (Pico, ESP32, virtual seats) (nothing was touched)")
+            "FILE.hex --drive PATH at the desk (DAPLink); a remote update rewrites firmware "
+            "files, which a micro:bit v1 does not keep (nothing was touched)")
     assert seat(floor, "s0")["firmware_update"] is None
     assert [s.boot for s in farm.seats] == boots
     with floor.client(Role.ADMIN) as c:

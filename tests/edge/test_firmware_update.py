@@ -291,8 +291,8 @@ def test_a_microbit_v1_seat_is_refused_even_after_a_gateway_restart(
             assert answer is not None and answer["status"] == "invalid", answer
             assert answer["detail"] == (
                 "s1: micro:bit v1 seats take a whole image: seatlink flash --image FILE.hex "
-                "--drive PATH at the desk (DAPLink); a remote update writes firmware files, "
-                "for boards that keep them (Pico, ESP32, virtual seats) (nothing was touched)")
+                "--drive PATH at the desk (DAPLink); a remote update rewrites firmware files, "
+                "which a micro:bit v1 does not keep (nothing was touched)")
             assert sub.on("seat_firmware", seat="s0") == sub.on("seat_firmware", seat="s1") == []
             assert [files.seats[0].boot, mb.seats[0].boot] == boots
             for farm in (files, mb):
