@@ -9,10 +9,12 @@ never comes back cannot exist here: a directory this test makes act like one sta
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,10 +29,13 @@ import pytest
 from gateway.cli import run
 from gateway.fleet.flash import FlashError, firmware_version
 from gateway.fleet.image_flash import (
+    ImageJob,
+    ImageTarget,
     _pyocd_said,
     await_hello,
     default_image,
     find_drives,
+    flash_image_board,
     pyocd_available,
     read_drive,
     serial_of_drive,
@@ -39,6 +44,14 @@ from gateway.rig import EmulatedBoard, RawRepl
 from gateway.rig.drive import DETAILS, FAIL, HTM
 from gateway.rig.qemu import unavailable_reason
 from gateway.virtual_farm import SeatFarm
+from tests.edge.edge_support import (
+    Collector,
+    edge_and_collector,
+    settings,
+    site,
+    until,
+    write_inventory,
+)
 from tests.rig.image_support import dated_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +185,37 @@ def test_the_seat_image_comes_back_with_a_hello_on_its_version(
     assert code == 1
     assert f"the board came back on {firmware_version()}, not the image's 9.9.9" in out
     assert drive.failures == 0 and drive.flashes == 3
+
+
+@pytest.mark.hil
+def test_a_gateways_link_follows_the_board_across_a_flash(
+        stock_board: EmulatedBoard, tmp_path: Path, mqtt_broker: Any) -> None:  # fmt: skip
+    """The serial URL stays across a flash: a gateway bridging the seat sees its link drop,
+    opens it again, and the seat is online on the new version."""
+    drive = stock_board.open_drive()
+    first, second = default_image(None), default_image("0.1.1+flash")
+    result = flash_image_board(ImageTarget(stock_board.serial_url, drive=drive.path),
+                               ImageJob(image=first))  # fmt: skip
+    assert result.ok, result.error
+    topics = site()
+    write_inventory(tmp_path / "inventory.toml", {"s0": result.uid})
+    cfg = settings(tmp_path, mqtt_broker, topics, [stock_board.serial_url],
+                   drain_process=False)  # fmt: skip
+
+    def health(sub: Collector) -> str | None:
+        return (sub.last("seat_health", seat="s0") or {}).get("firmware")
+
+    async def scenario() -> None:
+        async with edge_and_collector(cfg, mqtt_broker, topics) as sub:
+            await until(lambda: health(sub) == first.version, 30, "s0 online on the image")
+            # copied by hand, as onto a real drive, while the gateway holds the port
+            shutil.copyfile(second.path, drive.path / "seatlink-microbit.hex")
+            await until(lambda: health(sub) == second.version, 60,
+                        "s0 back on the new image through the same link")  # fmt: skip
+            assert (sub.last("seat_availability", seat="s0") or {}).get("status") == "online"
+            assert drive.flashes == 2 and stock_board.serial_url == cfg.links[0]
+
+    asyncio.run(scenario())
 
 
 def test_await_hello_reads_a_seats_hello_or_heartbeat() -> None:
