@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from pathlib import Path
 from types import TracebackType
 
 from gateway.rig.drive import EmulatedDrive
