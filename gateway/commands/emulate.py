@@ -32,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one JSON line per board ({"board", "serial", "gpio", "pid", "drive"}), then
+    """Print one JSON line per board ({"board", "serial", "gpio", "pid", "uid", "drive"}), then
     keep the boards up until SIGINT/SIGTERM. The rig lets go of each board's qtest socket
-    first, so one client (e.g. gateway.rig.Gpio.connect) can take it. `drive` acts as the
+    first, so one client (e.g. gateway.rig.Gpio.connect) can take it. `uid` is the id the
+    board's hello reports, its own and kept across resets. `drive` acts as the
     board's DAPLink drive: a .hex copied there is flashed onto the board (gateway.rig.drive);
     the serial URL stays, its QEMU process (pid) is a new one."""
     if args.n < 1:
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
                     "serial": board.serial_url,
                     "gpio": board.gpio_address,
                     "pid": board.pid,
+                    "uid": board.uid,
                     "drive": str(drive.path),
                 }
                 print(json.dumps(line), flush=True)

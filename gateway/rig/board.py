@@ -55,6 +55,11 @@ class EmulatedBoard:
         return self._emulator.pid
 
     @property
+    def uid(self) -> str:
+        """The board id its hello reports (upper-case hex), its own and kept across resets."""
+        return self._emulator.uid
+
+    @property
     def running(self) -> bool:
         return self._emulator.running
 

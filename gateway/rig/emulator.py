@@ -48,6 +48,12 @@ class Emulator(abc.ABC):
 
     @property
     @abc.abstractmethod
+    def uid(self) -> str:
+        """The board id its firmware reports (board.UID in its hello), as upper-case hex;
+        every board its own, kept across resets."""
+
+    @property
+    @abc.abstractmethod
     def serial_url(self) -> str:
         """For `serial.serial_for_url`; one client at a time."""
 

@@ -1,5 +1,5 @@
-"""Just enough QMP (QEMU's JSON control socket) for the rig: `system_reset` and the RESET
-event, which QEMU sends for every reset including the firmware's own `machine.reset()`."""
+"""Just enough QMP (QEMU's JSON control socket) for the rig: `system_reset`, `cont`,
+`set-action` and the SHUTDOWN/RESET events (gateway.rig.qemu: how resets are handled)."""
 
 from __future__ import annotations
 
@@ -53,10 +53,15 @@ class Qmp:
         """`listener(event_name, data)` runs on the reader thread."""
         self._listeners.append(listener)
 
-    def execute(self, command: str, *, timeout: float = 5.0) -> Any:
+    def execute(
+        self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float = 5.0
+    ) -> Any:
+        message: dict[str, Any] = {"execute": command}
+        if arguments:
+            message["arguments"] = arguments
         with self._lock:
             try:
-                self._sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
+                self._sock.sendall(json.dumps(message).encode() + b"\n")
             except OSError as exc:
                 raise QmpError(f"QMP send failed: {exc}") from exc
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -53,6 +54,15 @@ def _json_lines(proc: subprocess.Popen[bytes], count: int, timeout: float) -> li
         pending += chunk
 
 
+def _uicr(repl: RawRepl) -> str:
+    """UICR CUSTOMER[0..1], where the rig puts the board id, as the hello spells it."""
+    out, _ = repl.exec(
+        "import machine\n"
+        "print('%08X%08X' % tuple(machine.mem32[0x10001080 + 4 * i] & 0xFFFFFFFF for i in (0, 1)))"
+    )
+    return out.strip()
+
+
 def test_emulate_boots_announces_and_cleans_up(qemu_available: None) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "emulate", "-n", "2", "--no-install"],
@@ -64,10 +74,20 @@ def test_emulate_boots_announces_and_cleans_up(qemu_available: None) -> None:
         assert [b["board"] for b in boards] == [0, 1]
         assert len({b["serial"] for b in boards}) == 2
         assert all(_alive(b["pid"]) for b in boards)
+        uids = [b["uid"] for b in boards]
+        assert uids[0] != uids[1] and all(re.fullmatch("[0-9A-F]{16}", u) for u in uids)
         with RawRepl.open(boards[1]["serial"]) as repl:
             assert repl.exec("print(6 * 7)")[0] == "42\n"
+            assert _uicr(repl) == uids[1]
+            repl.hard_reset()  # machine.reset(): the rig writes the id again
+        with RawRepl.open(boards[1]["serial"]) as repl:
+            repl.interrupt()
+            assert _uicr(repl) == uids[1]
         with Gpio.connect(boards[0]["gpio"]) as gpio:  # the rig let go of the socket
             assert gpio.light() == 0
+            gpio.reset()  # AIRCR from this client; answered once the board is back, id and all
+        with RawRepl.open(boards[0]["serial"]) as repl:
+            assert _uicr(repl) == uids[0]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert not any(_alive(b["pid"]) for b in boards)
