@@ -1,4 +1,4 @@
-"""Boot emulated seat boards (QEMU micro:bits) with the firmware installed, until Ctrl-C."""
+"""Boot emulated seat boards (QEMU micro:bits) on the seat image, until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from gateway.image import ImageError
 from gateway.rig import EmulatorError, ReplError, boot_many
 
 _POLL_S = 0.5
@@ -20,9 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-n", "--boards", dest="n", type=int, default=1, metavar="N",
         help="how many boards to boot (default 1)",
     )  # fmt: skip
-    parser.add_argument(
-        "--no-install", action="store_true",
-        help="leave bare MicroPython on the boards (no firmware)",
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
+        "--bare", "--no-install", dest="bare", action="store_true",
+        help="boot Debian's MicroPython without the firmware, at its REPL",
+    )  # fmt: skip
+    what.add_argument(
+        "--image", type=Path, metavar="HEX",
+        help="boot this image (default: the seat image of this checkout, built when missing)",
     )  # fmt: skip
     parser.add_argument(
         "--drives", type=Path, metavar="DIR",
@@ -46,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        boards = boot_many(args.n, firmware=not args.no_install)
+        if args.image is not None and not args.image.is_file():
+            print(f"seatlink emulate: --image: no file {args.image}", file=sys.stderr)
+            return 2
+        boards = boot_many(args.n, firmware=not args.bare, firmware_hex=args.image)
         with boards:
             for index, board in enumerate(boards):
                 board.release_gpio()
@@ -68,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
     except KeyboardInterrupt:
         return 0
-    except (EmulatorError, ReplError, OSError) as exc:
+    except (EmulatorError, ReplError, ImageError, OSError) as exc:
         print(f"seatlink emulate: {exc}", file=sys.stderr)
         return 1
     finally:

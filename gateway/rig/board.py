@@ -239,17 +239,22 @@ def boot_many(
     *,
     files: Mapping[str, bytes] | None = None,
     firmware: bool = False,
+    firmware_hex: Path | None = None,
     timeout: float = 30.0,
 ) -> BoardSet:
-    """Start `n` boards in parallel, optionally installing `files` or the firmware on each.
-    If any fails, all are stopped and the first error is raised."""
-    boards = BoardSet([EmulatedBoard() for _ in range(n)])
+    """Start `n` boards in parallel. Bare MicroPython at its REPL by default, with `files`
+    installed if given; `firmware=True` boots the seat image (gateway.image, built or from
+    the cache), `firmware_hex` another image, both left running. If any fails, all are
+    stopped and the first error is raised."""
+    if firmware and firmware_hex is None:
+        from gateway.image import build_image  # the image builder is not needed otherwise
+
+        firmware_hex = build_image().path
+    boards = BoardSet([EmulatedBoard(firmware_hex=firmware_hex) for _ in range(n)])
 
     def bring_up(board: EmulatedBoard) -> None:
-        board.start(timeout=timeout)
-        if firmware:
-            board.install_firmware()
-        elif files is not None:
+        board.start(timeout=timeout, repl=firmware_hex is None)
+        if files is not None:
             board.install(files)
 
     try:

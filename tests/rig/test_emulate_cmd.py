@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
 
+from gateway.image import build_image
 from gateway.rig import Gpio, RawRepl
+from gateway.seatlink.codec import FrameError, Kind, decode
+from gateway.seatlink.messages import Hello
 
 pytestmark = pytest.mark.hil
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,3 +99,52 @@ def test_emulate_boots_announces_and_cleans_up(qemu_available: None) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _hello(url: str, gpio_path: str, timeout: float) -> Hello:
+    """Reset the board through its GPIO socket and read the hello its firmware then sends."""
+    port = serial.serial_for_url(url, timeout=0.1)
+    try:
+        with Gpio.connect(gpio_path) as gpio:
+            gpio.reset()
+        deadline, pending = time.monotonic() + timeout, b""
+        while time.monotonic() < deadline:
+            pending += port.read(256)
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                try:
+                    frame = decode(line)
+                except FrameError:
+                    continue
+                if frame.kind is Kind.HELLO:
+                    return Hello.from_frame(frame)
+        raise TimeoutError(f"no hello from {url} in {timeout} s")
+    finally:
+        port.close()
+
+
+def test_emulate_boots_the_seat_image_by_default(qemu_available: None) -> None:
+    image = build_image()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "emulate", "-n", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        boards = _json_lines(proc, 2, timeout=60)
+        hellos = [_hello(b["serial"], b["gpio"], timeout=20) for b in boards]
+        assert [h.uid for h in hellos] == [b["uid"] for b in boards]
+        assert len({h.uid for h in hellos}) == 2  # an inventory tells them apart
+        assert {(h.board, h.firmware) for h in hellos} == {("microbit", image.version)}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert not any(_alive(b["pid"]) for b in boards)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_emulate_refuses_a_missing_image(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "emulate", "--image",
+                           str(tmp_path / "none.hex")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    assert "no file" in proc.stderr
