@@ -16,6 +16,7 @@ Design requirements:
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import hashlib
 import json
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from gateway.bundle import read_firmware_sources
+from gateway.bundle import constants, drop_constant_lines, read_firmware_sources
 from gateway.image import freeze
 
 SOURCE_PACKAGE = "firmware-microbit-micropython"
@@ -75,9 +76,36 @@ def _quiet(text: str) -> None:
 
 def firmware_modules(version: str | None = None) -> dict[str, str]:
     """Frozen name -> source: firmware/*.py and boards/microbit.py as board.py, the version
-    stamped into tx.py's FW (what the hello says) when given."""
-    sources = read_firmware_sources("microbit", version=version)
+    stamped into tx.py's FW (what the hello says) when given, the constants inlined."""
+    sources = inline_constants(read_firmware_sources("microbit", version=version))
     return {name: sources[name] for name in sorted(sources, key=lambda n: (n != MODULE_ORDER, n))}
+
+
+def inline_constants(sources: Mapping[str, str]) -> dict[str, str]:
+    """The sources with every module-level integer constant (gateway.bundle.constants) written
+    as its value where it is used, and its definition and imports blanked: frozen bytecode
+    keeps its names in flash, but a module's globals live in its dict on the heap (~110
+    names: 3,792 bytes free after boot with them, 6,128 without). Done in place, so every
+    line keeps its number for tracebacks."""
+    consts = constants(sources)
+    modules = {name.removesuffix(".py") for name in sources}
+    out: dict[str, str] = {}
+    for name, source in sources.items():
+        text = drop_constant_lines(source, consts, modules)
+        spots = []
+        for node in ast.walk(ast.parse(text, filename=name)):
+            if isinstance(node, ast.Name) and node.id in consts:
+                if not isinstance(node.ctx, ast.Load):
+                    raise ImageError(f"{name}:{node.lineno}: constant {node.id} is assigned to")
+                spots.append((node.lineno, node.col_offset, node.end_col_offset, node.id))
+        lines = text.split("\n")
+        for lineno, start, end, const in sorted(spots, reverse=True):
+            value = consts[const]
+            literal = f"({value})" if value < 0 else str(value)  # -X ** 2 is not (-X) ** 2
+            line = lines[lineno - 1]
+            lines[lineno - 1] = line[:start] + literal + line[end:]
+        out[name] = "\n".join(lines)
+    return out
 
 
 def _fw_version(sources: Mapping[str, str]) -> str:

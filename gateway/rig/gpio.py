@@ -43,8 +43,10 @@ class PinPort(Protocol):
 class Gpio:
     """Drive the seat's inputs and watch its light. Thread safe."""
 
-    SETTLE_NS = 1_000_000
-    """Pin changes closer than this are one change of colour (see _on_output)."""
+    SETTLE_NS = 10_000_000
+    """Pin changes closer than this are one change of colour (see _on_output): far below the
+    firmware's shortest light phase (100 ms), above what a loaded host spreads the three
+    pin writes of one change over (1.7 ms seen with two CPU burners)."""
 
     def __init__(self, *, port: PinPort, pins: BoardPins) -> None:
         self._port = port
@@ -184,7 +186,7 @@ class Gpio:
             last_t, _ = self._history[-1]
             if len(self._history) > 1 and now - last_t < self.SETTLE_NS:
                 # The board sets its three pins one after another: red on the way from off
-                # to white lasts microseconds, which nobody at the desk sees. One change,
+                # to white lasts microseconds on a board, which nobody at the desk sees. One change,
                 # stamped when it began (and none at all if it came back to where it was).
                 self._history.pop()
                 if rgb == self._history[-1][1]:
