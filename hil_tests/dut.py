@@ -3,7 +3,8 @@
 Three backends, one interface (the pytest-embedded idea):
 
 - `QemuDut` (default): an emulated micro:bit (`gateway.rig.EmulatedBoard`) booting the seat
-  image (the firmware frozen into MicroPython 1.9.2, gateway.image); inputs and light over qtest, stamped with `time.monotonic_ns()`.
+  image (the firmware frozen into MicroPython 1.9.2, gateway.image); inputs and light over
+  qtest, stamped with `time.monotonic_ns()`.
 - `VirtualDut`: the same bundle under CPython in real time (`gateway.virtual_seat`), inputs
   as board bits, the light recorded as the firmware sets it.
 - `SerialDut`: a real board on a serial device. Nothing drives its pins or watches its
