@@ -9,7 +9,6 @@ from types import TracebackType
 
 from gateway.rig.drive import EmulatedDrive
 from gateway.rig.emulator import Emulator, EmulatorError
-from gateway.rig.firmware import firmware_files
 from gateway.rig.gpio import Gpio
 from gateway.rig.pins import BoardPins
 from gateway.rig.qemu import QemuMicrobit
@@ -185,11 +184,6 @@ class EmulatedBoard:
                     ) from exc
         if reset:
             self.reset()
-
-    def install_firmware(self, *, reset: bool = True, minified: bool = True) -> None:
-        """The project's firmware: firmware/*.py and boards/microbit.py as board.py,
-        minified by default (comments cost filesystem space the board lacks)."""
-        self.install(firmware_files(minified=minified), reset=reset)
 
     def _after_reset(self) -> None:
         gpio = self._gpio
