@@ -1,5 +1,6 @@
 """`seatlink demo` as a newcomer runs it: the whole system comes up with nothing configured,
-the API shows live calls within 60 s, and Ctrl-C stops every process it started."""
+the API shows live calls within 60 s, the two emulated micro:bits (QEMU, the seat image) take
+calls beside the virtual seats, and Ctrl-C stops every process it started, QEMU included."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from gateway.rig.qemu import unavailable_reason
+
 pytestmark = pytest.mark.timeout(240)
+EMULATED = ("s009", "s010")  # after the 8 virtual seats
 
 
 def _alive(pid: int) -> bool:
@@ -26,13 +31,55 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+class Answered:
+    """Seats seen talking on a call, from GET /seats every 0.5 s (a call talks 5 s at least),
+    on a thread of its own while the test goes on."""
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        self.calls: dict[str, set[int]] = {}
+        self.seats: list[dict[str, object]] = []
+        self._base, self._headers = base, headers
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="answered", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(headers=self._headers, timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    seats = client.get(self._base + "/seats").json()
+                except httpx.HTTPError:
+                    seats = []  # the API stopping: the test says what it missed
+                with self._changed:
+                    self.seats = seats or self.seats
+                    for s in seats:
+                        if s["state"] == "talking" and s["call"]:
+                            self.calls.setdefault(s["seat"], set()).add(s["call"])
+                    self._changed.notify_all()
+                self._stop.wait(0.5)
+
+    def wait(self, seats: tuple[str, ...], timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: all(s in self.calls for s in seats), timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
 def test_the_demo_shows_live_calls_and_stops_everything(tmp_path: Path) -> None:
+    if reason := unavailable_reason():
+        if os.environ.get("CI") == "true":  # CI installs QEMU: a missing one is a failure
+            pytest.fail(reason)
+        pytest.skip(reason)
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--seats", "8",
                              "--rate", "40", "--port", "0", "--keep", str(tmp_path / "demo")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
     lines: list[str] = []
+    answered: Answered | None = None
     try:
         assert proc.stdout is not None
         while not any(line.startswith("  processes") for line in lines):
@@ -44,18 +91,39 @@ def test_the_demo_shows_live_calls_and_stops_everything(tmp_path: Path) -> None:
         login = re.search(r"supervisor\s+(\S+)\s+password\s+(\S+)", text)
         pids = [int(p) for p in re.findall(r"\w+ (\d+)", text.split("processes", 1)[1])]
         assert url and login, text
-        assert len(pids) == 6, text  # broker, desks, edge, pbx, core, api
+        assert len(pids) == 7, text  # broker, desks, microbits, edge, pbx, core, api
+        # the emulated micro:bits, after the processes: seat, board uid, serial URL, QEMU pid
+        while not any(line.startswith("The fleet") for line in lines):
+            lines.append(proc.stdout.readline())
+            assert lines[-1], "the demo ended before its summary:\n" + "".join(lines)
+        boards = re.findall(r"^  (s\d+)  board ([0-9A-F]+)  (socket://\S+)  QEMU pid (\d+)$",
+                            "".join(lines), re.MULTILINE)  # fmt: skip
+        assert [b[0] for b in boards] == list(EMULATED), "".join(lines)
+        assert len({b[1] for b in boards}) == 2, boards  # a board id each
+        qemu = [int(b[3]) for b in boards]
+        assert all(_alive(p) for p in qemu)
         base = url.group(1)
         form = {"username": login.group(1), "password": login.group(2)}
         token = httpx.post(base + "/auth/token", data=form).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
+        answered = Answered(base, headers)
         live: list[dict[str, object]] = []
         while not live:
             assert time.monotonic() - started < 60, "no live call on the API within 60 s"
             seats = httpx.get(base + "/seats", headers=headers).json()
             live = [s for s in seats if s["state"] in ("ringing", "talking", "hold") and s["call"]]
             time.sleep(0.5)
-        assert len(seats) == 8 and all(s["online"] for s in seats)
+        deadline = time.monotonic() + 30
+        while not (len(seats) == 10 and all(s["online"] and s["board_name"] for s in seats)):
+            assert time.monotonic() < deadline, f"not every seat online: {seats}"
+            time.sleep(0.5)
+            seats = httpx.get(base + "/seats", headers=headers).json()
+        by_seat = {s["seat"]: s for s in seats}
+        for seat, uid, _, _ in boards:  # the emulated ones, as the API shows them
+            assert by_seat[seat]["board_name"] == "microbit", by_seat[seat]
+            assert by_seat[seat]["board"] == uid
+            assert by_seat[seat]["firmware"] == by_seat["s001"]["firmware"]  # this checkout's
+        assert {s["board_name"] for s in seats if s["seat"] not in EMULATED} == {"virtual"}
         assert httpx.get(base + "/wallboard/").status_code == 200
         # the inventory tool against the demo's gateway, as the demo suggests
         while not any("seatlink inventory" in line for line in lines):
@@ -65,8 +133,9 @@ def test_the_demo_shows_live_calls_and_stops_everything(tmp_path: Path) -> None:
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         rows = [r for r in listed.stdout.splitlines() if r.startswith("s0")]
-        assert len(rows) == 8 and all(r.rstrip().endswith("online") for r in rows), listed.stdout
+        assert len(rows) == 10 and all(r.rstrip().endswith("online") for r in rows), listed.stdout
         assert "Floor 1, row A, desk 1" in listed.stdout
+        assert "Floor 1, row B, desk 2" in next(r for r in rows if r.startswith("s010"))
         # the remote update it suggests: two seats, one after the other, while calls go on
         while not any("seatlink update" in line for line in lines):
             lines.append(proc.stdout.readline())
@@ -87,11 +156,17 @@ def test_the_demo_shows_live_calls_and_stops_everything(tmp_path: Path) -> None:
         while firmware() != {"s001": release, "s002": release}:
             assert time.monotonic() < deadline, f"the API shows {firmware()}, not {release}"
             time.sleep(0.2)
+        # a call answered at each emulated micro:bit: its robot lifted the hook on its pin
+        assert answered.wait(EMULATED, 60), f"talking on a call: {sorted(answered.calls)}"
     finally:
+        if answered is not None:
+            answered.stop()
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         status = proc.wait(60)
     assert status == 0
-    time.sleep(0.5)
-    assert [p for p in pids if _alive(p)] == []
+    deadline = time.monotonic() + 5
+    while [p for p in pids + qemu if _alive(p)]:  # the QEMUs too, which the demo's child ran
+        assert time.monotonic() < deadline, [p for p in pids + qemu if _alive(p)]
+        time.sleep(0.1)
     assert (tmp_path / "demo" / "core.db").exists()  # --keep keeps the work directory
     assert os.path.exists(tmp_path / "demo" / "api.log")

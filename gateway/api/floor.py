@@ -194,6 +194,7 @@ class Floor:
             "hold_over_limit": state.get("hold_over_limit", False),
             "pending": state.get("pending"), "misses": state.get("misses", 0),
             "gateway": gateway, "board": state.get("board"), "boot": state.get("boot"),
+            "board_name": None if health is None else health.get("board_name"),
             "firmware": None if health is None else health.get("firmware"),
             "health": health, "link_quality": _link_quality(health),
             "availability": availability.get("why"),

@@ -132,6 +132,7 @@ class Seat(BaseModel):
     misses: int
     gateway: str | None
     board: str | None
+    board_name: str | None = None  # the board type its hello named: microbit, pico, virtual...
     boot: int | None
     firmware: str | None
     health: dict[str, Any] | None

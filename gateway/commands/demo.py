@@ -24,6 +24,9 @@ READY_BIT, HOOK_BIT = 2, 1
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seats", type=int, default=24, metavar="N",
                         help="virtual seats with agents at them (default 24)")
+    parser.add_argument("--emulated", type=int, default=2, metavar="N",
+                        help="emulated micro:bits (QEMU, the seat image) with agents at them "
+                             "(default 2; 0: none)")  # fmt: skip
     parser.add_argument("--rate", type=float, default=20.0, metavar="PER_MIN",
                         help="callers arriving a minute (default 20)")
     parser.add_argument("--port", type=int, default=8080,
@@ -47,10 +50,17 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def say(text: str) -> None:
+        print(f"seatlink demo: {text}", flush=True)
+
     options = DemoOptions(seats=args.seats, rate_per_min=args.rate, api_port=args.port,
-                          work=args.keep, keep=args.keep is not None)  # fmt: skip
-    print(f"seatlink demo: starting mosquitto, {args.seats} virtual seats with agents, the "
-          "edge gateway, the PBX, the core and the API...", flush=True)  # fmt: skip
+                          work=args.keep, keep=args.keep is not None, emulated=args.emulated,
+                          say=say)  # fmt: skip
+    boards = (f", {args.emulated} emulated micro:bit{'s' if args.emulated != 1 else ''} (QEMU)"
+              if args.emulated else "")  # fmt: skip
+    print(f"seatlink demo: starting mosquitto, {args.seats} virtual seats{boards} with agents, "
+          "the edge gateway, the PBX, the core and the API...", flush=True)  # fmt: skip
     system = DemoSystem(options)
     try:
         try:
@@ -65,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
                   f"--bundle {info.release} s001 s002")
         user, password = info.supervisor
         admin, admin_password = info.admin
+        if info.microbits:
+            firmware = info.microbits[0].firmware
+            rows = "\n".join(f"  {m.seat}  board {m.uid}  {m.url}  QEMU pid {m.pid}"
+                             for m in info.microbits)  # fmt: skip
+            microbits = (f"\nEmulated micro:bits (QEMU; firmware {firmware} frozen into "
+                         f"MicroPython 1.9.2), agents at them on their pins:\n{rows}\n")
+        else:
+            microbits = "".join(f"\n  {note}\n" for note in info.notes)
         print(f"""
   wallboard   {info.url}/wallboard/
   API docs    {info.url}/docs
@@ -73,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
   broker      127.0.0.1:{info.broker_port} (site "demo")
   work dir    {info.work}{'' if args.keep else ' (removed at the end)'}
   processes   {', '.join(f'{name} {pid}' for name, pid in info.pids.items())}
-
+{microbits}
 The fleet as facilities see it:
   {fleet}
 A remote firmware update, seat by seat with roll-back, to a release stamped {release}:

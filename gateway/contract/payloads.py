@@ -146,6 +146,8 @@ class SeatHealth(Payload):
     resyncs: int
     reopens: int  # times the port was opened again after a failure
     t: float
+    # the board type its hello named (microbit, pico, esp32, virtual); None: not known yet
+    board_name: str | None = None
 
 
 class CommandResult(Payload):

@@ -1,5 +1,6 @@
-"""Agents at their desks, for the demo and the benches: a robot that acts on virtual seats'
-inputs (gateway.virtual_farm) from what it hears on the broker, as people would.
+"""Agents at their desks, for the demo and the benches: a robot that acts on seats' inputs
+from what it hears on the broker, as people would: virtual seats' board bits
+(gateway.virtual_farm) or an emulated micro:bit's input pins (gateway.demo.microbits).
 
 Per seat: offered a call (the PBX's `offer` on seat/{seat}/cmd), it lifts the headset after
 LIFT_S with probability ANSWER_P (once the seat's state says ringing), else lets it ring out
@@ -8,7 +9,7 @@ after READY_AGAIN_S); when the call is released (the PBX's `released` command or
 `release` event for the seat: HANG_UP_S later, so the seat takes the PBX's release first, as
 at a desk; the seat leaving talking: at once) it hangs the headset up. A press the seat
 missed is made again, a headset left lifted outside a call is hung up (`counts` counts every
-action and retry). Seats are named s001, s002, ... in the farm's order.
+action and retry). Seats are named s001, s002, ... in the farm's order, or as given.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +42,7 @@ class Agent:
     """One desk: the seat's inputs and what the robot knows of its seat."""
 
     seat: str
-    board: Any  # gateway.virtual_farm.FarmBoard: .bits are the seat's inputs
+    board: Any  # .bits are the seat's inputs: a FarmBoard's, or an emulated board's GPIO
     offer: int | None = None  # the call offered and not yet answered, withdrawn or rung out
     offered_at: float = 0.0
     lift: asyncio.TimerHandle | None = None
@@ -70,15 +72,19 @@ class Robot:
     PRESS_S = 0.1  # a button held this long (longer than the firmware's 30 ms debounce)
     LOGIN_SPREAD_S = 5.0  # every seat's READY press within this, one after the other
 
-    def __init__(self, farm: Any, *, topics: Topics, port: int, rng: random.Random,
-                 host: str = "127.0.0.1") -> None:  # fmt: skip
+    def __init__(self, farm: Any = None, *, topics: Topics, port: int, rng: random.Random,
+                 host: str = "127.0.0.1",
+                 boards: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        """The agents at `farm`'s seats (s001, s002, ... in its order), or at `boards`: seat
+        name -> anything with the seat's input `bits` (an emulated micro:bit's through
+        gateway.demo.microbits.GpioInputs)."""
         self.topics = topics
         self.host = host
         self.port = port
         self.rng = rng
-        self.agents = {
-            f"s{i + 1:03d}": Agent(f"s{i + 1:03d}", s.board) for i, s in enumerate(farm.seats)
-        }
+        if boards is None:
+            boards = {f"s{i + 1:03d}": s.board for i, s in enumerate(farm.seats)}
+        self.agents = {seat: Agent(seat, board) for seat, board in boards.items()}
         self.counts = collections.Counter[str]()
         self.sweeping = False  # after the login: retries for lost presses
         self.ready = asyncio.Event()

@@ -12,7 +12,7 @@ import asyncio
 import random
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gateway.contract.topics import Topics
@@ -36,30 +36,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         farm.write_map(args.map)
         farm.start()
-        asyncio.run(_run(farm, Topics(site=args.site, root=args.root), args.broker_port,
-                         args.seed))  # fmt: skip
+        topics = Topics(site=args.site, root=args.root)
+        asyncio.run(serve(lambda: Robot(farm, topics=topics, port=args.broker_port,
+                                        rng=random.Random(args.seed)), "desks"))  # fmt: skip
     finally:
         farm.stop()
     return 0
 
 
-async def _run(farm: SeatFarm, topics: Topics, port: int, seed: int) -> None:
+async def serve(make_robot: Callable[[], Robot], what: str,
+                watch: Callable[[], str | None] | None = None) -> int:  # fmt: skip
+    """The robot at its seats until SIGTERM or SIGINT (0), or until `watch` (asked every
+    second) names a fault (1): it hears the broker, logs every seat in, and goes on."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    robot = Robot(farm, topics=topics, port=port, rng=random.Random(seed))
+    robot = make_robot()
+    fault: list[str] = []
+
+    async def watching() -> None:
+        while watch is not None:
+            await asyncio.sleep(1.0)
+            if (why := watch()) is not None:
+                fault.append(why)
+                stop.set()
+                return
+
     tasks = [asyncio.create_task(robot.run(), name="agents"),
-             asyncio.create_task(robot.sweep(), name="sweep")]  # fmt: skip
+             asyncio.create_task(robot.sweep(), name="sweep"),
+             asyncio.create_task(watching(), name="watch")]  # fmt: skip
     try:
         await asyncio.wait_for(robot.ready.wait(), 30)
         await robot.login()
-        print(f"desks: {len(farm.seats)} seats logged in", file=sys.stderr, flush=True)
+        print(f"{what}: {len(robot.agents)} seats logged in", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    for why in fault:
+        print(f"{what}: {why}", file=sys.stderr, flush=True)
+    return 1 if fault else 0
 
 
 if __name__ == "__main__":

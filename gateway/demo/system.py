@@ -6,14 +6,21 @@ Design requirements:
   - the broker: mosquitto, on a free loopback port (never the machine's 1883);
   - the desks: virtual seats running the real firmware, with the agent robot at them
     (gateway.demo.desks);
-  - the edge gateway (`seatlink edge`), bridging those seats;
+  - emulated micro:bits (`--emulated N`, default 2): micro:bit v1 boards in QEMU booting the
+    seat image (gateway.image, built or taken from its cache), with the same robot at them
+    acting through their input pins (gateway.demo.microbits). Where QEMU or the image's
+    build tools are missing the demo says what is missing and runs without them;
+  - the edge gateway (`seatlink edge`), bridging every seat, virtual and emulated, each bound
+    in the inventory with a location;
   - the PBX connector (`seatlink pbx`), with callers arriving all the time (Poisson);
   - the policy/KPI core (`seatlink core`) on SQLite;
   - the supervisor API and wallboard (`seatlink api`), with two personal demo accounts
     whose passwords are made up at start and printed.
 - Every child gets a parent-death signal (gateway.rig.spawn), so nothing outlives the demo
   even when it is killed. `stop()` ends them in the reverse order of their start (SIGTERM,
-  then SIGKILL after STOP_S), and removes the work directory unless asked to keep it.
+  then SIGKILL after STOP_S), and removes the work directory unless asked to keep it. The
+  micro:bits process stops its own QEMUs; a QEMU still there after it (its pid and its
+  command line as recorded) is killed by pid.
 - A part that does not come up is a DemoError naming it and its log, after everything
   started so far has been stopped.
 """
@@ -31,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +66,19 @@ class DemoOptions:
     work: Path | None = None  # default: a new temporary directory
     keep: bool = False  # leave the work directory (logs, databases) behind
     seed: int = 7
+    emulated: int = 2  # emulated micro:bits (QEMU) beside the virtual seats; 0: none
+    say: Callable[[str], None] | None = None  # progress and notes (e.g. no QEMU), as they come
+
+
+@dataclass
+class Microbit:
+    """One emulated micro:bit of the demo."""
+
+    seat: str
+    uid: str
+    url: str  # socket://127.0.0.1:PORT, where the edge's link reaches its serial port
+    pid: int  # its QEMU
+    firmware: str  # the firmware version its hello says (the image's)
 
 
 @dataclass
@@ -69,6 +90,8 @@ class DemoInfo:
     broker_port: int
     release: Path  # a firmware release to try the remote update with (seatlink update)
     pids: dict[str, int] = field(default_factory=dict)
+    microbits: list[Microbit] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. why there are no emulated boards
 
 
 class DemoSystem:
@@ -82,6 +105,8 @@ class DemoSystem:
         self._children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self._work: Path | None = None
         self._made_work = False
+        self._qemu: list[tuple[int, bytes]] = []  # the micro:bits' QEMUs: pid, command line
+        self._notes: list[str] = []
         self.info: DemoInfo | None = None
 
     def __enter__(self) -> DemoSystem:
@@ -101,19 +126,53 @@ class DemoSystem:
         o = self.options
         if o.seats < 1 or o.seats > 500:
             raise DemoError(f"--seats {o.seats}: 1 to 500 seats")
+        if o.emulated < 0 or o.emulated > 16:
+            raise DemoError(f"--emulated {o.emulated}: 0 to 16 emulated micro:bits")
         work = o.work or Path(tempfile.mkdtemp(prefix="seatlink-demo-"))
         self._made_work = o.work is None
         work.mkdir(parents=True, exist_ok=True)
         self._work = work
+        image = self._image() if o.emulated else None
         broker_port = self._broker(work)
-        uids = self._desks(work, broker_port)
-        self._edge(work, broker_port, uids)
+        seats = self._desks(work, broker_port)
+        microbits = self._microbits(work, broker_port, image, first=len(seats) + 1) \
+            if image is not None else []  # fmt: skip
+        seats += [{"uid": m.uid, "url": m.url, "name": "emulated micro:bit"} for m in microbits]
+        self._edge(work, broker_port, seats)
         self._pbx(work, broker_port)
         self._core(work, broker_port)
         info = self._api(work, broker_port)
         info.pids = {name: proc.pid for name, proc, _ in self._children}
+        info.microbits = microbits
+        info.notes = list(self._notes)
         self.info = info
         return info
+
+    def _say(self, text: str) -> None:
+        if self.options.say is not None:
+            self.options.say(text)
+
+    def _note(self, text: str) -> None:
+        self._notes.append(text)
+        self._say(text)
+
+    def _image(self) -> Path | None:
+        """The seat image for the emulated micro:bits, or None (and a note saying what is
+        missing) where they cannot run."""
+        missing = ("qemu-system-arm is not installed (Debian package qemu-system-arm)"
+                   if shutil.which("qemu-system-arm") is None else None)  # fmt: skip
+        if missing is None:
+            from gateway.image import ImageError, build_image
+
+            try:
+                image = build_image(log=self._say)
+            except (ImageError, OSError) as exc:
+                missing = f"the micro:bit image could not be built: {exc}"
+            else:
+                return image.path
+        self._note(f"no emulated micro:bits: {missing}. `make deps` installs what they need; "
+                   "the demo runs with the virtual seats only (--emulated 0 skips them).")
+        return None
 
     def _start(self, name: str, argv: list[str], work: Path) -> subprocess.Popen[bytes]:
         log = work / f"{name}.log"
@@ -149,7 +208,7 @@ class DemoSystem:
         self._wait("broker", lambda: _listening(port), f"its port {port} open")
         return port
 
-    def _desks(self, work: Path, port: int) -> list[str]:
+    def _desks(self, work: Path, port: int) -> list[dict[str, str]]:
         seats_map = work / "seats.json"
         self._start("desks", [sys.executable, "-m", "gateway.demo.desks",
                               "--seats", str(self.options.seats), "--broker-port", str(port),
@@ -157,19 +216,44 @@ class DemoSystem:
                               "--store", str(work / "desks"),
                               "--seed", str(self.options.seed)], work)  # fmt: skip
         self._wait("desks", seats_map.exists, "its seats listening")
-        uids: list[str] = [s["uid"] for s in json.loads(seats_map.read_text())["seats"]]
-        return uids
+        seats: list[dict[str, str]] = [{"uid": s["uid"], "url": s["url"]}
+                                       for s in json.loads(seats_map.read_text())["seats"]]
+        return seats
 
-    def _edge(self, work: Path, port: int, uids: list[str]) -> None:
+    def _microbits(self, work: Path, port: int, hex_path: Path, first: int) -> list[Microbit]:
+        names = [f"s{first + i:03d}" for i in range(self.options.emulated)]
+        boards_map = work / "microbits.json"
+        self._start("microbits", [sys.executable, "-m", "gateway.demo.microbits",
+                                  "--hex", str(hex_path),
+                                  *(arg for name in names for arg in ("--seat", name)),
+                                  "--broker-port", str(port), "--site", SITE, "--root", ROOT,
+                                  "--map", str(boards_map),
+                                  "--seed", str(self.options.seed + 1)], work)  # fmt: skip
+        self._wait("microbits", boards_map.exists, "its boards running")
+        boards = [Microbit(seat=b["seat"], uid=b["uid"], url=b["url"], pid=int(b["pid"]),
+                           firmware=b["firmware"])
+                  for b in json.loads(boards_map.read_text())["seats"]]  # fmt: skip
+        for b in boards:
+            try:
+                self._qemu.append((b.pid, Path(f"/proc/{b.pid}/cmdline").read_bytes()))
+            except OSError:
+                pass  # gone already: the micro:bits process says why, failed() reports it
+        return boards
+
+    def _edge(self, work: Path, port: int, seats: list[dict[str, str]]) -> None:
         lines = ["[defaults]", *(f"{k} = {v}" for k, v in SEAT_DEFAULTS.items())]
-        for i, uid in enumerate(uids):
+        for i, seat in enumerate(seats):
             row, desk = divmod(i, 8)  # eight desks a row
-            lines += ["[[seat]]", f'seat = "s{i + 1:03d}"', f'board = "{uid}"',
+            lines += ["[[seat]]", f'seat = "s{i + 1:03d}"', f'board = "{seat["uid"]}"',
                       f'location = "Floor 1, row {chr(65 + row % 26)}, desk {desk + 1}"']
+            if "name" in seat:
+                lines.append(f'name = "{seat["name"]}"')
         (work / "inventory.toml").write_text("\n".join(lines) + "\n")
+        (work / "links.json").write_text(json.dumps({"seats": [{"url": seat["url"]}
+                                                               for seat in seats]}) + "\n")
         cfg = work / "edge.toml"
         cfg.write_text(f'gateway = "edge-1"\nsite = "{SITE}"\nroot = "{ROOT}"\n'
-                       'links_file = "seats.json"\ninventory = "inventory.toml"\n'
+                       'links_file = "links.json"\ninventory = "inventory.toml"\n'
                        'outbox = "edge-outbox.db"\nhealth_interval_s = 2.0\n'
                        f'[broker]\nhost = "127.0.0.1"\nport = {port}\n')  # fmt: skip
         self._start("edge", _seatlink("edge", cfg), work)
@@ -237,9 +321,22 @@ class DemoSystem:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
+        self._stop_qemu()
         if self._work is not None and self._made_work and not self.options.keep:
             shutil.rmtree(self._work, ignore_errors=True)
             self._work = None
+
+    def _stop_qemu(self) -> None:
+        """The micro:bits process stops its QEMUs; one that is still there (that process
+        killed, and no parent-death signal) is killed here, by its pid, once its command
+        line shows it is the one that was started."""
+        qemu, self._qemu = self._qemu, []
+        for pid, cmdline in qemu:
+            deadline = time.monotonic() + self.STOP_S
+            while _same_process(pid, cmdline) and time.monotonic() < deadline:
+                time.sleep(0.05)  # a parent-death signal on its way
+            if _same_process(pid, cmdline):
+                os.kill(pid, signal.SIGKILL)
 
     def failed(self) -> str | None:
         """The first part that ended on its own, with its status, or None."""
@@ -275,6 +372,14 @@ def _healthy(url: str) -> bool:
         with urllib.request.urlopen(url + "/health", timeout=2) as answer:
             return bool(json.loads(answer.read()).get("broker"))
     except (OSError, ValueError):
+        return False
+
+
+def _same_process(pid: int, cmdline: bytes) -> bool:
+    """Process `pid` runs with `cmdline` and has not ended (a zombie has no command line)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline
+    except OSError:
         return False
 
 

@@ -230,6 +230,7 @@ class SeatLink:
             frames_in=rx.delivered, crc_errors=rx.crc_errors, garbage=rx.garbage,
             duplicates=rx.duplicates, out_of_order=rx.out_of_order,
             retransmits=st.retransmits, resyncs=st.resyncs, reopens=st.reopens, t=round(t, 3),
+            board_name=self.board_name,
         )  # fmt: skip
 
     def heartbeat_s(self) -> int:

@@ -423,6 +423,8 @@
     add("Time", fmtDuration(timeInState(seat)), "tis");
     if (seat.reason) add("Reason", String(seat.reason).replace(/_/g, " "));
     if (seat.call !== null && seat.call !== undefined) add("Call", String(seat.call));
+    // a board at the desk (an emulated one in the demo), not a seat simulated on a host
+    if (seat.board_name && seat.board_name !== "virtual") add("Board", String(seat.board_name));
 
     const lamp = el("span", { class: "lamp", "aria-hidden": "true" });
     // blink phases start when the state was entered (docs/seat.md) and survive a redraw
