@@ -44,9 +44,9 @@ class Gpio:
     """Drive the seat's inputs and watch its light. Thread safe."""
 
     SETTLE_NS = 10_000_000
-    """Pin changes closer than this are one change of colour (see _on_output): far below the
-    firmware's shortest light phase (100 ms), above what a loaded host spreads the three
-    pin writes of one change over (1.7 ms seen with two CPU burners)."""
+    """Pin changes closer than this, with no input driven between them, are one change of
+    colour (see _on_output): far below the firmware's shortest light phase (100 ms), above
+    what a loaded host spreads the three pin writes of one change over (1.7 ms seen)."""
 
     def __init__(self, *, port: PinPort, pins: BoardPins) -> None:
         self._port = port
@@ -56,6 +56,7 @@ class Gpio:
         self._levels: dict[int, int] = dict.fromkeys(self._bits, 0)
         self._history: list[tuple[int, int]] = [(time.monotonic_ns(), 0)]
         self._driven: dict[int, int] = {}
+        self._driven_ns = 0  # when an input was last driven: a change after it is its own
         port.watch(self._bits, self._on_output)
 
     @classmethod
@@ -96,6 +97,7 @@ class Gpio:
         value = 1 if level else 0
         with self._cond:
             self._driven[line] = value
+            self._driven_ns = time.monotonic_ns()
         return self._port.drive(line, value)
 
     def press(self, name: str) -> int:
@@ -184,10 +186,12 @@ class Gpio:
             if rgb == self._history[-1][1]:
                 return
             last_t, _ = self._history[-1]
-            if len(self._history) > 1 and now - last_t < self.SETTLE_NS:
+            if len(self._history) > 1 and now - last_t < self.SETTLE_NS and (
+                self._driven_ns <= last_t
+            ):
                 # The board sets its three pins one after another: red on the way from off
-                # to white lasts microseconds on a board, which nobody at the desk sees. One change,
-                # stamped when it began (and none at all if it came back to where it was).
+                # to white lasts microseconds on a board, and nobody at the desk sees it. One
+                # change, stamped when it began (none if it came back to where it was).
                 self._history.pop()
                 if rgb == self._history[-1][1]:
                     self._cond.notify_all()
