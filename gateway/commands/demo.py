@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
         fleet = (f"seatlink inventory -i {info.work / 'inventory.toml'} list "
                  f"--broker 127.0.0.1:{info.broker_port} --site demo")
         release = json.loads(info.release.read_text())["firmware"]
+        # two virtual seats (a micro:bit v1 takes a whole image at the desk, docs/fleet.md)
+        targets = "s001 s002" if args.seats >= 2 else "s001"
         update = (f"seatlink update --broker 127.0.0.1:{info.broker_port} --site demo "
-                  f"--bundle {info.release} s001 s002")
+                  f"--bundle {info.release} {targets}")
         user, password = info.supervisor
         admin, admin_password = info.admin
         if info.microbits:
