@@ -170,3 +170,16 @@ def test_the_demo_shows_live_calls_and_stops_everything(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert (tmp_path / "demo" / "core.db").exists()  # --keep keeps the work directory
     assert os.path.exists(tmp_path / "demo" / "api.log")
+
+
+def test_without_qemu_the_demo_says_what_is_missing_and_goes_on_without_micro_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.demo.system import DemoOptions, DemoSystem
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without qemu-system-arm
+    said: list[str] = []
+    system = DemoSystem(DemoOptions(emulated=2, say=said.append))
+    assert system._image() is None  # the demo goes on with its virtual seats
+    assert len(said) == 1, said
+    assert "qemu-system-arm is not installed" in said[0] and "`make deps`" in said[0], said
