@@ -118,13 +118,21 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def qemu_image_board() -> Iterator[Callable[[dict[str, str] | None], EmulatedBoard]]:
-    """Boot an emulated micro:bit on the seat image (built, or taken from the cache), with
-    `extra` modules frozen beside the firmware; stopped after the test."""
+def qemu_available() -> None:
+    """QEMU and Debian's MicroPython are here; skipped where not, but failed under CI=true
+    (CI installs them: a missing one is a failure)."""
     if reason := unavailable_reason():
-        if os.environ.get("CI") == "true":  # CI installs QEMU: a missing one is a failure
+        if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture
+def qemu_image_board(
+    qemu_available: None,
+) -> Iterator[Callable[[dict[str, str] | None], EmulatedBoard]]:
+    """Boot an emulated micro:bit on the seat image (built, or taken from the cache), with
+    `extra` modules frozen beside the firmware; stopped after the test."""
     boards: list[EmulatedBoard] = []
 
     def boot(extra: dict[str, str] | None = None) -> EmulatedBoard:

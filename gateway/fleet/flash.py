@@ -636,15 +636,23 @@ def leave_firmware(repl: RawRepl) -> None:
     time.sleep(0.1)  # a loop pass or two, then Ctrl-C works again
 
 
-IDENTIFY = ("import os,machine,gc\nu=os.uname()\ngc.collect()\n"
-            "print(repr((u[0],u[4],machine.unique_id(),gc.mem_free())))\ndel u")
+# The board id as the firmware's hello sends it (boards/microbit.py): on a micro:bit v1 the UICR
+# CUSTOMER[0..1] words when programmed (as the emulator's rig and facilities may), else
+# machine.unique_id(). Other boards have no such words: mem32 there could fault.
+BOARD_ID = ("i=machine.unique_id()\n"
+            "if u[0]=='microbit':\n"
+            " import ustruct\n"
+            " w=ustruct.pack('>ii',machine.mem32[0x10001080],machine.mem32[0x10001084])\n"
+            " if w!=b'\\xff'*8:i=w\n")
+IDENTIFY = ("import os,machine,gc\nu=os.uname()\n" + BOARD_ID + "gc.collect()\n"
+            "print(repr((u[0],u[4],i,gc.mem_free())))\ndel u,i")
 
 
 @dataclass(frozen=True)
 class Identity:
     kind: str  # board type (KINDS)
     machine: str  # os.uname().machine
-    uid: str  # machine.unique_id() as upper-case hex, as the firmware's hello sends it
+    uid: str  # the board id (BOARD_ID) as upper-case hex, as the firmware's hello sends it
     free: int  # heap free at the REPL, bytes
 
 

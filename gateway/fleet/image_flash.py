@@ -39,7 +39,14 @@ from typing import Any, Literal
 import serial
 
 from gateway.edge.inventory import Inventory
-from gateway.fleet.flash import QUIET, BoardProgress, FlashError, Runner, firmware_version
+from gateway.fleet.flash import (
+    BOARD_ID,
+    QUIET,
+    BoardProgress,
+    FlashError,
+    Runner,
+    firmware_version,
+)
 from gateway.rig.drive import DETAILS, FAIL, HTM
 from gateway.rig.hexfile import HexError, read_image_file
 from gateway.rig.rawrepl import RawRepl, ReplError
@@ -394,8 +401,8 @@ def _greeting(line: bytes) -> Greeting | None:
     return None
 
 
-REPL_IDENTIFY = ("import os,machine\nu=os.uname()\n"
-                 "print(repr((u[0],u[3],machine.unique_id(),os.listdir())))\ndel u")  # fmt: skip
+REPL_IDENTIFY = ("import os,machine\nu=os.uname()\n" + BOARD_ID
+                 + "print(repr((u[0],u[3],i,os.listdir())))\ndel u,i")  # fmt: skip
 
 
 @dataclass(frozen=True)

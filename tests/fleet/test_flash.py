@@ -41,11 +41,17 @@ from gateway.fleet.flash import (
     load_bundle,
     write_bundle,
 )
-from gateway.rig import BoardSet, EmulatedBoard, RawRepl, boot_many, firmware_files
+from gateway.rig import (
+    BoardSet,
+    EmulatedBoard,
+    QemuMicrobit,
+    RawRepl,
+    boot_many,
+    firmware_files,
+)
 from gateway.rig.qemu import unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[2]
-EMULATED_UID = "0300000078563412"  # QEMU gives every emulated micro:bit this FICR device id
 
 
 # --- emulated boards -------------------------------------------------------------------------
@@ -130,9 +136,10 @@ def test_four_boards_in_parallel_verified_then_reflash_skips(blank: BoardSet) ->
     start = time.monotonic()
     results = flash_many(targets, Job(Firmware.checkout()), jobs=4)
     wall = time.monotonic() - start
-    for r in results:
+    for board, r in zip(blank, results, strict=True):
         assert r.ok, r.error
-        assert (r.kind, r.uid, r.version) == ("microbit", EMULATED_UID, firmware_version())
+        # the board's own id, as its hello sends it (the rig's, in UICR)
+        assert (r.kind, r.uid, r.version) == ("microbit", board.uid, firmware_version())
         assert r.written == list(files) and r.written[-1] == "main.py"
         assert r.skipped == [] and r.verified == len(files)
     # in parallel: the run took about one board's time, not four
@@ -144,8 +151,7 @@ def test_four_boards_in_parallel_verified_then_reflash_skips(blank: BoardSet) ->
     for r in again:
         assert r.ok, r.error
         assert r.written == [] and r.skipped == list(files) and r.verified == len(files)
-        # every emulated micro:bit has the same uid: the summary says so
-        assert any("cannot tell these boards apart" in n for n in r.notes)
+        assert not any("cannot tell these boards apart" in n for n in r.notes)
 
     # One file changed here, a stale part and the firmware's own data file on the board:
     # only the changed file is written (and main.py, removed first, comes back last), the
@@ -184,16 +190,30 @@ def test_unknown_board_is_refused_and_untouched(blank: BoardSet, tmp_path: Path)
     other.write_text('[[seat]]\nseat = "s101"\nboard = "5EA70001"\n')
     job = Job(Firmware.checkout(), inventory=load_inventory(other), require_bound=True)
     [r] = flash_many([Target(blank[0].serial_url)], job)
-    assert r.error is not None and "bound to no seat" in r.error and EMULATED_UID in r.error
+    assert r.error is not None and "bound to no seat" in r.error and blank[0].uid in r.error
     assert "\n" not in r.error and r.written == [] and not r.changed
     assert files_on(blank[0]) == before
 
     # bound: its seat is in the result
     bound = tmp_path / "bound.toml"
-    bound.write_text(f'[[seat]]\nseat = "s102"\nboard = "{EMULATED_UID.lower()}"\n')
+    bound.write_text(f'[[seat]]\nseat = "s102"\nboard = "{blank[0].uid.lower()}"\n')
     job = Job(Firmware.checkout(), inventory=load_inventory(bound), require_bound=True)
     [r] = flash_many([Target(blank[0].serial_url)], job)
     assert r.ok and r.seat == "s102" and r.verified == len(microbit_set())
+
+
+@pytest.mark.hil
+def test_two_boards_with_one_id_are_named_in_the_summary(qemu_available: None) -> None:
+    twins = BoardSet([EmulatedBoard(emulator=QemuMicrobit(uid="5EA7000000000042"))
+                      for _ in range(2)])  # fmt: skip
+    with twins:
+        for board in twins:
+            board.start()
+        results = flash_many([Target(b.serial_url) for b in twins], Job(Firmware.checkout()))
+    assert [r.uid for r in results] == ["5EA7000000000042"] * 2
+    for r in results:
+        assert r.ok, r.error
+        assert any("cannot tell these boards apart" in n for n in r.notes), r.notes
 
 
 def test_wrong_port_and_silent_port_fail_clearly() -> None:
@@ -283,7 +303,7 @@ def test_remote_update_keeps_the_running_firmware_and_puts_it_back(blank: BoardS
                          choose=firmware_of(new).for_kind, keep=kept.append)  # fmt: skip
     assert not refused.value.result.changed and kept == []
 
-    result = replace_firmware(board.serial_url, uid=EMULATED_UID, version=firmware_version(),
+    result = replace_firmware(board.serial_url, uid=board.uid, version=firmware_version(),
                               choose=firmware_of(new).for_kind, keep=kept.append)  # fmt: skip
     assert result.written == ["fw0", "main.py"] and result.verified == len(new)
     [backup] = kept
@@ -423,9 +443,9 @@ def test_cli_flashes_from_a_bundle_with_a_summary(
     rows = [line for line in out.splitlines() if "socket://" in line and "│" in line]
     assert len(rows) == 3
     n = str(len(microbit_set()))
-    for row in rows[:2]:
+    for board, row in zip(blank, rows[:2], strict=False):
         cells = [c.strip() for c in row.split("│")[1:-1]]
-        assert cells[2:4] == ["microbit", EMULATED_UID]
+        assert cells[2:4] == ["microbit", board.uid]
         assert cells[6:9] == [n, "0", n] and cells[10] == "ok"
     assert rows[2].split("│")[-2].strip() == "FAILED"
     assert f"{closed}: cannot open {closed}: Connection refused" in out

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from gateway.rig import EmulatedBoard
 from gateway.rig.pins import microbit_board_file, read_pins_literal
-from gateway.rig.qemu import unavailable_reason
-
-
-@pytest.fixture
-def qemu_available() -> None:
-    reason = unavailable_reason()
-    if reason:
-        if os.environ.get("CI") == "true":  # CI installs QEMU: a missing one is a failure
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture
