@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,8 @@ IMAGE_NAME = "seatlink-microbit.hex"
 MODULE_ORDER = "main.py"  # frozen first; the rest by name
 _BUILD_ENV = {"CXXFLAGS": "-std=gnu++14", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 _TOOLS = ("yotta", "cmake", "ninja", "arm-none-eabi-gcc", "srec_cat", "patch")
+ELF = "build/bbc-microbit-classic-gcc-nosd/source/microbit-micropython"  # in the port tree
+CONFIG_H = "inc/microbit/MicroBitCustomConfig.h"  # the patch's stack settings
 
 Log = Callable[[str], None]
 
@@ -56,11 +59,20 @@ class Image:
     frozen_modules: tuple[str, ...]
     new_qstrs: int
     flash_bytes: int  # text + data of the linked firmware
+    # The C stack (from the ELF and the patch): its top (__StackTop, the end of RAM), its
+    # size, the margin its limit leaves below it (MicroPython's limit is size - margin) and
+    # the word its unused part is painted with at boot. None in images built before these.
+    stack_top: int | None = None
+    stack_size: int | None = None
+    stack_margin: int | None = None
+    stack_paint: int | None = None
 
     def describe(self) -> dict[str, object]:
         return {"path": str(self.path), "version": self.version, "key": self.key,
                 "frozen_modules": list(self.frozen_modules), "new_qstrs": self.new_qstrs,
-                "flash_bytes": self.flash_bytes}  # fmt: skip
+                "flash_bytes": self.flash_bytes, "stack_top": self.stack_top,
+                "stack_size": self.stack_size, "stack_margin": self.stack_margin,
+                "stack_paint": self.stack_paint}  # fmt: skip
 
 
 def cache_root() -> Path:
@@ -266,7 +278,7 @@ def build_image(
         shutil.copyfile(tree / "build/firmware.hex", tmp)
         meta = {"version": _fw_version(sources), "key": key, "inputs": key_parts,
                 "frozen_modules": list(sources), "new_qstrs": frozen_c.new_qstrs,
-                "flash_bytes": _flash_bytes(out)}  # fmt: skip
+                "flash_bytes": _flash_bytes(out), **_stack_layout(tree, log=log)}  # fmt: skip
         meta_path.write_text(json.dumps(meta, indent=1) + "\n")
         tmp.rename(hex_path)
         log(f"image: {hex_path}")
@@ -282,9 +294,38 @@ def _flash_bytes(make_output: str) -> int:
     return 0
 
 
+def _stack_layout(tree: Path, *, log: Log) -> dict[str, int]:
+    """The C stack of the built firmware: __StackTop from the linked ELF; its size, the
+    margin its limit leaves and the paint word from the patched config header."""
+    symbols = _run(["arm-none-eabi-nm", ELF], cwd=tree, log=log,
+                   what="read __StackTop from the linked firmware")  # fmt: skip
+    top = next((int(f[0], 16) for f in map(str.split, symbols.splitlines())
+                if len(f) == 3 and f[2] == "__StackTop"), None)  # fmt: skip
+    header = (tree / CONFIG_H).read_text()
+    names = {"stack_size": "MICROBIT_STACK_SIZE", "stack_margin": "SEATLINK_STACK_MARGIN",
+             "stack_paint": "SEATLINK_STACK_PAINT"}  # fmt: skip
+    layout = {"stack_top": top}
+    for key, name in names.items():
+        found = re.search(rf"^#define\s+{name}\s+(0x[0-9A-Fa-f]+|[0-9]+)[uU]?\s*$", header, re.M)
+        layout[key] = int(found.group(1), 0) if found else None
+    if None in layout.values():
+        missing = [key for key, value in layout.items() if value is None]
+        raise ImageError(f"the stack layout is incomplete ({', '.join(missing)} not found in "
+                         f"{ELF} or {CONFIG_H})")  # fmt: skip
+    return {key: int(value) for key, value in layout.items() if value is not None}
+
+
 def _image(path: Path, meta: Mapping[str, object]) -> Image:
     modules = meta.get("frozen_modules", [])
+
+    def number(key: str) -> int | None:
+        value = meta.get(key)
+        return value if isinstance(value, int) else None
+
     return Image(path=path, version=str(meta["version"]), key=str(meta["key"]),
                  frozen_modules=tuple(str(m) for m in modules) if isinstance(modules, list)
                  else (), new_qstrs=int(str(meta.get("new_qstrs", 0))),
-                 flash_bytes=int(str(meta.get("flash_bytes", 0))))  # fmt: skip
+                 flash_bytes=int(str(meta.get("flash_bytes", 0))),
+                 stack_top=number("stack_top"), stack_size=number("stack_size"),
+                 stack_margin=number("stack_margin"),
+                 stack_paint=number("stack_paint"))  # fmt: skip

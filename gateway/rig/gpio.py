@@ -163,6 +163,15 @@ class Gpio:
             return since
         return next((t for t, rgb in self._history if t > since and match(rgb)), None)
 
+    # Memory.
+
+    def read_memory(self, address: int, size: int) -> bytes:
+        """`size` bytes of the board's memory from `address`, where the port can read them
+        (qtest can: `QtestPort.read_memory`)."""
+        if not isinstance(self._port, QtestPort):
+            raise NotImplementedError(f"{type(self._port).__name__} cannot read memory")
+        return self._port.read_memory(address, size)
+
     # Reset.
 
     def reset(self) -> None:

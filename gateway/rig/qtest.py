@@ -25,6 +25,7 @@ NRF51 = "/machine/nrf51"
 GPIO_LINES = 32
 # nRF51 GPIO registers (nRF51 reference manual, GPIO chapter).
 REG_OUT = 0x50000504
+REG_IN = 0x50000510
 REG_DIR = 0x50000514
 # ARMv7-M/v6-M AIRCR: VECTKEY | SYSRESETREQ. QEMU resets the whole machine on it.
 AIRCR = 0xE000ED0C
@@ -106,6 +107,17 @@ class QtestPort:
     def readl(self, address: int) -> int:
         reply = self.command(f"readl {address:#x}")
         return int(reply.split()[1], 16)
+
+    def read_memory(self, address: int, size: int) -> bytes:
+        """`size` bytes of the board's memory from `address` (qtest `read`: RAM, flash or
+        registers, as the CPU sees them), read while the board runs."""
+        if size < 1:
+            raise ValueError(f"size must be at least 1, not {size!r}")
+        reply = self.command(f"read {address:#x} {size:#x}")
+        data = bytes.fromhex(reply.split()[1].removeprefix("0x"))
+        if len(data) != size:
+            raise QtestError(f"qtest read {address:#x} {size}: {len(data)} bytes came back")
+        return data
 
     def hard_reset(self) -> None:
         """SYSRESETREQ through AIRCR. QEMU resets the machine before it reads our next line,
