@@ -58,6 +58,7 @@ from __future__ import annotations
 import builtins
 import os
 import stat
+import struct
 import time
 import traceback as tb
 import types
@@ -122,6 +123,19 @@ def _module(name: str, **attrs: object) -> types.ModuleType:
     for key, value in attrs.items():
         setattr(mod, key, value)
     return mod
+
+
+class _Mem32:
+    """machine.mem32 of a micro:bit whose UICR nobody programmed: the words read as the port
+    reads them, signed, so erased is -1 (what the board file and flash look at for a board
+    id). A virtual board has no other memory to read."""
+
+    UICR = range(0x10001000, 0x10001100)
+
+    def __getitem__(self, address: int) -> int:
+        if address in self.UICR and address % 4 == 0:
+            return -1
+        raise ValueError(f"virtual board: no memory to read at 0x{address:08x}")
 
 
 def _uname() -> _Uname:
@@ -335,11 +349,16 @@ class VirtualRepl:
             ticks_add=_ticks_add,
             ticks_diff=_ticks_diff,
         )
+        ustruct = _module("ustruct", pack=struct.pack, unpack=struct.unpack,
+                          calcsize=struct.calcsize)  # fmt: skip
         self._modules = {
             "os": _module(
                 "os", listdir=self._listdir, remove=self._remove, size=self._size, uname=_uname
             ),
-            "machine": _module("machine", unique_id=lambda: self._uid, reset=self._machine_reset),
+            "machine": _module("machine", unique_id=lambda: self._uid, reset=self._machine_reset,
+                               mem32=_Mem32()),  # fmt: skip
+            "ustruct": ustruct,
+            "struct": ustruct,  # the same module on the board
             "gc": _module("gc", collect=lambda: None, mem_free=lambda: MEM_FREE),
             "utime": utime,
             "time": utime,  # the same module on the board
