@@ -33,6 +33,7 @@ class EmulatedBoard:
         """`firmware_hex`: the image to boot (default: Debian's MicroPython, bare, at its
         REPL; the seat image from gateway.image boots into the seat firmware)."""
         self._emulator = emulator or QemuMicrobit(pins=pins, firmware_hex=firmware_hex)
+        self._bare = firmware_hex is None
         self._gpio: Gpio | None = None
         self._drives: list[EmulatedDrive] = []
         self._emulator.on_reset(self._after_reset)
@@ -68,9 +69,12 @@ class EmulatedBoard:
             raise EmulatorError("GPIO not connected (board not started, or released)")
         return self._gpio
 
-    def start(self, *, timeout: float = 10.0, repl: bool = True) -> None:
-        """Boot the board and wait for its REPL; `repl=False` leaves what boots running (the
-        seat image's firmware) and returns once the emulator serves its ports."""
+    def start(self, *, timeout: float = 10.0, repl: bool | None = None) -> None:
+        """Boot the board. Bare MicroPython: wait for its REPL. An image (`firmware_hex`):
+        leave what boots running (the seat image's firmware) and return once the emulator
+        serves its ports. `repl` says which, when the default does not fit."""
+        if repl is None:
+            repl = self._bare
         try:
             self._emulator.start(timeout=timeout)
             # Connect before the firmware touches a pin, so every output change is seen.
