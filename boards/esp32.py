@@ -4,6 +4,7 @@
 # GPIO21/22/23. Avoided: strapping 0/2/5/12/15, flash 6-11, UART0 1/3, PSRAM 16/17.
 # Inputs are active high (switch to 3V3); common-cathode RGB LED.
 import gc
+import random
 import select
 import sys
 import time
@@ -31,6 +32,7 @@ reset = machine.reset
 mem = gc.mem_free
 kbd = micropython.kbd_intr
 UID = machine.unique_id()
+BOOT0 = random.getrandbits(24)  # boot count of a board with none kept (loop.boot)
 kbd(-1)  # from here on a 0x03 byte is data, not Ctrl-C
 
 

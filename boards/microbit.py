@@ -3,6 +3,7 @@
 # active high: 1 = off hook / pressed. Outputs drive a common-cathode RGB LED.
 import microbit
 import machine
+import random
 import micropython
 import utime
 import ustruct
@@ -20,6 +21,10 @@ PINS = {'hook': 0, 'ready': 1, 'wrap': 2, 'help': 8,
 UID = ustruct.pack('>ii', machine.mem32[0x10001080], machine.mem32[0x10001084])
 if UID == b'\xff' * 8:
     UID = machine.unique_id()
+# A board with no boot count kept (new, or its filesystem erased by flashing
+# a whole image) starts from a random one, not 0: a host that knew its last
+# boot must not take the new boot's hello for a resend (docs/protocol.md).
+BOOT0 = random.getrandbits(24)
 now = utime.ticks_ms
 diff = utime.ticks_diff
 sleep = utime.sleep_ms

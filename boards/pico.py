@@ -4,6 +4,7 @@
 # red GP13=17, green GP14=19, blue GP15=20. UART0 (GP0/GP1) and the LED (GP25) stay free.
 # Inputs are active high (switch to 3V3, internal pull-down); common-cathode RGB LED.
 import gc
+import random
 import select
 import sys
 import time
@@ -31,6 +32,7 @@ reset = machine.reset
 mem = gc.mem_free
 kbd = micropython.kbd_intr
 UID = machine.unique_id()
+BOOT0 = random.getrandbits(24)  # boot count of a board with none kept (loop.boot)
 kbd(-1)  # from here on a 0x03 byte is data, not Ctrl-C
 
 

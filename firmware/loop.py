@@ -16,13 +16,13 @@ from cfg import HOLD_REMIND_S, HEARTBEAT_S
 
 
 def boot():
-    # count the boot, name the board, say hello and send the state
-    n = 0
+    # count the boot, name the board, say hello and send the state; with no
+    # count kept (or a damaged one) the board's own start, random on a board
     try:
         with open(board.STORE + 'boot') as f:
             n = int(f.read())
     except Exception:
-        pass
+        n = board.BOOT0
     with open(board.STORE + 'boot', 'w') as f:
         f.write(str(n + 1))
     L[BOOT] = n + 1

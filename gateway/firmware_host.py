@@ -321,9 +321,11 @@ class FakeBoard:
         mem_free: int = 6144,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         store_dir: str | None = None,
+        boot0: int = 0,
     ) -> None:
         self.NAME = name
         self.UID = uid
+        self.BOOT0 = boot0  # the count a board with none kept starts from (boards/*.py)
         self._own_dir = store_dir is None
         self.store_dir = store_dir if store_dir is not None else tempfile.mkdtemp(prefix="seat-")
         self.STORE = os.path.join(self.store_dir, "")

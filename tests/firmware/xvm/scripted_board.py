@@ -3,6 +3,7 @@
 # Stop, a BaseException the loop does not catch.
 NAME = b'script'
 STORE = ''
+BOOT0 = 0  # no boot count kept: boot 1, as on both interpreters alike
 UID = b'\x0f\xa0\x5e'
 PINS = {}
 MS = [0]
