@@ -271,9 +271,8 @@ class StandInDrive:
 
 
 def test_daplinks_refusal_and_a_drive_that_never_comes_back(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    if unavailable_reason():
-        pytest.skip(str(unavailable_reason()))
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        qemu_available: None) -> None:  # fmt: skip
     image = dated_image(tmp_path / "seat.hex", "2099-12-31")
     refusing = StandInDrive(tmp_path / "MICROBIT", fail="error: The interface firmware FAILED "
                             "to reset/halt the target MCU\r\ntype: target\r\n")

@@ -16,7 +16,7 @@ import serial
 from gateway.rig import EmulatedBoard, RawRepl
 from gateway.rig.drive import DETAILS, FAIL, HTM
 from gateway.rig.hexfile import HexError, read_image, read_image_file, write_hex
-from gateway.rig.qemu import find_firmware_hex, unavailable_reason
+from gateway.rig.qemu import find_firmware_hex
 from tests.rig.image_support import dated_image
 
 STOCK = "micro:bit v1.0.1+unknown on 2023-02-24; MicroPython v1.9.2-34-gd64154c73 on 2017-09-01"
@@ -40,9 +40,7 @@ def _uname_and_files(url: str) -> tuple[str, list[str]]:
 # --- Intel HEX -------------------------------------------------------------------------------
 
 
-def test_the_stock_image_reads_and_writes_back_byte_for_byte() -> None:
-    if unavailable_reason():
-        pytest.skip(str(unavailable_reason()))
+def test_the_stock_image_reads_and_writes_back_byte_for_byte(qemu_available: None) -> None:
     raw = find_firmware_hex().read_bytes()
     image = read_image(raw)
     assert image.flash_bytes > 200_000 and image.uicr_bytes > 0
