@@ -68,6 +68,7 @@ class FakeBoard:
     `lose` counts down seat frames to lose one: lose = 3 loses the third from now."""
 
     NAME = b"cpython"
+    BOOT0 = 0  # no boot count kept: boot 1
 
     def __init__(self, store: Path, sock: socket.socket | None = None) -> None:
         self.STORE = str(store) + "/"
