@@ -32,3 +32,13 @@ async def get_within(queue: asyncio.Queue[T], timeout: float) -> T | None:
             return await queue.get()
     except TimeoutError:
         return None
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError when the current task was asked to stop but what it awaited took
+    the cancellation (aiomqtt's publish waits for its acknowledgement with asyncio.wait_for:
+    gh-86296 above). A service loop calls this once a turn, so such a stop ends it on its
+    next turn instead of never."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -25,7 +25,7 @@ from typing import Any
 import aiomqtt
 
 from gateway import __version__
-from gateway.aio import wait_event
+from gateway.aio import raise_if_cancelled, wait_event
 from gateway.contract.payloads import (
     CallCommand,
     CommandError,
@@ -258,6 +258,7 @@ class EdgeService:
     async def _publish_on(self, client: aiomqtt.Client) -> None:
         next_health = time.monotonic() + self.settings.health_interval_s
         while True:
+            raise_if_cancelled()  # a stop that a publish's ack wait took (seen: a test hung)
             self._wake.clear()
             await wait_event(self._wake, self.settings.publish_interval_s)
             await self._flush(client)
