@@ -511,14 +511,7 @@ def _note_shared_uids(results: Sequence[BoardResult]) -> None:
 def flash_board(target: Target, job: Job, progress: BoardProgress = QUIET) -> BoardResult:
     """Flash one board; never raises for the board's own failures (see `error`)."""
     result = BoardResult(port=target.port, dry_run=job.dry_run)
-    start = time.monotonic()
-    try:
-        _flash(target, job, result, progress)
-    except FlashError as exc:
-        result.error = str(exc)
-    except Exception as exc:  # one board's surprise must not sink the others
-        result.error = f"{type(exc).__name__}: {_one_line(exc)}"
-    result.seconds = time.monotonic() - start
+    result.error, result.seconds = one_board(lambda: _flash(target, job, result, progress))
     if result.error:
         progress.stage(f"FAILED: {result.error}")
     else:
@@ -526,6 +519,20 @@ def flash_board(target: Target, job: Job, progress: BoardProgress = QUIET) -> Bo
                        else f"done: {len(result.written)} written, "
                             f"{len(result.skipped)} unchanged")  # fmt: skip
     return result
+
+
+def one_board(work: Callable[[], None]) -> tuple[str | None, float]:
+    """Run one board's work: (why it failed, or None; seconds taken). Never raises for the
+    board's own failure: one board's surprise must not sink the others."""
+    start = time.monotonic()
+    error: str | None = None
+    try:
+        work()
+    except FlashError as exc:
+        error = str(exc)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {_one_line(exc)}"
+    return error, time.monotonic() - start
 
 
 def _one_line(exc: BaseException) -> str:

@@ -46,6 +46,7 @@ from gateway.fleet.flash import (
     FlashError,
     Runner,
     firmware_version,
+    one_board,
 )
 from gateway.rig.drive import DETAILS, FAIL, HTM
 from gateway.rig.hexfile import HexError, read_image_file
@@ -514,14 +515,7 @@ def flash_image_board(target: ImageTarget, job: ImageJob,
     """One board; never raises for the board's own failure (see `error`)."""
     result = ImageResult(port=target.port or "-", via=target.via,
                          drive=str(target.drive or target.probe or ""))  # fmt: skip
-    start = time.monotonic()
-    try:
-        _flash(target, job, result, progress)
-    except FlashError as exc:
-        result.error = str(exc)
-    except Exception as exc:  # one board's surprise must not sink the others
-        result.error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
-    result.seconds = time.monotonic() - start
+    result.error, result.seconds = one_board(lambda: _flash(target, job, result, progress))
     progress.stage(f"FAILED: {result.error}" if result.error else
                    "dry run: nothing written" if job.dry_run else "done")  # fmt: skip
     return result

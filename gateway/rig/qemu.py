@@ -203,13 +203,17 @@ class QemuMicrobit(Emulator):
         with self._lock:
             self._stop()
 
-    def _stop(self) -> None:
+    def _end_process(self) -> None:
+        """Close QMP and stop this board's QEMU (and nothing else)."""
         if self._qmp is not None:
             self._qmp.close()
             self._qmp = None
         proc, self._proc = self._proc, None
         if proc is not None:
             _end(proc)
+
+    def _stop(self) -> None:
+        self._end_process()
         worker, self._worker = self._worker, None
         if worker is not None:
             self._pending.put(False)
@@ -254,12 +258,7 @@ class QemuMicrobit(Emulator):
             shutil.copyfile(image, flashed)
             self._flashing = True
             try:
-                if self._qmp is not None:
-                    self._qmp.close()
-                    self._qmp = None
-                proc, self._proc = self._proc, None
-                if proc is not None:
-                    _end(proc)
+                self._end_process()
                 for name in ("qmp.sock", "qtest.sock"):
                     self._socket(name).unlink(missing_ok=True)
                 self.log_path.unlink(missing_ok=True)
