@@ -11,8 +11,12 @@ with its next commit, as in-process.
 Pipe messages (pickled tuples), child -> parent: ("lease", id) before publishing up to id
 (overflow spares those events), ("delivered", [ids]), ("stats", published, reconnects,
 last_error). Parent -> child: ("wake",) after a commit that stored new events.
-The child ends when the pipe closes (the gateway is gone); if the child dies, the gateway
-starts another, which publishes again from the oldest event not yet removed.
+The child ends when the pipe closes (the gateway stopped it, or died: SIGKILL closes the
+gateway's end too): quietly, publishing nothing more. What the broker took that the
+gateway never heard of is published again by the next drainer (at least once; the event
+id drops the repeat). It ignores SIGINT: a terminal's Ctrl-C reaches the whole process
+group, and the gateway stops its child itself. If the child dies, the gateway starts
+another, which publishes again from the oldest event not yet removed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import logging
 import multiprocessing
 import multiprocessing.connection
+import signal
 import sqlite3
 import time
 from collections.abc import Callable
@@ -53,22 +58,40 @@ class DrainConfig:
 
 class _PipeOutbox:
     """What the drainer needs of the outbox, in the child: reads from the file, removals
-    and leases to the parent."""
+    and leases to the parent. `on_gone` is called once the pipe is found closed."""
 
-    def __init__(self, path: Path, conn: multiprocessing.connection.Connection) -> None:
+    def __init__(self, path: Path, conn: multiprocessing.connection.Connection,
+                 on_gone: Callable[[], None]) -> None:  # fmt: skip
         self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         self._conn = conn
+        self._on_gone = on_gone
+        self.gone = False
         self._deleting: set[int] = set()
 
+    def send(self, message: tuple[Any, ...]) -> None:
+        if self.gone:
+            return
+        try:
+            self._conn.send(message)
+        except OSError:  # BrokenPipeError, ConnectionResetError: the gateway is gone
+            self.parent_gone()
+
+    def parent_gone(self) -> None:
+        if not self.gone:
+            self.gone = True
+            self._on_gone()
+
     def pending(self, limit: int, *, after: int = 0) -> list[Entry]:
+        if self.gone:
+            return []  # an orphan publishes nothing more: no gateway would remove it
         rows = read_pending(self._db, after, limit)
         fresh = [e for e in rows if e.id not in self._deleting]
         if fresh:
-            self._conn.send(("lease", fresh[-1].id))
-        return fresh
+            self.send(("lease", fresh[-1].id))
+        return fresh if not self.gone else []
 
     def delivered_later(self, ids: list[int]) -> None:
-        self._conn.send(("delivered", ids))
+        self.send(("delivered", ids))
         # until the parent's commit removes them a new connection must not send them again;
         # bounded: the parent removes them within a commit or two
         self._deleting.update(ids)
@@ -77,6 +100,9 @@ class _PipeOutbox:
 
 
 def _child(config: DrainConfig, conn: multiprocessing.connection.Connection) -> None:
+    # the gateway stops its child by closing the pipe; a Ctrl-C meant for the gateway must
+    # not end this one with a KeyboardInterrupt in the middle of a publish
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s drain: %(message)s")  # fmt: skip
     try:
@@ -89,18 +115,22 @@ def _child(config: DrainConfig, conn: multiprocessing.connection.Connection) -> 
 
 async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Connection) -> None:
     topics = Topics(site=config.site, root=config.root)
-    outbox = _PipeOutbox(config.outbox, conn)
-    drainer = Drainer(outbox=outbox, topics=topics)
     loop = asyncio.get_running_loop()
     gone = asyncio.Event()
+
+    def parent_gone() -> None:
+        loop.remove_reader(conn.fileno())
+        gone.set()
+
+    outbox = _PipeOutbox(config.outbox, conn, parent_gone)
+    drainer = Drainer(outbox=outbox, topics=topics)
 
     def readable() -> None:
         try:
             while conn.poll():
                 conn.recv()  # every message is a wake-up
         except (EOFError, OSError):
-            loop.remove_reader(conn.fileno())
-            gone.set()
+            outbox.parent_gone()
             return
         drainer.wake()
 
@@ -115,15 +145,22 @@ async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Conn
         while True:
             await asyncio.sleep(0.5)
             s = drainer.stats
-            conn.send(("stats", s.published, s.reconnects, s.last_error))
+            outbox.send(("stats", s.published, s.reconnects, s.last_error))
 
     task = asyncio.create_task(bridge(connect=connect, drainer=drainer,
                                       backoff_s=config.backoff_s,
                                       stopping=gone.is_set))  # fmt: skip
     reporter = asyncio.create_task(report())
-    await gone.wait()
-    task.cancel()
-    reporter.cancel()
+    waiting = asyncio.create_task(gone.wait())
+    await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)
+    for t in (task, reporter, waiting):
+        t.cancel()
+    # awaited here, not left to asyncio.run's shutdown, which logs what a cancelled task
+    # raised on its way out as unhandled
+    ended = await asyncio.gather(task, reporter, waiting, return_exceptions=True)
+    if not gone.is_set() and isinstance(ended[0], Exception):
+        # the bridge ended by itself (a bug): exit with it, and the gateway starts another
+        raise ended[0]
 
 
 class DrainProcess:
