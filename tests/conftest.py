@@ -10,7 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +61,11 @@ def _executable() -> str:
     return exe
 
 
-def start_broker(directory: Path, *, persistent: bool = False) -> Broker:
+def start_broker(directory: Path, *, persistent: bool = False,
+                 settings: Mapping[str, object] | None = None) -> Broker:  # fmt: skip
     """A mosquitto of the caller's own. `persistent`: sessions and queued QoS 1 messages
-    survive stop() and restart(), as on a production broker."""
+    survive stop() and restart(), as on a production broker. `settings`: more
+    mosquitto.conf lines, name -> value (e.g. max_queued_messages)."""
     port = _free_port()
     config = directory / "mosquitto.conf"
     store, saved = "persistence false\n", None
@@ -74,8 +76,9 @@ def start_broker(directory: Path, *, persistent: bool = False) -> Broker:
         saved = Path(tempfile.mkdtemp(prefix="seatlink-mosquitto-"))
         saved.chmod(0o777)
         store = f"persistence true\npersistence_location {saved}/\n"
+    more = "".join(f"{name} {value}\n" for name, value in (settings or {}).items())
     config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{store}"
-                      "log_dest stderr\n")  # fmt: skip
+                      f"log_dest stderr\n{more}")  # fmt: skip
     return Broker("127.0.0.1", port, _launch(config, port), config, saved)
 
 
@@ -106,9 +109,11 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A persistent broker for one test, to stop and restart (fault tests)."""
-    broker = start_broker(tmp_path, persistent=True)
+def own_broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A persistent broker for one test, to stop and restart (fault tests). More
+    mosquitto.conf settings through indirect parametrization:
+    `@pytest.mark.parametrize("own_broker", [{"max_queued_messages": 50}], indirect=True)`."""
+    broker = start_broker(tmp_path, persistent=True, settings=getattr(request, "param", None))
     try:
         yield broker
     finally:
