@@ -15,10 +15,14 @@ L[UP] = CAP
 
 
 def enq(code, a, b, k=EVENT):
+    # a: for a snapshot, the first seq of the frames dropped just before it
+    # (0: none). A host must not take any other snapshot past a gap as the
+    # end of a collapse; one at the head hands on where the loss began.
     if L[COUNT] == SIZE:
+        j = L[HEAD] * 8
         L[DROP] += SIZE
         L[COUNT] = L[NEXT] = 0
-        enq(0, 0, 0, SNAP)
+        enq(0, Q[j + 6] if Q[j + 1] == SNAP and Q[j + 6] else Q[j], 0, SNAP)
     j = (L[HEAD] + L[COUNT]) % SIZE * 8
     L[SEQ] = L[SEQ] % 65535 + 1
     Q[j] = L[SEQ]
@@ -30,6 +34,13 @@ def enq(code, a, b, k=EVENT):
     Q[j + 6] = a
     Q[j + 7] = b
     L[COUNT] += 1
+
+
+def has(k):
+    for i in range(L[COUNT]):
+        if Q[(L[HEAD] + i) % SIZE * 8 + 1] == k:
+            return 1
+    return 0
 
 
 def ack(a):

@@ -4,7 +4,9 @@ import frame
 import host
 import link
 import tx
-from tx import L, RN, BAD, UP, HB, RXSEQ, QUIT, SNAP, REJECT, NEXT, RETX
+from tx import L, RN, BAD, UP, HB, RXSEQ, QUIT, SNAP, REJECT, NEXT, RETX, RT, RTO
+from tx import COUNT, SIZE
+from link import RTO0
 from seat import CAP
 ACK, PING, SYNC, EXIT = 65, 73, 81, 90
 MAGIC = 24231  # Z frame: leave the firmware for the REPL (reflashing)
@@ -51,8 +53,13 @@ def line(n):
             # the host asks after a gap: resend from the oldest unacked frame now, not
             # after a quiet spell that new frames may never leave
             L[RETX] += L[NEXT]
-            L[NEXT] = 0
-            link.enq(0, 0, 0, SNAP)
+            L[NEXT] = L[RT] = 0
+            L[RTO] = RTO0  # the line works: no backed-off wait for the resend
+            # a snapshot queued and not yet acked is rendered afresh when resent;
+            # a second one, or one that would collapse a full queue, would eat
+            # the room the resend needs
+            if L[COUNT] < SIZE and not link.has(SNAP):
+                link.enq(0, 0, 0, SNAP)
         elif k == EXIT and frame.N and F[1] == MAGIC:
             L[QUIT] = 1
         else:

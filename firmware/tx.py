@@ -34,7 +34,7 @@ def send(i, a):
     elif k == REJECT:
         p = f(f(f(p, Q[j + 2]), Q[j + 6]), Q[j + 7])
     elif k == SNAP:
-        p = snap(p)
+        p = snap(p, Q[j + 6])
     elif k == ACKF:
         p = f(p, a)
     else:
@@ -42,17 +42,19 @@ def send(i, a):
     seal(p)
 
 
-def snap(p):
-    # rendered when sent, so a resent snapshot is current
+def snap(p, g):
+    # rendered when sent, so a resent snapshot is current; g: where the
+    # frames dropped just before it begin (0: none dropped)
     p = f(f(f(f(p, S[ST]), S[RS]), S[CALL]), S[T] // 1000)
     p = f(f(p, S[HELPING] | S[OFFHOOK] << 1 | S[OVER] << 2), S[PST])
     p = f(p, S[PRS] if S[PST] >= 0 else 0)  # no stale reason once nothing is pending
-    return f(f(p, S[MISS]), L[DROP])
+    return f(f(f(p, S[MISS]), L[DROP]), g)
 
 
 def status(k, p):
     # heartbeat: health, boot, firmware, board id (a host that missed the
-    # hello learns them here); hello: protocol, boot, firmware, board id, board
+    # hello learns them here), newest seq queued (with the queue depth: which
+    # frames the seat holds); hello: protocol, boot, firmware, board id, board
     if k == BEAT:
         gc.collect()
         p = f(f(f(f(p, L[SEC]), board.mem()), L[WORST]), L[BAD])
@@ -66,7 +68,7 @@ def status(k, p):
         for c in t:
             TB[p] = c
             p += 1
-    return p
+    return f(p, L[SEQ]) if k == BEAT else p
 
 
 def seal(p):

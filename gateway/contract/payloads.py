@@ -148,6 +148,14 @@ class SeatHealth(Payload):
     t: float
     # the board type its hello named (microbit, pico, esp32, virtual); None: not known yet
     board_name: str | None = None
+    # frames the seat's full queue dropped, jumped over by its collapse snapshot (counted by
+    # the seat too, in seat_dropped_frames, with frames the gateway had already taken)
+    skipped: int = 0
+    # frames the seat held unacked when it restarted, as far as the gateway knew of them
+    # (its frames and heartbeats before the reset): gone with the seat's RAM
+    lost_at_reset: int = 0
+    # frames taken in order and acked whose fields made no valid message: not published
+    invalid_frames: int = 0
 
 
 class CommandResult(Payload):

@@ -230,7 +230,8 @@ class SeatLink:
             frames_in=rx.delivered, crc_errors=rx.crc_errors, garbage=rx.garbage,
             duplicates=rx.duplicates, out_of_order=rx.out_of_order,
             retransmits=st.retransmits, resyncs=st.resyncs, reopens=st.reopens, t=round(t, 3),
-            board_name=self.board_name,
+            board_name=self.board_name, skipped=rx.skipped, lost_at_reset=rx.lost_at_reset,
+            invalid_frames=st.invalid_messages,
         )  # fmt: skip
 
     def heartbeat_s(self) -> int:
@@ -400,13 +401,16 @@ class SeatLink:
         batch: list[tuple[Record, Stored, float]] = []
         ack: int | None = None
         for line, overlong in self._lines.feed(data):
-            skipped = self.rx.skipped
+            skipped, lost = self.rx.skipped, self.rx.lost_at_reset
             out = self.rx.take(line, overlong=overlong)
             if out.status in (RxStatus.GARBAGE, RxStatus.BLANK):
                 continue
             self._heard()
             if self.rx.skipped != skipped:
                 log.warning("%s: %s (seq %s)", self.url, out.note, out.ack)
+            if self.rx.lost_at_reset != lost:
+                log.warning("%s: the seat restarted holding %d frames not yet taken: lost "
+                            "with its RAM", self.url, self.rx.lost_at_reset - lost)  # fmt: skip
             frame = out.frame
             assert frame is not None
             if out.status is RxStatus.ACK:

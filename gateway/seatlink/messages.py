@@ -146,6 +146,12 @@ class Snapshot:
     pending_reason: Reason | None
     misses: int  # consecutive ring-no-answers
     dropped: int  # frames the seat's queue dropped since boot
+    # the first seq of the frames its full queue dropped just before it (a collapse), 0:
+    # none (a snapshot asked for, or a boot's); None from older firmware, which sends 9 fields
+    gone_from: int | None = None
+
+    FIELDS: ClassVar[int] = 10
+    OLD_FIELDS: ClassVar[int] = 9  # without gone_from
 
     @property
     def help(self) -> bool:
@@ -161,7 +167,8 @@ class Snapshot:
 
     @classmethod
     def from_frame(cls, frame: Frame) -> Snapshot:
-        _fields(frame, cls.KIND, 9)
+        old = len(frame.fields) == cls.OLD_FIELDS
+        _fields(frame, cls.KIND, cls.OLD_FIELDS if old else cls.FIELDS)
         pending = _int(frame, 5, "pending state", lo=-1)
         pending_state = None if pending < 0 else _enum(frame, 5, "pending state", State)
         # With nothing pending the seat leaves the last pending reason in place: ignore it.
@@ -177,6 +184,7 @@ class Snapshot:
             pending_reason,
             _int(frame, 7, "misses"),
             _int(frame, 8, "dropped"),
+            None if old else _int(frame, 9, "first dropped seq", hi=MAX_SEQ),
         )
 
 
@@ -269,8 +277,9 @@ class Heartbeat:
     """Seat health, unsequenced; the worst loop time is reset by each heartbeat.
 
     It also names the board and its boot (as the hello does), so a host that missed the
-    hello still learns them. Firmware from before that sends the old 9-field heartbeat,
-    still accepted: boot and uid are then None.
+    hello still learns them, and the newest seq the seat has queued (with the queue depth:
+    which frames it holds unacked). Firmware from before that sends the 11-field heartbeat
+    without the newest seq (None), or the 9-field one without boot and uid (None too).
     """
 
     KIND: ClassVar[Kind] = Kind.HEARTBEAT
@@ -285,14 +294,17 @@ class Heartbeat:
     boot: int | None  # the hello's boot counter; None from older firmware
     firmware: str
     uid: str | None  # the hello's board uid; None from older firmware
+    newest_seq: int | None = None  # 0: nothing queued since boot; None from older firmware
 
-    FIELDS: ClassVar[int] = 11
-    OLD_FIELDS: ClassVar[int] = 9  # without boot and uid
+    FIELDS: ClassVar[int] = 12
+    NO_NEWEST_FIELDS: ClassVar[int] = 11  # without the newest seq
+    OLD_FIELDS: ClassVar[int] = 9  # without boot, uid and the newest seq
 
     @classmethod
     def from_frame(cls, frame: Frame) -> Heartbeat:
-        old = len(frame.fields) == cls.OLD_FIELDS
-        _fields(frame, cls.KIND, cls.OLD_FIELDS if old else cls.FIELDS)
+        n = len(frame.fields)
+        old = n == cls.OLD_FIELDS
+        _fields(frame, cls.KIND, n if n in (cls.OLD_FIELDS, cls.NO_NEWEST_FIELDS) else cls.FIELDS)
         return cls(
             uptime_s=_int(frame, 0, "uptime"),
             free_heap=_int(frame, 1, "free heap"),
@@ -305,6 +317,7 @@ class Heartbeat:
             boot=None if old else _int(frame, 8, "boot"),
             firmware=_text(frame, 8 if old else 9),
             uid=None if old else _text(frame, 10),
+            newest_seq=_int(frame, 11, "newest seq", hi=MAX_SEQ) if n == cls.FIELDS else None,
         )
 
 

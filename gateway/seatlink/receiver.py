@@ -10,8 +10,10 @@ host does with it (docs/protocol.md, "Host"):
   and re-acked;
 - a jump ahead is dropped and re-acked (the seat resends from its first unacked frame,
   go-back-N) and raises `need_resync`, so the host sends one Q per gap; except a jump to a
-  snapshot whose dropped count grew: the seat's queue collapsed into it, the frames jumped
-  over are gone, and the snapshot carries the whole state, so it is taken;
+  snapshot that says the frames jumped over are gone (its last field: the first seq its
+  full queue dropped, at or before the one the host expects): the seat's queue collapsed
+  into it, and the snapshot carries the whole state, so it is taken. Any other snapshot
+  past a gap (the one a Q asks for, say) is a frame past a gap like any other;
 - a frame further behind than a repeat can be is from a seat that restarted its count: it is
   dropped and not acked (an ack of the old count would ack the new one's frames); a hello
   with a new boot counter, or a heartbeat whose uptime went back or whose boot counter is
@@ -43,6 +45,9 @@ __all__ = ["LineSplitter", "Outcome", "Receiver", "RxStatus"]
 
 _HALF = MAX_SEQ // 2  # a seq this far ahead or more counts as behind (already seen)
 _BEAT_FIELDS = 11  # a heartbeat with the boot counter (field 9) and board uid
+_BEAT_NEWEST = 11  # index of the newest seq queued, in a heartbeat that has it (12 fields)
+_SNAP_GONE_FROM = 9  # index of the first seq dropped before a snapshot (10 fields)
+_SNAP_DROPPED = 8  # index of the dropped count (a 9-field snapshot ends with it)
 
 
 class RxStatus(enum.Enum):
@@ -123,7 +128,12 @@ class Receiver:
 
     `n` is the ordinal of `last` in its boot (docs/mqtt.md, the event id): it goes on where
     `last` wraps, from where the owner said the count stands, or from the seq of the first
-    frame of a count nobody placed (no wrap known before it)."""
+    frame of a count nobody placed (no wrap known before it).
+
+    `newest` is the newest seq the seat is known to have queued in the count under way
+    (from its frames, and from heartbeats that say it); when the seat restarts, the frames
+    after `last` up to it were in its RAM and are gone: `lost_at_reset` counts them. Frames
+    queued after the last word from the old boot cannot be known, and are not counted."""
 
     def __init__(self, *, known_start: bool = False) -> None:
         self.known_start = known_start
@@ -134,6 +144,7 @@ class Receiver:
         self.stale = 0
         self.skipped = 0  # seqs jumped over by a snapshot
         self.reboots = 0  # seat restarts seen (a new boot in a hello or heartbeat, uptime back)
+        self.lost_at_reset = 0  # frames known queued and not taken when the seat restarted
         self.delivered = 0
         self.need_resync = False
         self.last: int | None = None  # last in-order seat seq
@@ -143,6 +154,7 @@ class Receiver:
         self.dropped: int | None = None  # the seat's dropped count in the last snapshot
         self.uptime: int | None = None  # from the last heartbeat
         self.gap_open = False  # frames past a gap seen since the last one taken
+        self.newest: int | None = None  # newest seq known queued in this count (see above)
 
     def resynced(self) -> None:
         """A Q went out: it brings the snapshot a gap asked for."""
@@ -162,6 +174,8 @@ class Receiver:
         elif n < 0 or (0 if n == 0 else seq_of_ordinal(n)) != last:
             raise ValueError(f"ordinal {n} is not one of seq {last}")
         self.last, self.boot, self.dropped, self.n = last, boot, dropped, n
+        if self.newest is None or not self._ahead_of_last(self.newest):
+            self.newest = last
 
     @property
     def holding(self) -> bool:
@@ -202,16 +216,17 @@ class Receiver:
             return Outcome(RxStatus.HELD, frame, None, "the count's start is not known yet")
         if self.last is None:
             return self._accept(frame, "first")
-        if seq == next_seq(self.last):
-            return self._accept(frame)
-        if self._new_boot(frame):
+        if self._new_boot(frame):  # before the next seq: a new boot's hello 1 may be it
             self._restarted()
             return self._accept(frame, "new boot")
+        if seq == next_seq(self.last):
+            return self._accept(frame)
         ahead = (seq - next_seq(self.last)) % MAX_SEQ
         if ahead < _HALF:
             if frame.kind is Kind.SNAPSHOT and self._collapsed(frame):
                 self.skipped += ahead
                 return self._accept(frame, f"snapshot after {ahead} dropped by the seat")
+            self._saw(seq)
             self.out_of_order += 1
             if not self.gap_open:  # one Q per gap, not one per frame past it
                 self.gap_open = self.need_resync = True
@@ -229,32 +244,51 @@ class Receiver:
         else:
             self.n = next_ordinal(self.n, frame.seq)
         self.last, self.gap_open = frame.seq, False
+        self._saw(frame.seq)
         value = frame.fields[1] if len(frame.fields) > 1 else None
         if frame.kind is Kind.HELLO and isinstance(value, int):
             self.boot = value
-        dropped = frame.fields[8] if len(frame.fields) > 8 else None
+        dropped = frame.fields[_SNAP_DROPPED] if len(frame.fields) > _SNAP_DROPPED else None
         if frame.kind is Kind.SNAPSHOT and isinstance(dropped, int):
             self.dropped = dropped
         self.delivered += 1
         return Outcome(RxStatus.DELIVERED, frame, frame.seq, note)
 
     def _collapsed(self, frame: Frame) -> bool:
-        # The seat counts every frame its full queue drops, then queues this snapshot: a
-        # grown count means the frames jumped over are gone. Without it they are still
-        # queued (lost on the way, say) and come again in order.
-        dropped = frame.fields[8] if len(frame.fields) > 8 else None
+        # The seat's full queue dropped every frame from `gone` on, then queued this
+        # snapshot: when the frame the host expects next is among them, nothing before the
+        # snapshot will come. Any other snapshot past a gap (the one a Q asks for, with
+        # gone 0) has its frames before it still queued: lost on the way, they come again.
+        fields = frame.fields
+        if len(fields) > _SNAP_GONE_FROM:
+            gone = fields[_SNAP_GONE_FROM]
+            assert self.last is not None
+            return (isinstance(gone, int) and 0 < gone <= MAX_SEQ
+                    and (next_seq(self.last) - gone) % MAX_SEQ < _HALF)  # fmt: skip
+        # Firmware from before that says only how many it dropped in all: a grown count
+        # means a collapse. With no count known (None) any snapshot ahead is taken, so a
+        # resync's snapshot past a damaged frame skips frames: new firmware has no hazard.
+        dropped = fields[_SNAP_DROPPED] if len(fields) > _SNAP_DROPPED else None
         if not isinstance(dropped, int):
             return False
         return self.dropped is None or dropped > self.dropped
+
+    def _ahead_of_last(self, seq: int) -> bool:
+        return self.last is not None and 0 < (seq - self.last) % MAX_SEQ < _HALF
+
+    def _saw(self, seq: int) -> None:
+        if self.newest is None or 0 < (seq - self.newest) % MAX_SEQ < _HALF:
+            self.newest = seq
 
     def _heartbeat(self, frame: Frame) -> None:
         uptime = frame.fields[0] if frame.fields else None
         if not isinstance(uptime, int):
             return
-        # boot counter: field 9 of 11; older firmware sends 9 fields, without it
-        boot = frame.fields[8] if len(frame.fields) == _BEAT_FIELDS else None
+        # boot counter: field 9 of 11 or 12; older firmware sends 9 fields, without it
+        boot = frame.fields[8] if len(frame.fields) >= _BEAT_FIELDS else None
         if not isinstance(boot, int):
             boot = None
+        newest = frame.fields[_BEAT_NEWEST] if len(frame.fields) > _BEAT_NEWEST else None
         known = self.boot if self.boot is not None else self.beat_boot
         if (boot is not None and known is not None and boot != known) or (
             self.uptime is not None and uptime < self.uptime and self.last is not None
@@ -267,10 +301,17 @@ class Receiver:
             self.beat_boot = boot
             if self.last is None:
                 self.boot = boot  # the count starts after this heartbeat: it is this boot's
+        if (isinstance(newest, int) and 0 < newest <= MAX_SEQ and boot is not None
+                and boot == self.boot and self.last is not None):  # fmt: skip
+            self._saw(newest)
         self.uptime = uptime
 
     def _restarted(self) -> None:
         self.reboots += 1
+        if self.newest is not None and self._ahead_of_last(self.newest):
+            assert self.last is not None
+            self.lost_at_reset += (self.newest - self.last) % MAX_SEQ
+        self.newest = None
         # the old boot's uptime is no measure for the new one's heartbeats
         self.boot = self.dropped = self.uptime = None
         self.n = None  # the new boot's frames are counted from its first

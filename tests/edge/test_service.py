@@ -290,6 +290,7 @@ def test_garbage_and_oversized_lines_from_a_board_are_counted(
                 encode(2, Kind.EVENT, [99, 1, 0, 0, 0, 0]),  # no such event code
                 encode(3, Kind.SNAPSHOT, [1, 0, 0, 5, 0, -1, 0, 0, 0]),
                 encode(4, Kind.EVENT, [6, 1, 0, 0, 1, 0]),
+                encode(0, Kind.HEARTBEAT, [5, 9000, 5, 0, 0, 0, 0, 0, 3, "0.1.0", "BAD0B0A2", 4]),
             ]
             conn.sendall(b"".join(lines))
             await until(lambda: len(sub.events("s0")) >= 3, 10, "the good frames")
@@ -301,6 +302,58 @@ def test_garbage_and_oversized_lines_from_a_board_are_counted(
             link = edge.links[0]
             assert link.rx.garbage >= 3 and link.rx.crc_errors >= 1
             assert link.stats.invalid_messages == 1
+            # acked, not published, and counted where a supervisor sees the seat's link
+            await until(lambda: (sub.last("seat_health", seat="s0") or {}).get(
+                "invalid_frames") == 1, 10, "the invalid frame in the seat's health")  # fmt: skip
+            conn.close()
+        task.cancel()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.close()
+
+
+def test_frames_a_board_held_when_it_reset_are_counted_in_its_health(
+    tmp_path: Path, mqtt_broker: Any
+) -> None:
+    """A board reset loses what its RAM held unacked: the gateway cannot bring those frames
+    back, but it counts the ones it knew of (seen past a gap, or named by the heartbeat's
+    newest seq) in the seat's health, instead of saying nothing."""
+    topics = site()
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    write_inventory(tmp_path / "inventory.toml", {"s0": "BAD0B0A3"})
+    cfg = settings(tmp_path, mqtt_broker, topics, [f"socket://127.0.0.1:{port}"])
+
+    def beat(boot: int, newest: int) -> bytes:
+        return encode(0, Kind.HEARTBEAT, [5, 9000, 5, 0, 0, 3, 0, 0, boot, "0.1.0", "BAD0B0A3",
+                                          newest])  # fmt: skip
+
+    async def scenario() -> None:
+        sub = Collector(mqtt_broker, topics)
+        task = asyncio.create_task(sub.run())
+        await asyncio.wait_for(sub.connected.wait(), 5)
+        async with EdgeService(cfg) as edge:
+            loop = asyncio.get_running_loop()
+            conn, _ = await loop.run_in_executor(None, server.accept)
+            await until(lambda: edge.links[0].is_open, 5, "the link open")
+            await asyncio.sleep(0.2)
+            hello = encode(1, Kind.HELLO, [1, 3, "0.1.0", "BAD0B0A3", "virtual"])
+            conn.sendall(hello)
+            q = await loop.run_in_executor(None, read_until_sync, conn)
+            conn.sendall(encode(0, Kind.ACK, [q]))
+            conn.sendall(hello + encode(2, Kind.SNAPSHOT, [1, 0, 0, 5, 0, -1, 0, 0, 0, 0])
+                         + encode(4, Kind.EVENT, [6, 1, 0, 0, 1, 0])  # 3 damaged on the way
+                         + beat(3, 5))  # it holds 3, 4 and 5  # fmt: skip
+            await until(lambda: len(sub.events("s0")) >= 2, 10, "hello and snapshot")
+            assert edge.links[0].rx.lost_at_reset == 0
+            # reset: a new boot's hello; 3, 4 and 5 went with the board's RAM
+            conn.sendall(encode(1, Kind.HELLO, [1, 4, "0.1.0", "BAD0B0A3", "virtual"])
+                         + beat(4, 1))  # fmt: skip
+            await until(lambda: (sub.last("seat_health", seat="s0") or {}).get(
+                "lost_at_reset") == 3, 10, "lost_at_reset in the health")  # fmt: skip
+            assert [(e["boot"], e["seq"]) for e in sub.events("s0")] == [(3, 1), (3, 2), (4, 1)]
             conn.close()
         task.cancel()
 

@@ -82,8 +82,9 @@ def test_boot_sends_hello_then_snapshot_and_counts_boots(code: str) -> None:
         # protocol, boot count, firmware, board id (hex), board name
         assert hello.fields == ("1", "1", "0.1.0", "0123456789ABCDEF", "microbit")
         assert (snap.seq, snap.kind) == (2, "S")
-        # state reason call secs flags pending-state pending-reason misses dropped
-        assert snap.ints == (OUT, 0, 0, 0, 0, -1, 0, 0, 0)
+        # state reason call secs flags pending-state pending-reason misses dropped, and
+        # gone-from 0: a boot's snapshot stands for no dropped frames
+        assert snap.ints == (OUT, 0, 0, 0, 0, -1, 0, 0, 0, 0)
         assert first.light_at(0) == OFF
         first.sim.stop()
         # power cycle: a new board on the same store, so the boot counter survives
@@ -562,8 +563,8 @@ def test_heartbeat_every_five_seconds_reports_link_counters(seat: Seat) -> None:
     assert gaps == [5_000, 5_000]
     sec, mem, worst, bad, drop, count, retx, err, boot = (beats[-1].num(i) for i in range(9))
     # boot counter, firmware and board id (hex) as in the hello: a host that missed it learns
-    # them here
-    assert beats[-1].fields[9:] == ("0.1.0", "5EED00C0FFEE0001") and boot == 1
+    # them here; then the newest seq queued (the hello 1 and the snapshot 2 at boot)
+    assert beats[-1].fields[9:] == ("0.1.0", "5EED00C0FFEE0001", "2") and boot == 1
     assert mem == 6144 and worst == PASS_MS and (bad, drop, err) == (0, 0, 0)
     assert abs(sec - beats[-1].ms // 1000) <= 1
 
@@ -578,7 +579,8 @@ def test_queue_overflow_with_no_acks_collapses_to_snapshot_with_dropped_count(se
     L = seat.sim.L
     assert L[L_DROP] == 10
     snaps = seat.of_kind("S", since=t)
-    assert snaps and snaps[0].ints[-1] == 10  # the snapshot carries the dropped count
+    # the snapshot carries the dropped count, and the first seq dropped: the oldest unacked
+    assert snaps and snaps[0].ints[-2] == 10 and snaps[0].ints[-1] == snaps[0].seq - 10
     seqs = [f.seq for f in seat.frames(since=t) if f.seq]
     assert seqs == sorted(seqs) or len(set(seqs)) < len(seqs)  # resends only go back
     # what is still queued: the snapshot then the newest event; acked they are gone

@@ -138,6 +138,7 @@ def render(fw: types.SimpleNamespace, frame: Frame) -> bytes:
                                (f[0], *f[2:9]), strict=True):  # fmt: skip
             L[c[slot]] = value
         tx.FW, tx.UID = (str(v).encode() for v in f[9:11])
+        L[c["SEQ"]] = f[11]
         tx.send(-1, 0)
     else:
         Q[0], Q[1] = frame.seq, ord(frame.kind.value)
@@ -149,6 +150,7 @@ def render(fw: types.SimpleNamespace, frame: Frame) -> bytes:
             S[c["ST"]], S[c["RS"]], S[c["CALL"]], S[c["T"]] = f[0], f[1], f[2], f[3] * 1000 + 999
             S[c["HELPING"]], S[c["OFFHOOK"]], S[c["OVER"]] = f[4] & 1, f[4] >> 1 & 1, f[4] >> 2
             S[c["PST"]], S[c["PRS"]], S[c["MISS"]], L[c["DROP"]] = f[5:9]
+            Q[6] = f[9]  # the first seq its collapse dropped, kept with the queued frame
         elif frame.kind is Kind.HELLO:
             assert f[0] == 1  # the protocol version is written by tx.py, not kept
             L[c["BOOT"]] = f[1]
@@ -173,7 +175,7 @@ def test_the_longest_heartbeat_fits_the_seats_buffer(tmp_path: Path, firmware_di
     fw = load_firmware(FakeBoard(tmp_path), firmware_dir)
     big = 2**30 - 1
     frame = Frame(0, Kind.HEARTBEAT, (big, 8_000_000, 2**29 - 1, big, big, 10, big, big, big,
-                                      "0.1.0", "0123456789ABCDEF"))  # fmt: skip
+                                      "0.1.0", "0123456789ABCDEF", 65535))  # fmt: skip
     line = render(fw, frame)
     assert line.endswith(b"\n") and len(line) - 1 <= len(fw.tx.TB) - 1
     assert decode(line, direction=Direction.SEAT_TO_HOST) == frame

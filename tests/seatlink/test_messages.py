@@ -132,9 +132,9 @@ def test_heartbeat_from_older_firmware_has_no_boot_or_uid() -> None:
         (Kind.HEARTBEAT, ("x", 2, 3, 4, 5, 6, 7, 8, 9, "v", "AB"), "uptime is text"),
         (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8, "v", "v", "AB"), "boot is text"),
         (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8, -9, "v", "AB"), "boot -9"),
-        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8, 9, "v"), "10 fields, expected 11"),
+        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8, 9, "v"), "10 fields, expected 12"),
         (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, -8, "v"), "errors -8"),  # older firmware
-        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8), "8 fields, expected 11"),
+        (Kind.HEARTBEAT, (1, 2, 3, 4, 5, 6, 7, 8), "8 fields, expected 12"),
         (Kind.ACK, (0,), "acked seq 0"),
         (Kind.ACK, (MAX_SEQ + 1,), "65536"),
         (Kind.OFFER, (1,), "not a frame the seat sends"),
