@@ -63,7 +63,8 @@ def _daily(settings: CoreSettings, day: date, out: Path) -> int:
     from gateway.core.report import daily_html, kpi_csv, report_rows
 
     tz = settings.tz
-    report = daily_report(settings.store, day, tz, site=settings.site)
+    report = daily_report(settings.store, day, tz, site=settings.site,
+                          targets=settings.targets.targets())  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     html = out / f"kpi-{settings.site}-{day.isoformat()}.html"
     csv = out / f"kpi-{settings.site}-{day.isoformat()}.csv"

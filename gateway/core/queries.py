@@ -12,15 +12,16 @@ from zoneinfo import ZoneInfo
 from gateway.contract.payloads import CallEvent, SeatEvent
 from gateway.core.attendance import AgentMonth, monthly, report_start
 from gateway.core.kpi import state_intervals
-from gateway.core.report import DailyReport, build_daily, day_window
+from gateway.core.report import DailyReport, Targets, build_daily, day_window
 from gateway.core.schedule import load_schedule
 from gateway.core.store import open_store
 
 
-def daily_report(store_url: str, day: date, tz: ZoneInfo, *, site: str,
+def daily_report(store_url: str, day: date, tz: ZoneInfo, *, site: str, targets: Targets,
                  now: float | None = None) -> DailyReport:  # fmt: skip
     """The day's KPI report from the store, up to `now` (today's: states still open end now,
-    not at midnight)."""
+    not at midnight). `targets` are the site's (`[targets]`, gateway/core/targets.py): its
+    ring limit and service-level T define figures, so there is no default to fall back on."""
     window = day_window(day, tz)
     # ACW that runs past midnight is the day's (docs/kpi.md), so an hour after it is read
     until = min(time.time() if now is None else now, window.end + 3600)
@@ -33,7 +34,7 @@ def daily_report(store_url: str, day: date, tz: ZoneInfo, *, site: str,
     models = [e.model() for e in events]
     calls = [m for m in models if isinstance(m, CallEvent)]
     seats = [m for m in models if isinstance(m, SeatEvent)]
-    return build_daily(calls, seats, day, tz, site=site, until=until,
+    return build_daily(calls, seats, day, tz, site=site, targets=targets, until=until,
                        alerts=sorted(alerts.items()), rejected=rejected)  # fmt: skip
 
 

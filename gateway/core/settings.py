@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from gateway.contract.topics import check_id
 from gateway.core.alerts import AlertSettings
 from gateway.core.store import MAX_SKEW_S
+from gateway.core.targets import TargetSettings
 from gateway.edge.settings import BrokerSettings
 from gateway.settings_file import FileSettings, check_zone, local_db, read_settings, relative_to
 
 ENV_PREFIX = "SEATLINK_CORE_"
+MOVED_TO_TARGETS = ("ring_limit", "sl_threshold_s")  # top-level keys before [targets]
 
 
 class CoreSettings(FileSettings):
@@ -35,8 +37,8 @@ class CoreSettings(FileSettings):
     store: str = "core.db"
     share_group: str = "seatlink-core"  # workers of one group split the events between them
     timezone: str = "UTC"  # the site's clock: 15-minute, hourly and daily intervals
-    ring_limit: Annotated[int, Field(ge=1, le=10)] = 3  # seed 002 §二.2
-    sl_threshold_s: Annotated[float, Field(gt=0, le=3600)] = 20.0  # service level's T
+    # ring_limit, sl_threshold_s and the report's targets: the site's one source of them
+    targets: TargetSettings = TargetSettings()
     known_seats: list[str] | None = None  # None: any seat; else others' events are refused
     max_skew_s: Annotated[float, Field(ge=0)] = MAX_SKEW_S
     batch_max: Annotated[int, Field(ge=1, le=100_000)] = 2000  # messages per transaction
@@ -48,6 +50,16 @@ class CoreSettings(FileSettings):
     open_alerts_max: Annotated[int, Field(ge=1, le=10_000)] = 500  # in alerts/open
     schedule: Path | None = None  # shift schedule (docs/attendance.md): shift-end alerts
     alerts: dict[str, Any] = {}  # thresholds (docs/alerts.md); empty: the seeds' defaults
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in MOVED_TO_TARGETS:
+                if key in data:
+                    raise ValueError(f"{key}: set it in the [targets] table "
+                                     f"(targets.{key}, docs/core.md), not at the top")  # fmt: skip
+        return data
 
     @field_validator("core", "site", "root", "share_group")
     @classmethod
@@ -75,6 +87,16 @@ class CoreSettings(FileSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def ring_limit(self) -> int:
+        """`targets.ring_limit`: what the live KPIs count `within_ring_limit` with."""
+        return self.targets.ring_limit
+
+    @property
+    def sl_threshold_s(self) -> float:
+        """`targets.sl_threshold_s`: the live service level's T."""
+        return self.targets.sl_threshold_s
 
     def alert_settings(self) -> AlertSettings:
         return AlertSettings.from_mapping(self.alerts)

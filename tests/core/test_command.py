@@ -33,6 +33,7 @@ def test_settings_mistakes_are_refused_with_the_key_named(tmp_path: Path) -> Non
     for extra, named in (('colour = "red"\n', "colour"),
                          ('timezone = "Mars/Olympus"\n', "Mars/Olympus"),
                          ("ring_limit = 0\n", "ring_limit"),
+                         ("[targets]\nring_limit = 0\n", "targets.ring_limit"),
                          ("[alerts]\nhold_max_s = -1\n", "hold_max_s"),
                          ("[alerts]\nhold_max = 30\n", "hold_max")):  # fmt: skip
         path = tmp_path / "bad.toml"
