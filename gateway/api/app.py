@@ -43,7 +43,9 @@ WebSocket `/ws?token=...`; the wallboard is at `/wallboard/`."""
 
 def create_app(settings: ApiSettings, *, accounts: AccountStore | None = None) -> FastAPI:
     """`accounts`: an open store to use (tests); by default `settings.accounts` is opened
-    at start-up and closed at shutdown."""
+    at start-up and closed at shutdown. The site's targets are read here, so a mistake in
+    them stops the API before it serves (ValueError naming the key)."""
+    targets = settings.site_targets()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,7 +56,7 @@ def create_app(settings: ApiSettings, *, accounts: AccountStore | None = None) -
                       f"{settings.api}", feed_queue_max=settings.ws_queue_max)  # fmt: skip
         metrics.watch(floor)
         app.state.services = Services(settings=settings, accounts=store, floor=floor,
-                                      metrics=metrics)  # fmt: skip
+                                      metrics=metrics, targets=targets)  # fmt: skip
         try:
             async with floor:
                 yield

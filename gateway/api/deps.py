@@ -17,6 +17,7 @@ from gateway.api.accounts import AccountStore, AuditEntry, Role, Session
 from gateway.api.floor import Floor
 from gateway.api.metrics import ApiMetrics
 from gateway.api.settings import ApiSettings
+from gateway.core.report import Targets
 
 Responses = dict[int | str, dict[str, Any]]  # extra answers a route documents in OpenAPI
 oauth2 = OAuth2PasswordBearer(tokenUrl="auth/token", auto_error=False)
@@ -34,6 +35,7 @@ class Services:
     accounts: AccountStore
     floor: Floor
     metrics: ApiMetrics
+    targets: Targets  # the site's, read once at start (ApiSettings.site_targets)
 
 
 def services(request: Request) -> Services:

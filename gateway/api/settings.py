@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from gateway.contract.topics import check_id
+from gateway.core.report import Targets
 from gateway.edge.settings import BrokerSettings
 from gateway.settings_file import FileSettings, check_zone, local_db, read_settings, relative_to
 
@@ -37,6 +38,9 @@ class ApiSettings(FileSettings):
     tls_keyfile: Path | None = None
     accounts: str = "api.db"  # SQLite path or sqlite:/// URL, or postgresql://...
     store: str = "core.db"  # the core's event store (reports, alert history)
+    # the core's settings file: the site's [targets] (ring limit, service level's T, ...)
+    # are read from it, so the API's figures are the core's; None: the seeds' defaults
+    core_config: Path | None = None
     timezone: str = "UTC"
     schedule: Path | None = None  # shift schedule for attendance reports (docs/attendance.md)
     session_ttl_s: Annotated[float, Field(ge=60, le=7 * 86400)] = 8 * 3600.0
@@ -65,20 +69,38 @@ class ApiSettings(FileSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def site_targets(self) -> Targets:
+        """The site's targets, as the core reads them (its `[targets]`, with its
+        SEATLINK_CORE_TARGETS__* on top), or a ValueError naming `core_config` and the key."""
+        if self.core_config is None:
+            return Targets()
+        from gateway.core.settings import load_settings as load_core
+
+        try:
+            return load_core(self.core_config).targets.targets()
+        except (ValidationError, ValueError, OSError) as exc:
+            raise ValueError(f"core_config {self.core_config}: {exc}") from None
+
 
 def load_settings(config: Path | None = None, **overrides: Any) -> ApiSettings:
     """From `config` (TOML), the environment and `overrides`, in rising priority; relative
-    paths in the file are taken from the file's directory."""
+    paths in the file are taken from the file's directory. The core's settings file
+    (`core_config`) is read too: a mistake in its targets is a ValueError here, at start."""
     if config is None:
-        return ApiSettings(**overrides)
+        settings = ApiSettings(**overrides)
+        settings.site_targets()
+        return settings
     s = read_settings(ApiSettings, config, **overrides)
     rel = relative_to(config)
 
     def opt(p: Path | None) -> Path | None:
         return None if p is None else rel(p)
 
-    return ApiSettings.model_validate({
+    settings = ApiSettings.model_validate({
         **s.model_dump(), "store": local_db(s.store, rel),
         "accounts": local_db(s.accounts, rel), "schedule": opt(s.schedule),
         "tls_certfile": opt(s.tls_certfile), "tls_keyfile": opt(s.tls_keyfile),
+        "core_config": opt(s.core_config),
     })  # fmt: skip
+    settings.site_targets()
+    return settings

@@ -72,3 +72,39 @@ def test_a_days_kpis_match_the_store(reports: tuple[LiveApi, int]) -> None:
     assert len(day["agents"]) == 12
     assert empty["site"]["offered"] == 0  # a day with nothing: a report that says so
     assert page.status_code == 200 and f">{answered}<" in page.text.replace(",", "")
+
+
+def test_a_days_kpis_and_page_use_the_targets_of_the_cores_settings(
+        tmp_path: Path, mqtt_broker: Any) -> None:  # fmt: skip
+    """Issue 18: with 2 rings and T = 25 s in the core's [targets], /kpis/daily and
+    /reports/daily.html compute with them, as `seatlink core --report` does."""
+    from tests import target_day
+
+    target_day.fill(tmp_path / "core.db")
+    (tmp_path / "core.toml").write_text(f'site = "{target_day.SITE}"\nstore = "core.db"\n'
+                                        "[targets]\nring_limit = 2\nsl_threshold_s = 25\n")
+    with LiveApi(tmp_path, mqtt_broker, core_config=tmp_path / "core.toml") as api, \
+            api.client(Role.SUPERVISOR) as c:  # fmt: skip
+        day = c.get("/kpis/daily", params={"day": target_day.DAY.isoformat()})
+        page = c.get("/reports/daily.html", params={"day": target_day.DAY.isoformat()})
+    assert day.status_code == 200, day.text
+    assert target_day.figures(day.json()["site"]) == target_day.SITE_TARGETS
+    assert target_day.figures(day.json()["queues"]["support"]) == target_day.SITE_TARGETS
+    assert page.status_code == 200
+    assert "Answered within 2 rings" in page.text and "answered within 25 s" in page.text
+    assert ">50.0 %<" in page.text  # within 2 rings: calls 1 and 3 of 4
+
+
+def test_the_api_refuses_a_core_config_with_bad_targets(tmp_path: Path) -> None:
+    from gateway.api.settings import load_settings
+
+    (tmp_path / "core.toml").write_text("[targets]\nservice_level = 80\n")
+    (tmp_path / "api.toml").write_text('core_config = "core.toml"\n')
+    with pytest.raises(ValueError, match=r"(?s)core_config .*targets\.service_level"):
+        load_settings(tmp_path / "api.toml")
+    (tmp_path / "api.toml").write_text('core_config = "nowhere.toml"\n')
+    with pytest.raises(ValueError, match=r"core_config .*nowhere\.toml"):
+        load_settings(tmp_path / "api.toml")
+    (tmp_path / "core.toml").write_text("[targets]\nring_limit = 2\n")
+    (tmp_path / "api.toml").write_text('core_config = "core.toml"\n')
+    assert load_settings(tmp_path / "api.toml").site_targets().ring_limit == 2

@@ -41,7 +41,8 @@ async def daily(request: Request, _: Annotated[Session, Depends(require(STAFF))]
     svc = services(request)
     try:
         report = await run_in_threadpool(lambda: daily_report(
-            svc.settings.store, day, svc.settings.tz, site=svc.settings.site))
+            svc.settings.store, day, svc.settings.tz, site=svc.settings.site,
+            targets=svc.targets))
     except (StoreError, OSError) as exc:
         raise HTTPException(503, f"the core's store cannot be read: {exc}") from None
     return {"day": day.isoformat(), "site": _kpis(report.site_kpis),

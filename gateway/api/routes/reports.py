@@ -76,7 +76,8 @@ async def daily_html(request: Request, session: Annotated[Session, Depends(requi
     svc = services(request)
     try:
         report = await run_in_threadpool(lambda: daily_report(
-            svc.settings.store, day, svc.settings.tz, site=svc.settings.site))
+            svc.settings.store, day, svc.settings.tz, site=svc.settings.site,
+            targets=svc.targets))
     except (StoreError, OSError) as exc:
         raise HTTPException(503, f"the core's store cannot be read: {exc}") from None
     await audit(request, session, action="report_daily", outcome="ok", target=day.isoformat())
