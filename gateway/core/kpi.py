@@ -385,14 +385,24 @@ def _end_hold(leg: _OpenLeg, e: CallEvent, held: float | None, inbound: bool,
         facts.holds.append(_Timed(e.t, e.seat, e.queue, held))
 
 
+TALK = frozenset({"talking", "hold"})  # a seat's part of a call before its release
+
+
 def acw_by_leg(legs: list[_Leg], intervals: list[StateInterval]) -> list[float | None]:
-    """Each leg's ACW: the seat's ACW intervals of that call, the k-th to the seat's k-th
-    leg of the call (any more to its last). None: no state of that seat is known."""
+    """Each leg's ACW: the ACW that the leg's own release started at its seat. None: no
+    state of that seat is known.
+
+    The PBX's legs and the seat's states share no clock, only the call id. So each seat's
+    states of a call (talking, hold, ACW) are read as its ends of the call, in order: a
+    run of talking and hold ends where the seat leaves it, and the ACW that follows at once
+    is that end's (none: WRAP pressed at once, or `acw_s` 0); an ACW with no talk before it
+    (its talk state lost) is an end of its own. The seat's k-th end of the call goes with
+    its k-th leg of it; ends beyond its last leg are the last leg's."""
     known = {iv.seat for iv in intervals}
-    spans: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for iv in sorted(intervals, key=lambda iv: iv.start):
-        if iv.state == "acw" and iv.call is not None:
-            spans[(iv.seat, iv.call)].append(iv.seconds)
+    states: dict[tuple[str, int], list[StateInterval]] = defaultdict(list)
+    for iv in intervals:
+        if iv.call is not None and (iv.state == "acw" or iv.state in TALK):
+            states[(iv.seat, iv.call)].append(iv)
     order: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i in sorted(range(len(legs)), key=lambda i: legs[i].t):
         order[(legs[i].seat or "", legs[i].call[1])].append(i)
@@ -400,10 +410,38 @@ def acw_by_leg(legs: list[_Leg], intervals: list[StateInterval]) -> list[float |
     for (seat, call), idx in order.items():
         if seat not in known:
             continue
-        acw = spans.get((seat, call), [])
+        ends = leg_ends(states.get((seat, call), []))
         for n, i in enumerate(idx):
-            out[i] = sum(acw[n:]) if n == len(idx) - 1 else sum(acw[n : n + 1])
+            out[i] = sum(ends[n:]) if n == len(idx) - 1 else sum(ends[n : n + 1])
     return out
+
+
+def leg_ends(states: Iterable[StateInterval]) -> list[float]:
+    """One seat's talking, hold and ACW intervals of one call, as the ACW seconds of each
+    end of its part in the call, in order (acw_by_leg)."""
+    ends: list[float] = []
+    prev: StateInterval | None = None
+    talking = False  # in a run of talking and hold whose end is not counted yet
+    for iv in sorted(states, key=lambda iv: iv.start):
+        next_to = prev is not None and prev.end == iv.start  # nothing else in between
+        if iv.state in TALK:
+            if talking and not next_to:
+                ends.append(0.0)  # the last run ended into another state: no ACW
+            talking = True
+        elif talking and next_to:
+            ends.append(iv.seconds)  # the ACW the release started
+            talking = False
+        elif prev is not None and prev.state == "acw" and next_to:
+            ends[-1] += iv.seconds  # the same ACW, its interval cut by a snapshot
+        else:
+            if talking:
+                ends.append(0.0)
+            ends.append(iv.seconds)  # an ACW with no talk before it: an end of its own
+            talking = False
+        prev = iv
+    if talking:
+        ends.append(0.0)
+    return ends
 
 
 @dataclass(slots=True)

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from gateway.contract.payloads import CallEvent, SeatEvent, seat_event_n
 from gateway.core.kpi import (
     NO_REASON,
+    TALK,
     By,
     CallFacts,
     Kpis,
@@ -126,8 +127,10 @@ class LiveKpis:
         self._edges: dict[tuple[int, object], list[float]] = {}  # (size, local day) -> edges
         self._span: dict[int, list[float]] = {}  # size -> the edges of the day last used
         self._seats: dict[str, _Seat] = {}
-        self._acw: dict[tuple[str, int], list[StateInterval]] = defaultdict(list)
-        self._acw_seen: dict[tuple[str, int], float] = {}  # the live clock at its end
+        # (seat, call) -> the seat's closed talking, hold and ACW intervals of the call:
+        # acw_by_leg pairs each leg with the ACW its release started from them
+        self._parts: dict[tuple[str, int], list[StateInterval]] = defaultdict(list)
+        self._parts_seen: dict[tuple[str, int], float] = {}  # the live clock at the last end
         self._calls: dict[tuple[str, int], _Call] = {}
         self._counted: set[tuple[str, int]] = set()  # calls counted, for late steps
         self._counted_order: deque[tuple[float, tuple[str, int]]] = deque()
@@ -266,11 +269,11 @@ class LiveKpis:
         self._seat_time(iv, sign)
 
     def _seat_time(self, iv: StateInterval, sign: float) -> None:
-        if iv.state == "acw" and iv.call is not None:
-            spans = self._acw[(iv.seat, iv.call)]
+        if iv.call is not None and (iv.state == "acw" or iv.state in TALK):
+            spans = self._parts[(iv.seat, iv.call)]
             if sign > 0:
                 spans.append(iv)
-                self._acw_seen[(iv.seat, iv.call)] = self.now
+                self._parts_seen[(iv.seat, iv.call)] = self.now
             elif iv in spans:
                 spans.remove(iv)
         if iv.state == "logged_out":
@@ -327,11 +330,12 @@ class LiveKpis:
             cur = None if seat is None else seat.fold.cur
             if cur is not None and cur.state == "acw" and cur.call == key[1]:
                 return False
-            # the event that ended its ACW may itself be early: give it the same settling
-            acw_key = (e.seat or "", key[1])
-            spans = self._acw.get(acw_key)
+            # the event that ended its part (its ACW) may itself be early: give it the
+            # same settling
+            part = (e.seat or "", key[1])
+            spans = self._parts.get(part)
             if spans and self.now - max(max(iv.end for iv in spans),
-                                        self._acw_seen.get(acw_key, 0.0)) < self.settle_s:
+                                        self._parts_seen.get(part, 0.0)) < self.settle_s:
                 return False  # fmt: skip
         return True
 
@@ -343,9 +347,11 @@ class LiveKpis:
         events = list(call.events.values())
         facts = call_facts(events)
         seats = {leg.seat for leg in facts.legs if leg.seat}
-        intervals = [iv for s in seats for iv in self._acw.pop((s, key[1]), [])]
-        for s in seats:
-            self._acw_seen.pop((s, key[1]), None)
+        intervals = [iv for s in seats for iv in self._parts.pop((s, key[1]), [])]
+        for s in {e.seat for e in events if e.seat}:
+            self._parts_seen.pop((s, key[1]), None)
+            if s not in seats:  # states of the call at a seat with no leg of it: unpaired
+                self._parts.pop((s, key[1]), None)
         intervals += [StateInterval(s, "known", None, 0.0, 0.0) for s in seats
                       if s in self._seats]  # fmt: skip
         self._add(facts, acw_by_leg(facts.legs, intervals), "end")
@@ -501,10 +507,11 @@ class LiveKpis:
             self._seen.discard(self._seen_order.popleft()[1])
         while self._counted_order and self._counted_order[0][0] < day_floor:
             self._counted.discard(self._counted_order.popleft()[1])
-        # ACW of calls never counted (their events lost, or late past their count)
-        for stale in [k for k, ivs in self._acw.items() if not ivs or ivs[-1].end < day_floor]:
-            del self._acw[stale]
-            self._acw_seen.pop(stale, None)
+        # the states of calls never counted (their events lost, or late past their count)
+        for stale in [k for k, ivs in self._parts.items()
+                      if not ivs or ivs[-1].end < day_floor]:  # fmt: skip
+            del self._parts[stale]
+            self._parts_seen.pop(stale, None)
 
 
 def _add_seconds(tot: Totals, state: str, reason: str | None, seconds: float) -> None:

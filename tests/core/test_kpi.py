@@ -582,3 +582,65 @@ def test_bucketed_figures_add_up_to_the_day() -> None:
     assert sum(p.offered for p in parts) == whole.offered == 7
     assert sum(p.handled for p in parts) == whole.handled == 5  # 4 + call 7
     assert datetime.fromtimestamp(T0, tz).hour == 16  # 08:00 UTC is 16:00 in Shanghai
+
+
+# --- issue 18, defect 2: a seat that takes the same call twice ------------------------------
+
+
+def transfer_back() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Call 30 at s1 twice: from support (leg 1, released 865, bucket 1) blind to sales, and
+    from sales again (leg 2, released 993, bucket 2). The agent pressed WRAP the instant leg
+    1 ended (its ACW has no length); leg 2 has 30 s of ACW. The gateway's clock is 0.2 s
+    behind the PBX's: the call id joins them, not the time."""
+    to_sales = {"kind": "blind", "seat": None, "queue": "sales", "note": "back to you"}
+    c30 = (Call(30)("enter_queue", 800)("offer", 801, seat="s1", wait_s=1.0)
+           ("answer", 805, seat="s1", wait_s=5.0, rings=1)
+           ("transfer", 865, seat="s1", target=to_sales)
+           ("release", 865, seat="s1", talk_s=60.0, hold_s=0.0, by="agent",
+            detail="transferred")
+           ("enter_queue", 865, queue="sales")
+           ("offer", 950, seat="s1", queue="sales", wait_s=85.0)
+           ("answer", 953, seat="s1", queue="sales", wait_s=88.0, rings=1)
+           ("release", 993, seat="s1", queue="sales", talk_s=40.0, hold_s=0.0,
+            by="caller"))  # fmt: skip
+    s1 = (Seat("s1").state(700, "ready")
+          .state(800.8, "ringing", call=30).state(804.8, "talking", call=30)
+          .state(864.8, "acw", call=30).state(864.8, "ready")  # WRAP at once: no ACW time
+          .state(949.8, "ringing", call=30).state(952.8, "talking", call=30)
+          .state(992.8, "acw", call=30).state(1022.8, "ready"))  # fmt: skip
+    return c30.events, s1.events
+
+
+def test_a_zero_length_acw_does_not_hand_the_next_leg_s_acw_to_the_first() -> None:
+    calls, seats = transfer_back()
+    intervals = state_intervals(seats, until=UNTIL)
+    day = Window(T0, UNTIL)
+    queues = kpis(calls, intervals, window=day, by="queue")
+    support, sales = queues["support"], queues["sales"]
+    # each leg's ACW is the one its own release started: leg 1 none, leg 2 30 s
+    assert (support.handled, support.avg_acw_s, support.aht_s) == (1, 0.0, 60.0)
+    assert (sales.handled, sales.avg_acw_s, sales.aht_s) == (1, 30.0, 70.0)  # 40 + 30
+    # per quarter hour the site's average ACW is that of the leg released in it
+    first = kpis(calls, intervals, window=BUCKET, by="site")["site"]
+    second = kpis(calls, intervals, window=NEXT, by="site")["site"]
+    assert (first.handled, first.avg_acw_s) == (1, 0.0)
+    assert (second.handled, second.avg_acw_s) == (1, 30.0)
+    # the agent's own figures were never in doubt: 2 legs, 30 s of ACW between them
+    s1 = kpis(calls, intervals, window=day, by="agent")["s1"]
+    assert (s1.handled, s1.avg_acw_s) == (2, 15.0)
+
+
+def test_acw_with_no_leg_of_its_own_goes_to_the_seat_s_last_leg_of_the_call() -> None:
+    calls, _ = transfer_back()
+    # the gateway lost leg 2's talking state: a snapshot says ACW, so the seat's timeline
+    # shows two ends of the call (ACW after talk, ACW alone) for the PBX's two legs; a third
+    # ACW of the call at the seat, after a break, has no leg of its own: the last leg's
+    s1 = Seat("s1").state(700, "ready") \
+        .state(800.8, "ringing", call=30).state(804.8, "talking", call=30) \
+        .state(864.8, "acw", call=30).state(874.8, "ready") \
+        .snapshot(1000, "acw", 7, call=30).state(1003, "ready") \
+        .state(1100, "acw", call=30).state(1105, "ready")  # fmt: skip
+    intervals = state_intervals(s1.events, until=UNTIL)
+    queues = kpis(calls, intervals, window=Window(T0, UNTIL), by="queue")
+    assert queues["support"].avg_acw_s == 10.0  # 864.8 .. 874.8
+    assert queues["sales"].avg_acw_s == 15.0  # 993 .. 1003 and 1100 .. 1105

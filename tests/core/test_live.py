@@ -156,3 +156,20 @@ def test_a_call_counts_as_it_goes_and_whole_once_settled_and_time_runs_to_now() 
     site = live.rolling(5, by="site")[1]["site"]
     assert (site.answered, site.asa_s, site.avg_talk_s, site.avg_acw_s) == (1, 4.0, 60.0, 30.0)
     assert site.aht_s == 90.0
+
+
+def test_a_zero_length_acw_gives_each_leg_its_own_acw_live() -> None:
+    from tests.core.test_kpi import transfer_back
+
+    calls, seats = transfer_back()
+    events = sorted([("call", p) for p in calls] + [("seat", p) for p in seats],
+                    key=lambda kind_payload: kind_payload[1]["t"])  # fmt: skip
+    live = fed(events, now=T0 + 1800)
+    assert live.counts["calls"] == 1
+    day = live.window("day", T0, by="queue")[1]
+    support, sales = day["support"], day["sales"]
+    assert (support.handled, support.avg_acw_s, support.aht_s) == (1, 0.0, 60.0)
+    assert (sales.handled, sales.avg_acw_s, sales.aht_s) == (1, 30.0, 70.0)
+    first = live.window("15min", T0, by="site")[1]["site"]
+    second = live.window("15min", T0 + 900, by="site")[1]["site"]
+    assert (first.handled, first.avg_acw_s, second.handled, second.avg_acw_s) == (1, 0.0, 1, 30.0)
