@@ -49,6 +49,7 @@ def test_the_feed_gives_a_snapshot_then_every_change(api: LiveApi) -> None:
         assert [(s["seat"], s["state"], s["online"]) for s in snap["seats"]] == [
             ("s1", "ready", True)]
         assert snap["seats"][0]["time_in_state_s"] >= 30
+        assert snap["targets"]["ring_limit"] == 3  # the seeds' (no core_config)
         api.publish("seat_state", seat_state("s2", state="ringing", call=7, since=now),
                     seat="s2")  # fmt: skip
         change = _next(conn, "seat")["seat"]

@@ -345,3 +345,28 @@ def _lamp(page: Any, seat: str) -> str:
         "e => getComputedStyle(e).backgroundColor"
     )
     return colour
+
+
+def test_the_wallboard_judges_against_the_sites_targets(tmp_path: Path, mqtt_broker: Any,
+                                                         page: Any) -> None:  # fmt: skip
+    """Issue 18: the targets come from the core's [targets] (core_config), not the seeds'."""
+    from playwright.sync_api import expect
+
+    (tmp_path / "core.toml").write_text("[targets]\nring_limit = 2\nsl_threshold_s = 25\n"
+                                        "service_level = 0.5\navg_acw_s = 80\n")  # fmt: skip
+    with LiveApi(tmp_path, mqtt_broker, core_config=tmp_path / "core.toml") as api:
+        _login(page, api, Role.SUPERVISOR)
+        expect(page.locator("#feed")).to_contain_text("live")
+        head = page.locator("#kpis thead")
+        expect(head).to_contain_text("Within 2 rings")
+        expect(head).to_contain_text("target ≥ 50 %")
+        expect(head).to_contain_text("within 25 s")
+        expect(head).to_contain_text("target ≤ 80 s")
+        api.publish("kpi_live", _kpi_live("queue", "q1", _figures(avg_acw_s=75.0,
+                                                                  service_level=0.6)),
+                    scope="queue", key="q1")  # fmt: skip
+        row = page.locator('#kpis tr[data-queue="q1"]')
+        # met against the site's 80 s and 50 %, where the seeds' 60 s and 80 % miss
+        expect(row.locator('[data-kpi="avg_acw_s"]')).to_have_attribute("data-verdict", "met")
+        expect(row.locator('[data-kpi="service_level"]')).to_have_attribute("data-verdict",
+                                                                            "met")  # fmt: skip

@@ -1,10 +1,10 @@
 """The live feed: one WebSocket per wallboard or client (docs/api.md, WebSocket feed).
 
 `/ws?token=<bearer token>` (a browser cannot set headers on a WebSocket). First message: a
-`snapshot` of every seat, the live KPIs and the open alerts; then `batch` messages, each
-with the `updates` of the last few milliseconds (`seat`, `seat_removed`, `kpi`, `alerts`,
-`alert`, `decision`, `connected`), and `resync` when this client fell behind or asked for a
-snapshot (one follows at once). The session is checked
+`snapshot` of every seat, the live KPIs, the open alerts and the site's targets; then
+`batch` messages, each with the `updates` of the last few milliseconds (`seat`,
+`seat_removed`, `kpi`, `alerts`, `alert`, `decision`, `connected`), and `resync` when this
+client fell behind or asked for a snapshot (one follows at once). The session is checked
 again every SESSION_CHECK_S: a logout, a disabled account or an expiry closes the feed
 (code 4401)."""
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from typing import Any
 
@@ -39,7 +40,9 @@ async def feed(websocket: WebSocket, token: str = "") -> None:
         return
     floor = svc.floor
     updates = floor.subscribe()
-    sender = asyncio.create_task(_send(websocket, updates, floor))
+    # the site's targets, for the wallboard's met and missed (the core's [targets])
+    targets = dataclasses.asdict(svc.targets)
+    sender = asyncio.create_task(_send(websocket, updates, floor, targets))
     checker = asyncio.create_task(_check(websocket, token, svc))
     try:
         while True:  # the client may ask for a fresh snapshot; anything else is ignored
@@ -56,13 +59,14 @@ async def feed(websocket: WebSocket, token: str = "") -> None:
                 await task
 
 
-async def _send(websocket: WebSocket, updates: Feed, floor: Floor) -> None:
-    await websocket.send_text(json.dumps(floor.snapshot()))
+async def _send(websocket: WebSocket, updates: Feed, floor: Floor,
+                targets: dict[str, Any]) -> None:  # fmt: skip
+    await websocket.send_text(json.dumps({**floor.snapshot(), "targets": targets}))
     while True:
         text = await updates.get()  # serialised once for every feed
         await websocket.send_text(text)
         if text is RESYNC:
-            await websocket.send_text(json.dumps(floor.snapshot()))
+            await websocket.send_text(json.dumps({**floor.snapshot(), "targets": targets}))
 
 
 async def _check(websocket: WebSocket, token: str, svc: Any) -> None:

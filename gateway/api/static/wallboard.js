@@ -10,7 +10,8 @@
   const RECONNECT_MS = [500, 30000]; // first and longest wait before reopening the feed
 
   // What the day's figures are held against: the seeds' defaults as in
-  // gateway/core/report.py (Targets) and docs/kpi.md.
+  // gateway/core/report.py (Targets), until the feed's snapshot brings the site's own
+  // (the core's [targets], docs/core.md).
   const TARGETS = {
     ring_limit: 3, // rings
     within_ring_limit: 1.0, // share answered within ring_limit: every call
@@ -18,6 +19,7 @@
     avg_talk_s: 180,
     max_hold_s: 30, // no single hold over 30 s: the longest one is judged, as report.py does
     avg_acw_s: 60,
+    sl_threshold_s: 20,
   };
 
   const STATE_LABEL = {
@@ -345,6 +347,7 @@
         for (const s of msg.seats || []) putSeat(s);
         model.kpis = msg.kpis || {};
         model.alerts = msg.alerts || { alerts: [], more: 0 };
+        setTargets(msg.targets);
         renderSeats();
         renderKpis();
         renderAlerts();
@@ -517,6 +520,24 @@
       row.append(td);
     });
     return row;
+  }
+
+  // The site's targets from the snapshot: only known names with finite numbers are taken.
+  function setTargets(targets) {
+    if (!targets || typeof targets !== "object") return;
+    for (const name of Object.keys(TARGETS)) {
+      const v = targets[name];
+      if (typeof v === "number" && Number.isFinite(v)) TARGETS[name] = v;
+    }
+    const share = (v) => `${+(v * 100).toFixed(1)} %`;
+    const num = (v) => String(+v.toFixed(1));
+    $("t-ring-limit").textContent = num(TARGETS.ring_limit);
+    $("t-within-ring-limit").textContent = share(TARGETS.within_ring_limit);
+    $("t-sl-threshold").textContent = num(TARGETS.sl_threshold_s);
+    $("t-service-level").textContent = share(TARGETS.service_level);
+    $("t-avg-talk").textContent = num(TARGETS.avg_talk_s);
+    $("t-max-hold").textContent = num(TARGETS.max_hold_s);
+    $("t-avg-acw").textContent = num(TARGETS.avg_acw_s);
   }
 
   function renderKpis() {
