@@ -106,8 +106,9 @@ class LiveKpis:
     """Feed with `feed(events)` (seat and call event models, any order), move the clock on
     with `advance(now)`, ask with `window()` or `rolling()`."""
 
-    settle_s = 10.0  # a call is counted this long after its terminal event
-    acw_wait_s = 3600.0  # ... or this long, when a seat never leaves ACW for it
+    settle_s = 10.0  # a call is counted this long after its terminal event arrived
+    # in event time (`event_now`): a backlog of old events must not look overdue
+    acw_wait_s = 3600.0  # ... or this long after its end, when a seat never leaves ACW for it
     open_call_s = 4 * 3600.0  # a call without a terminal event is counted after this
     history = 32  # state changes kept per seat for late events
     keep_minutes = 120
@@ -120,6 +121,8 @@ class LiveKpis:
         self.ring_limit = ring_limit
         self.sl_threshold_s = sl_threshold_s
         self.now = 0.0
+        self.newest_t = -math.inf  # the newest event time fed
+        self._arrived: float | None = None  # the live clock the event being fed arrived at
         # size -> bucket start -> by -> key -> Totals
         self._tot: dict[int, dict[float, dict[By, dict[str, Totals]]]] = {
             s: {} for s in _KEPT}  # fmt: skip
@@ -141,7 +144,11 @@ class LiveKpis:
 
     # --- input ----------------------------------------------------------------------------
 
-    def feed(self, events: Iterable[SeatEvent | CallEvent]) -> None:
+    def feed(self, events: Iterable[SeatEvent | CallEvent], *,
+             arrived: float | None = None) -> None:  # fmt: skip
+        """`arrived`: the live clock when they arrived, if not `now` (a replay from the
+        store: when the store took them). A call settles `settle_s` after its end arrived."""
+        self._arrived = arrived
         for e in events:
             if e.id in self._seen:
                 self.counts["duplicates"] += 1
@@ -149,22 +156,36 @@ class LiveKpis:
             self._seen.add(e.id)
             self._seen_order.append((e.t, e.id))
             self.counts["events"] += 1
+            self.newest_t = max(self.newest_t, e.t)
             if isinstance(e, SeatEvent):
                 self._seat_event(e)
             else:
                 self._call_event(e)
+        self._arrived = None
+
+    @property
+    def event_now(self) -> float:
+        """The clock of the events: the newest event time fed, but never past `now`. The
+        time-outs of calls are measured on it, not on `now`: a backlog of events hours old
+        (the broker's, after the core was away) is not overdue, its calls go on."""
+        return min(self.now, self.newest_t)
+
+    @property
+    def _arrival(self) -> float:
+        return self.now if self._arrived is None else self._arrived
 
     def advance(self, now: float) -> None:
         """Count the calls that are settled at `now` and forget what is older than kept."""
         self.now = max(self.now, now)
         self._floor = self.day_floor()
+        event_now = self.event_now
         for key, call in list(self._calls.items()):
             if call.ended_at is None:
-                if self.now - call.last_seen >= self.open_call_s:
+                if event_now - call.last_seen >= self.open_call_s:
                     self.counts["unterminated_calls"] += 1
                     self._count_call(key, call)
             elif self.now - max(call.ended_at, call.ended_seen) >= self.settle_s and \
-                    self._settled(key, call):  # fmt: skip
+                    self._settled(key, call, event_now):  # fmt: skip
                 self._count_call(key, call)
         self._prune()
 
@@ -273,7 +294,7 @@ class LiveKpis:
             spans = self._parts[(iv.seat, iv.call)]
             if sign > 0:
                 spans.append(iv)
-                self._parts_seen[(iv.seat, iv.call)] = self.now
+                self._parts_seen[(iv.seat, iv.call)] = self._arrival
             elif iv in spans:
                 spans.remove(iv)
         if iv.state == "logged_out":
@@ -315,15 +336,16 @@ class LiveKpis:
         call.events[e.id] = e
         call.last_seen = max(call.last_seen, e.t)
         if _terminal(e):
-            call.ended_at, call.ended_seen = e.t, self.now
+            call.ended_at, call.ended_seen = e.t, self._arrival
         # what this one event decides counts now (an answer is in `answered` while the
         # call goes on); the rest once the call is over
         self._add(call_facts((e,)), [], "arrival")
 
-    def _settled(self, key: tuple[str, int], call: _Call) -> bool:
-        """Every seat of the call has left ACW for it (or gave up waiting)."""
+    def _settled(self, key: tuple[str, int], call: _Call, event_now: float) -> bool:
+        """Every seat of the call has left ACW for it (or the events moved `acw_wait_s`
+        past its end: gave up waiting)."""
         assert call.ended_at is not None
-        if self.now - call.ended_at >= self.acw_wait_s:
+        if event_now - call.ended_at >= self.acw_wait_s:
             return True
         for e in call.events.values():
             seat = self._seats.get(e.seat or "")

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.contract.payloads import CallEvent, SeatEvent
-from gateway.core.kpi import By, Kpis, buckets, kpis, state_intervals
+from gateway.core.kpi import By, Kpis, Window, buckets, kpis, state_intervals
 from gateway.core.live import LiveKpis
 from tools.trace import Trace, generate, shuffled
 
@@ -173,3 +173,73 @@ def test_a_zero_length_acw_gives_each_leg_its_own_acw_live() -> None:
     first = live.window("15min", T0, by="site")[1]["site"]
     second = live.window("15min", T0 + 900, by="site")[1]["site"]
     assert (first.handled, first.avg_acw_s, second.handled, second.avg_acw_s) == (1, 0.0, 1, 30.0)
+
+
+# --- issue 18, defect 3: a backlog delivered hours after the calls --------------------------
+
+DAY0 = T0 - 16 * 3600  # 2027-01-15 00:00 in Shanghai
+
+
+@pytest.fixture(scope="module")
+def day() -> Trace:
+    return generate(seats=12, queues=3, start=DAY0, hours=24, seed=11)
+
+
+def backlog(trace: Trace, *, chunk: int, tick_s: float) -> LiveKpis:
+    """The day's events as a broker hands them over after a core outage: in the stored
+    order, `chunk` at a time, the worker's clock (advance, as its ticker does between the
+    store's pages) starting 5 hours after the last of them and moving `tick_s` a chunk."""
+    live = LiveKpis(tz=TZ)
+    wall = trace.end + 5 * 3600
+    events = models(trace.events)
+    live.advance(wall)
+    for i in range(0, len(events), chunk):
+        live.feed(events[i : i + chunk])
+        wall += tick_s
+        live.advance(wall)
+    live.advance(wall + live.settle_s)
+    return live
+
+
+@pytest.mark.parametrize(("chunk", "tick_s"), [(5000, 1.0), (50, 1.0), (1, 1.0)],
+                         ids=["one burst in pages", "small chunks", "one by one"])  # fmt: skip
+def test_a_backlog_hours_old_loses_no_call(day: Trace, chunk: int, tick_s: float) -> None:
+    live = backlog(day, chunk=chunk, tick_s=tick_s)
+    calls = len({p["call"] for p in day.call_events()})
+    assert calls > 2000
+    # every call ended: none is closed as unfinished, none of its steps is thrown away
+    assert (live.counts["unterminated_calls"], live.counts["too_late"]) == (0, 0)
+    assert live.counts["calls"] == calls and live.open_calls() == 0
+    intervals = state_intervals(day.seat_events(), until=day.end)
+    whole = Window(DAY0, DAY0 + 86400)
+    expected = kpis(day.call_events(), intervals, window=whole, by="site")["site"]
+    got = live.window("day", DAY0, by="site")[1]["site"]
+    # what the supervisor's wallboard shows for the day: as the report has it
+    assert got.handled == expected.handled > 2000
+    assert (got.avg_talk_s, got.avg_hold_s, got.avg_acw_s, got.aht_s, got.one_stop_rate) == \
+        pytest.approx((expected.avg_talk_s, expected.avg_hold_s, expected.avg_acw_s,
+                       expected.aht_s, expected.one_stop_rate))  # fmt: skip
+    for by in BYS:
+        same(live.window("day", DAY0, by=by)[1],
+             kpis(day.call_events(), intervals, window=whole, by=by), by)  # fmt: skip
+
+
+def test_a_call_that_never_ends_is_closed_when_the_events_move_4_hours_past_it() -> None:
+    live = LiveKpis(tz=TZ)
+
+    def step(call: int, n: int, t: float, kind: str, **kw: Any) -> CallEvent:
+        return CallEvent.model_validate({
+            "v": 1, "id": f"p1-{call}-{n}", "pbx": "p1", "call": call, "step": n,
+            "type": kind, "t": T0 + t, "direction": "inbound", "queue": "q1", "seat": "s1",
+            "number": None, "arrived": T0, **kw})  # fmt: skip
+
+    live.advance(T0 + 10 * 3600)  # the worker's clock: 10 hours on (a backlog)
+    live.feed([step(1, 1, 0, "enter_queue", seat=None), step(1, 2, 5, "answer", wait_s=5.0)])
+    live.advance(T0 + 10 * 3600 + 60)
+    assert live.open_calls() == 1  # the PBX's clock has not moved: the call may go on
+    live.feed([step(2, 1, 4 * 3600 + 4, "enter_queue", seat=None)])
+    live.advance(T0 + 10 * 3600 + 61)
+    assert live.open_calls() == 2  # 3 h 59 min 59 s after its last step
+    live.feed([step(2, 2, 4 * 3600 + 5, "abandon", seat=None, wait_s=1.0)])
+    live.advance(T0 + 10 * 3600 + 62)
+    assert live.counts["unterminated_calls"] == 1 and live.open_calls() == 1
