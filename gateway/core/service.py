@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
@@ -211,8 +211,12 @@ class CoreService:
         since = self.live.day_floor() - 4 * 3600  # calls and ACW across the first midnight
         start = await self._db(store.position)
         rows = store.events(since=since)  # a generator of pages, advanced on the store thread
-        while page := await self._db(lambda: [e.model() for e in islice(rows, 5000)]):
-            self._feed(page)  # a large site's two days do not fit at once
+        while page := await self._db(lambda: [(e.model(), e.received)
+                                              for e in islice(rows, 5000)]):  # fmt: skip
+            # each as it arrived when the store took it: a call that ended long ago is
+            # settled now, not `settle_s` after the restart (its figures would be empty
+            # until then); a large site's two days do not fit at once
+            self._feed([e for e, _ in page], arrived=[r for _, r in page])
         self.position = start  # events stored after `start` come again by the tail: repeats
         self.live.advance(now)
         self._alert_changes(self.alerts.tick(now))  # a hold that ran over while it was down
@@ -356,11 +360,13 @@ class CoreService:
     def _read_tail(self, store: EventStore, after: int) -> list[tuple[int, SeatEvent | CallEvent]]:
         return [(n, e.model()) for n, e in store.tail(after, limit=self.FOLLOW_PAGE)]
 
-    def _feed(self, events: Iterable[SeatEvent | CallEvent]) -> None:
+    def _feed(self, events: Iterable[SeatEvent | CallEvent],
+              arrived: Sequence[float] | None = None) -> None:  # fmt: skip
+        """`arrived`: when each arrived, if not now (a replay: when the store took it)."""
         changes: list[AlertChange] = []
-        for e in events:
+        for i, e in enumerate(events):
             try:
-                self.live.feed((e,))
+                self.live.feed((e,), arrived=None if arrived is None else arrived[i])
                 if isinstance(e, SeatEvent):
                     self._gateway_of[e.seat] = e.gateway
                     changes += self.alerts.on_seat_event(e)

@@ -467,3 +467,39 @@ async def test_a_postgresql_connection_the_server_dropped_is_reopened(
             await asyncio.sleep(0.2)
         assert stored(pg_url) == 50
         assert core.stats.store_errors >= 1
+
+
+@in_loop
+async def test_a_restarted_worker_shows_the_calls_whole_figures_at_once(
+        mqtt_broker: Any, store_url: str) -> None:  # fmt: skip
+    """Issue 18: for `settle_s` after each restart, handled, talk, hold, ACW, AHT and
+    one-stop were empty: the replay took every stored call as arriving at the restart."""
+    sid = site()
+    t = Topics(site=sid)
+    cfg = settings(mqtt_broker, store_url, sid, settle_s=10.0)
+    now = time.time()
+    s1, call = Seat("s1"), Call(4)
+    events: list[SeatEvent | CallEvent] = [
+        s1.state(now - 300, "ready"), call("enter_queue", now - 290, seat=None),
+        call("offer", now - 290, wait_s=0.0), s1.state(now - 290, "ringing", 4),
+        call("answer", now - 286, wait_s=4.0, rings=1), s1.state(now - 286, "talking", 4),
+        call("hold", now - 250), s1.state(now - 250, "hold", 4),
+        call("unhold", now - 240, hold_s=10.0), s1.state(now - 240, "talking", 4),
+        call("release", now - 200, talk_s=86.0, by="caller"), s1.state(now - 200, "acw", 4),
+        s1.state(now - 180, "ready")]  # fmt: skip
+    # stored a minute ago by the worker that ran then
+    with open_store(store_url, topics=t, clock=lambda: now - 60) as store:
+        store.ingest([(t.seat_event(e.seat) if isinstance(e, SeatEvent) else
+                       t.topic("call_event", call=str(e.call)), e.dump())
+                      for e in events])  # fmt: skip
+    whole = {"handled": 1, "avg_talk_s": 76.0, "avg_hold_s": 10.0, "avg_acw_s": 20.0,
+             "aht_s": 106.0, "one_stop_rate": 1.0}  # talk 86 - hold 10; 76 + 10 + 20
+    async with client(mqtt_broker, t.topic("kpi_live", scope="site", key=sid)) as c:
+        async with CoreService(cfg) as core:
+            # the state rebuilt from the store, before anything else happened
+            day = asdict(core.live.window("day", now, by="site")[1][sid])
+            assert {k: day[k] for k in whole} == whole
+            # and the wallboard's first figures after the restart have them
+            first = await until(c, lambda topic, b: True)
+            today = first["windows"]["today"]
+            assert {k: today[k] for k in whole} == whole
