@@ -12,11 +12,13 @@ Pipe messages (pickled tuples), child -> parent: ("lease", id) before publishing
 (overflow spares those events), ("delivered", [ids]), ("stats", published, reconnects,
 last_error). Parent -> child: ("wake",) after a commit that stored new events.
 The child ends when the pipe closes (the gateway stopped it, or died: SIGKILL closes the
-gateway's end too): quietly, publishing nothing more. What the broker took that the
-gateway never heard of is published again by the next drainer (at least once; the event
-id drops the repeat). It ignores SIGINT: a terminal's Ctrl-C reaches the whole process
-group, and the gateway stops its child itself. If the child dies, the gateway starts
-another, which publishes again from the oldest event not yet removed.
+gateway's end too): quietly, publishing nothing more, within `STOP_S` even when a
+cancellation is lost on the way (aiomqtt waits with asyncio.wait_for: gateway/aio.py).
+What the broker took that the gateway never heard of is published again by the next
+drainer (at least once; the event id drops the repeat). It ignores SIGINT: a terminal's
+Ctrl-C reaches the whole process group, and the gateway stops its child itself. If the
+child dies, the gateway starts another, which publishes again from the oldest event not
+yet removed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import sqlite3
 import time
@@ -40,6 +43,12 @@ from gateway.edge.drain import Drainer, DrainStats, bridge, broker_client
 from gateway.edge.outbox import Entry, read_pending
 
 log = logging.getLogger(__name__)
+
+STOP_S = 5.0  # once the gateway is gone, how long the child's tasks get to end
+
+
+class ParentGone(Exception):
+    """The gateway is gone: the drainer must not read or publish another event."""
 
 
 @dataclass(frozen=True)
@@ -82,13 +91,17 @@ class _PipeOutbox:
             self._on_gone()
 
     def pending(self, limit: int, *, after: int = 0) -> list[Entry]:
+        # an orphan publishes nothing more (no gateway would remove it). The drainer is
+        # cancelled once the gateway is gone; this ends it where that cancellation was lost.
         if self.gone:
-            return []  # an orphan publishes nothing more: no gateway would remove it
+            raise ParentGone
         rows = read_pending(self._db, after, limit)
         fresh = [e for e in rows if e.id not in self._deleting]
         if fresh:
             self.send(("lease", fresh[-1].id))
-        return fresh if not self.gone else []
+            if self.gone:
+                raise ParentGone
+        return fresh
 
     def delivered_later(self, ids: list[int]) -> None:
         self.send(("delivered", ids))
@@ -113,7 +126,8 @@ def _child(config: DrainConfig, conn: multiprocessing.connection.Connection) -> 
         asyncio.run(_child_main(config, conn))
 
 
-async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Connection) -> None:
+async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Connection, *,
+                      exit_now: Callable[[int], object] = os._exit) -> None:  # fmt: skip
     topics = Topics(site=config.site, root=config.root)
     loop = asyncio.get_running_loop()
     gone = asyncio.Event()
@@ -142,7 +156,7 @@ async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Conn
                              password=config.password, keepalive_s=config.keepalive_s)
 
     async def report() -> None:
-        while True:
+        while not outbox.gone:
             await asyncio.sleep(0.5)
             s = drainer.stats
             outbox.send(("stats", s.published, s.reconnects, s.last_error))
@@ -153,14 +167,23 @@ async def _child_main(config: DrainConfig, conn: multiprocessing.connection.Conn
     reporter = asyncio.create_task(report())
     waiting = asyncio.create_task(gone.wait())
     await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)
-    for t in (task, reporter, waiting):
+    tasks = (task, reporter, waiting)
+    for t in tasks:
         t.cancel()
     # awaited here, not left to asyncio.run's shutdown, which logs what a cancelled task
-    # raised on its way out as unhandled
-    ended = await asyncio.gather(task, reporter, waiting, return_exceptions=True)
-    if not gone.is_set() and isinstance(ended[0], Exception):
+    # raised on its way out as unhandled, and waits for ever for one that lost its
+    # cancellation
+    _, left = await asyncio.wait(tasks, timeout=STOP_S)
+    if left:
+        log.warning("%d task(s) still running %.0f s after the stop; exiting", len(left),
+                    STOP_S)  # fmt: skip
+        logging.shutdown()
+        exit_now(0)
+        return
+    errors = [None if t.cancelled() else t.exception() for t in tasks]  # each retrieved
+    if not gone.is_set() and errors[0] is not None:
         # the bridge ended by itself (a bug): exit with it, and the gateway starts another
-        raise ended[0]
+        raise errors[0]
 
 
 class DrainProcess:

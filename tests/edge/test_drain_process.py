@@ -3,12 +3,16 @@
 The gateway here is a small parent process that starts the drainer exactly as the edge
 service does (`DrainProcess`) on an outbox holding a backlog, so that the child is busy
 publishing when its parent goes: SIGKILLed (the pipe closes under the child), or stopped
-with Ctrl-C (the whole process group gets SIGINT, the parent stops the child)."""
+with Ctrl-C (the whole process group gets SIGINT, the parent stops the child). The
+child's main is also run in the test's process, with a stand-in for the broker side that
+loses its cancellation as aiomqtt's waits can (gateway/aio.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import multiprocessing
 import os
 import selectors
 import signal
@@ -19,11 +23,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
+import aiomqtt
 import pytest
 from edge_support import site
 
+from gateway.edge import drain_process
+from gateway.edge.drain import Drainer
 from gateway.edge.drain_process import DrainConfig, DrainProcess
 from gateway.edge.outbox import Outbox, Record, event_id
 
@@ -36,6 +43,8 @@ BACKLOG = 20_000  # events: seconds of publishing, so the child is mid-stream wh
 PARENT = """
 import asyncio, json, signal, sys
 from pathlib import Path
+from gateway.edge import drain_process
+from gateway.edge.drain import Drainer
 from gateway.edge.drain_process import DrainConfig, DrainProcess
 
 async def main(a):
@@ -169,3 +178,74 @@ def test_a_drainer_that_fails_otherwise_exits_and_is_replaced(
             await drain.stop()
 
     asyncio.run(scenario())
+
+
+def child_config(outbox: Path) -> DrainConfig:
+    """For the child's main run in this process: it never reaches a broker here."""
+    return DrainConfig(outbox=outbox, site="t", root="seatlink", host="127.0.0.1", port=1,
+                       identifier="drain-test", username=None, password=None, keepalive_s=30,
+                       backoff_s=(0.2, 5.0))  # fmt: skip
+
+
+def orphaned_child(outbox: Path, exits: list[int]) -> float:
+    """Run the child's main with its gateway gone from the start (the pipe's other end
+    closed); seconds until it returned. `exits`: the codes of any forced exit."""
+
+    async def scenario() -> float:
+        parent, child = multiprocessing.Pipe(duplex=True)
+        parent.close()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.wait_for(drain_process._child_main(child_config(outbox), child,
+                                                         exit_now=exits.append), 30)  # fmt: skip
+        child.close()
+        return loop.time() - start
+
+    return asyncio.run(scenario())
+
+
+def test_a_drainer_that_lost_its_cancellation_ends_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cancellation that ends the drainer can be lost: aiomqtt waits for the CONNACK
+    with asyncio.wait_for, which on Python 3.11 drops a cancel that comes in the same turn
+    as the CONNACK. The drainer then goes on; its next read of the outbox ends it."""
+    backlog(tmp_path / "outbox.db", 10)
+    lost: list[bool] = []
+
+    async def bridge(*, drainer: Drainer, **_: Any) -> None:
+        try:
+            await asyncio.sleep(3600)  # connecting
+        except asyncio.CancelledError:
+            lost.append(True)  # connected in the same turn: the cancel is gone
+        await drainer.run(cast(aiomqtt.Client, None))  # it must publish nothing
+
+    monkeypatch.setattr(drain_process, "bridge", bridge)
+    exits: list[int] = []
+    with caplog.at_level(logging.WARNING):
+        orphaned_child(tmp_path / "outbox.db", exits)
+    assert lost, "the stand-in was not cancelled"
+    assert not exits, "it ended only by the forced exit, after STOP_S"
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_a_drainer_whose_tasks_do_not_end_is_exited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last resort: tasks that still run STOP_S after the stop (a lost cancellation
+    where nothing reads the outbox again) would keep asyncio.run's shutdown waiting for
+    ever; the child exits instead."""
+    backlog(tmp_path / "outbox.db", 10)
+
+    async def bridge(**_: Any) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # lost
+        await asyncio.sleep(3600)  # ended by this test's own loop shutdown
+
+    monkeypatch.setattr(drain_process, "bridge", bridge)
+    monkeypatch.setattr(drain_process, "STOP_S", 0.2)
+    exits: list[int] = []
+    orphaned_child(tmp_path / "outbox.db", exits)
+    assert exits == [0]
