@@ -157,7 +157,10 @@ def test_gateway_sigkilled_under_load_and_restarted(tmp_path: Path, own_broker: 
         await asyncio.sleep(3)
 
     try:
-        counts = scenario(tmp_path, own_broker, 6, 2, body, in_process=False)
+        # 1 press/s: a seat's 10-frame queue holds 10 s unacked while the killed gateway's
+        # successor starts (at 2/s, 5 s, the seats overflowed in 2 runs of 10 at a load
+        # average of 11, failing the test though nothing was lost in the gateway)
+        counts = scenario(tmp_path, own_broker, 6, 1, body, in_process=False)
     finally:
         for p in procs:
             if p.poll() is None:
