@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -30,12 +30,24 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ValidationError
 
 from gateway.contract.payloads import CallEvent, ReasonName, SeatEvent
-from gateway.core.kpi import NO_REASON, By, Kpis, Window, buckets, kpis, state_intervals
+from gateway.core.kpi import (
+    NO_REASON,
+    By,
+    Kpis,
+    StateInterval,
+    Window,
+    buckets,
+    kpis,
+    state_intervals,
+)
 
 DASH = "\u2014"  # what the page prints for a figure with no value (None)
 
 Status = Literal["met", "missed", "no data"]
 Row = tuple[Window, str, str, Kpis]  # (interval, by, key, figures): one line of the CSV
+# kpis() over buckets(): each bucket with every key that had something in it
+Series = Sequence[tuple[Window, Mapping[str, Kpis]]]
+BUCKETS = {15: 900, 60: 3600}  # the interval sizes the report and the API offer, minutes: s
 
 # --- targets ----------------------------------------------------------------------------------
 
@@ -84,7 +96,9 @@ class DailyReport:
     """Everything the daily page shows: figures as `kpis()` returns them.
 
     `quarters` and `hours` are the site's figures per 15-minute and hourly bucket of the day
-    (`kpis(..., by="site")` over `buckets(...)`). `alerts` (rule, count) and `rejected`
+    (`kpis(..., by="site")` over `buckets(...)`); `queue_hours`, `queue_quarters`,
+    `agent_hours` and `agent_quarters` each queue's and agent's (every bucket of the day,
+    with the keys `kpis(..., by=...)` lists for it). `alerts` (rule, count) and `rejected`
     (reason, count of input refused): None when not counted, empty when none."""
 
     site: str
@@ -98,6 +112,12 @@ class DailyReport:
     targets: Targets = Targets()
     alerts: Sequence[tuple[str, int]] | None = None
     rejected: Mapping[str, int] | None = None
+    # per queue and per agent, per hour and per 15 minutes: kpis(by="queue"/"agent") over
+    # the day's buckets; empty when not given (the page and the CSV then leave them out)
+    queue_hours: Series = ()
+    queue_quarters: Series = ()
+    agent_hours: Series = ()
+    agent_quarters: Series = ()
 
     @property
     def window(self) -> Window:
@@ -131,26 +151,69 @@ def build_daily(
     runs past it. The seats' last states run to `until`, by default the later of the day's
     end and the last seat event."""
     refused: Counter[str] = Counter(rejected or {})
-    calls = _valid(call_events, CallEvent, "call event", refused)
-    seats = _valid(seat_events, SeatEvent, "seat event", refused)
-    whole = day_window(day, tz)
-    end = until if until is not None else max([whole.end, *(e.t for e in seats)])
-    intervals = state_intervals(seats, until=end)
-    index = _CallIndex(calls)
-
-    def figures(w: Window, by: By) -> dict[str, Kpis]:
-        return kpis(index.touching(w), intervals, window=w, by=by, site=site,
-                    ring_limit=targets.ring_limit,
-                    sl_threshold_s=targets.sl_threshold_s)  # fmt: skip
+    d = _Day(call_events, seat_events, day, tz, site=site, targets=targets, until=until,
+             refused=refused)  # fmt: skip
 
     def site_of(size_s: int) -> list[tuple[Window, Kpis]]:
-        return [(w, figures(w, "site")[site]) for w in buckets(whole.start, whole.end,
-                                                                size_s, tz=tz)]  # fmt: skip
+        return [(w, k[site]) for w, k in d.series("site", size_s)]
 
-    return DailyReport(site=site, day=day, tz=tz, site_kpis=figures(whole, "site")[site],
-                       queues=figures(whole, "queue"), agents=figures(whole, "agent"),
+    return DailyReport(site=site, day=day, tz=tz, site_kpis=d.figures(d.whole, "site")[site],
+                       queues=d.figures(d.whole, "queue"), agents=d.figures(d.whole, "agent"),
                        quarters=site_of(900), hours=site_of(3600), targets=targets,
-                       alerts=alerts, rejected=dict(sorted(refused.items())))  # fmt: skip
+                       alerts=alerts, rejected=dict(sorted(refused.items())),
+                       queue_hours=d.series("queue", 3600),
+                       queue_quarters=d.series("queue", 900),
+                       agent_hours=d.series("agent", 3600),
+                       agent_quarters=d.series("agent", 900))  # fmt: skip
+
+
+def day_intervals(
+    call_events: Iterable[CallEvent | Mapping[str, Any]],
+    seat_events: Iterable[SeatEvent | Mapping[str, Any]],
+    day: date,
+    tz: ZoneInfo,
+    *,
+    by: By,
+    size_s: int,
+    site: str = "site",
+    targets: Targets = Targets(),
+    until: float | None = None,
+) -> list[tuple[Window, dict[str, Kpis]]]:
+    """One scope's figures per bucket of the day (`size_s` 900 or 3600): every bucket of
+    the local day, each with the keys that had something in it, as `kpis(..., by=by)` gives
+    them over `buckets(...)`, with the targets' ring limit and T. The same input rules as
+    `build_daily`; invalid events are left out."""
+    d = _Day(call_events, seat_events, day, tz, site=site, targets=targets, until=until,
+             refused=Counter())  # fmt: skip
+    return d.series(by, size_s)
+
+
+class _Day:
+    """One day's events, ready for kpis() over any of its windows."""
+
+    def __init__(self, call_events: Iterable[CallEvent | Mapping[str, Any]],
+                 seat_events: Iterable[SeatEvent | Mapping[str, Any]], day: date,
+                 tz: ZoneInfo, *, site: str, targets: Targets, until: float | None,
+                 refused: Counter[str]) -> None:  # fmt: skip
+        calls = _valid(call_events, CallEvent, "call event", refused)
+        seats = _valid(seat_events, SeatEvent, "seat event", refused)
+        self.tz, self.site, self.targets = tz, site, targets
+        self.whole = day_window(day, tz)
+        end = until if until is not None else max([self.whole.end, *(e.t for e in seats)])
+        self.calls = _CallIndex(calls)
+        self.seats = _SeatIndex(state_intervals(seats, until=end))
+
+    def figures(self, w: Window, by: By) -> dict[str, Kpis]:
+        events = self.calls.touching(w)
+        return kpis(events, self.seats.for_window(w, {e.call for e in events}), window=w,
+                    by=by, site=self.site, ring_limit=self.targets.ring_limit,
+                    sl_threshold_s=self.targets.sl_threshold_s)  # fmt: skip
+
+    def series(self, by: By, size_s: int) -> list[tuple[Window, dict[str, Kpis]]]:
+        return [
+            (w, self.figures(w, by))
+            for w in buckets(self.whole.start, self.whole.end, size_s, tz=self.tz)
+        ]
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -192,16 +255,67 @@ class _CallIndex:
         return [e for key in keys for e in self.calls[key]]
 
 
+class _SeatIndex:
+    """The seat intervals kpis() needs for a window, so that 96 buckets of a large site do
+    not each read every interval of the day. The figures are exactly those of all the
+    intervals (tests/core/test_report.py checks it): kpis() counts seat time only where an
+    interval overlaps the window, reads ACW from the intervals of the calls given, and needs
+    to know which seats have any interval at all (a seat with none has unknown ACW). So a
+    window gets the intervals that overlap it, those of its calls, and each seat's first,
+    in the order state_intervals gave them (the sums add in the same order)."""
+
+    def __init__(self, intervals: list[StateInterval]) -> None:
+        self.intervals = intervals
+        self.seats: list[tuple[int, list[float], list[float]]] = []  # first, starts, ends
+        self.by_call: dict[int, list[int]] = defaultdict(list)
+        first = 0
+        for i, iv in enumerate(intervals):
+            if iv.call is not None:
+                self.by_call[iv.call].append(i)
+            if i + 1 == len(intervals) or intervals[i + 1].seat != iv.seat:
+                part = intervals[first : i + 1]  # one seat's, in time order, not overlapping
+                self.seats.append((first, [x.start for x in part], [x.end for x in part]))
+                first = i + 1
+
+    def for_window(self, w: Window, calls: Iterable[int]) -> list[StateInterval]:
+        keep: set[int] = set()
+        for first, starts, ends in self.seats:
+            keep.add(first)
+            keep.update(range(first + bisect_right(ends, w.start),
+                              first + bisect_left(starts, w.end)))  # fmt: skip
+        for call in set(calls):
+            keep.update(self.by_call.get(call, ()))
+        return [self.intervals[i] for i in sorted(keep)]
+
+
 def report_rows(report: DailyReport) -> list[Row]:
-    """The report's figures as CSV rows: the day (site, queues, agents), then the site's hours
-    and 15-minute buckets."""
+    """The report's figures as CSV rows: the day (site, queues, agents), the site's hours
+    and 15-minute buckets, then each queue's hours and 15-minute buckets and each agent's
+    (in time order, keys sorted within a bucket; a key with nothing in a bucket has no row
+    for it)."""
     day = report.window
     rows: list[Row] = [(day, "site", report.site, report.site_kpis)]
     rows += [(day, "queue", key, k) for key, k in report.queues.items()]
     rows += [(day, "agent", key, k) for key, k in report.agents.items()]
     rows += [(w, "site", report.site, k) for w, k in report.hours]
     rows += [(w, "site", report.site, k) for w, k in report.quarters]
+    for by, series in (
+        ("queue", report.queue_hours),
+        ("queue", report.queue_quarters),
+        ("agent", report.agent_hours),
+        ("agent", report.agent_quarters),
+    ):
+        rows += [(w, by, key, k) for w, figures in series for key, k in figures.items()]
     return rows
+
+
+def per_key(series: Series) -> dict[str, list[tuple[Window, Kpis]]]:
+    """A series turned round: each key's buckets with figures, in time order, keys sorted."""
+    out: dict[str, list[tuple[Window, Kpis]]] = defaultdict(list)
+    for w, figures in series:
+        for key, k in figures.items():
+            out[key].append((w, k))
+    return dict(sorted(out.items()))
 
 
 # --- CSV --------------------------------------------------------------------------------------
@@ -586,6 +700,8 @@ svg.plot{max-width:100%;height:auto;display:block}
 .legend span.sw{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 .9em;
 vertical-align:-.1em}
 .scroll{overflow-x:auto}
+details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
+details details{margin-left:1em}details details summary{font-weight:normal}
 @media print{h2{break-after:avoid}figure,table{break-inside:avoid}}
 """
 
@@ -690,6 +806,14 @@ def daily_html(report: DailyReport) -> str:
         _keyed_table(r.agents, AGENT_COLUMNS, t, "Seat", "No seat was logged in this day."),
         '<p class="note">\u2717 marks a figure that missed its target. Agents are seats '
         "until agent accounts exist; offered is the queue calls rung at the seat.</p>",
+        "</section>",
+        '<section id="queue-intervals">',
+        "<h2>Per queue through the day</h2>",
+        _queue_intervals(r, changed),
+        "</section>",
+        '<section id="agent-intervals">',
+        "<h2>Per agent (seat) through the day</h2>",
+        _agent_intervals(r, changed),
         "</section>",
         '<section id="not-ready">',
         "<h2>Not Ready time by reason</h2>",
@@ -824,6 +948,92 @@ def _keyed_table(rows: Mapping[str, Kpis], columns: Sequence[_Column], t: Target
                 out.append(f"<td>{_e(text)}</td>")
         out.append("</tr>")
     out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+QUEUE_INTERVAL_COLUMNS = (
+    _col("Offered", "offered", _count), _col("Answered", "answered", _count),
+    _col("Abandoned", "abandoned", _count), _col("Abandon rate", "abandon_rate", _pct),
+    _col("ASA", "asa_s", _secs), _SL, _RINGS, _col("Handled", "handled", _count), _TALK,
+    _ACW, _col("AHT", "aht_s", _secs),
+)  # fmt: skip
+AGENT_INTERVAL_COLUMNS = (
+    _col("Offered", "offered", _count), _col("Answered", "answered", _count),
+    _col("Handled", "handled", _count), _TALK, _col("Avg hold", "avg_hold_s", _secs),
+    _MAX_HOLD, _ACW, _col("AHT", "aht_s", _secs), _col("RONA", "rona", _count),
+    _col("Transfers", "transfers", _count), _col("Logged in", "logged_in_s", _hms),
+    _col("Busy", "busy_s", _hms), _col("Occupancy", "occupancy", _pct),
+)  # fmt: skip
+
+
+def _interval_table(rows: Sequence[tuple[Window, Kpis]], columns: Sequence[_Column],
+                    r: DailyReport, changed: bool, head: str) -> str:  # fmt: skip
+    out = ['<div class="scroll"><table><thead><tr>', f'<th class="key">{_e(head)}</th>']
+    out += [f"<th>{_e(c.head)}</th>" for c in columns]
+    out.append("</tr></thead><tbody>")
+    for w, k in rows:
+        label = _span(w, r.tz) + (f" ({_offset(w.start, r.tz)})" if changed else "")
+        out.append(f'<tr><td class="key">{_e(label)}</td>')
+        for c in columns:
+            text = c.text(k)
+            if c.judge is not None and c.judge(k, r.targets) == "missed":
+                out.append(f'<td class="miss" title="missed its target">{_e(text)} '
+                           f"\u2717</td>")  # fmt: skip
+            else:
+                out.append(f"<td>{_e(text)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _queue_intervals(r: DailyReport, changed: bool) -> str:
+    """Each queue's hours, open, with its quarter-hours folded inside."""
+    hours, quarters = per_key(r.queue_hours), per_key(r.queue_quarters)
+    if not hours and not quarters:
+        return "<p>No queue had calls this day.</p>"
+    out = [
+        '<p class="note">Each queue\'s hours with calls, and inside each its '
+        "quarter-hours (open \u201cPer 15 minutes\u201d). An interval in which the queue "
+        "had nothing is left out. \u2717 marks a figure that missed its target.</p>"
+    ]
+    for name in sorted(hours.keys() | quarters.keys()):
+        day = r.queues.get(name)
+        summary = name if day is None else (
+            f"{name}: {day.offered} offered, {day.answered} answered, {day.abandoned} "
+            f"abandoned, service level {_pct(day.service_level)}")  # fmt: skip
+        out.append(f'<details class="queue" data-key="{_e(name)}" open>'
+                   f"<summary>{_e(summary)}</summary>")  # fmt: skip
+        if name in hours:
+            out.append(_interval_table(hours[name], QUEUE_INTERVAL_COLUMNS, r, changed, "Hour"))
+        if name in quarters:
+            out.append('<details class="quarters"><summary>Per 15 minutes</summary>'
+                       + _interval_table(quarters[name], QUEUE_INTERVAL_COLUMNS, r, changed,
+                                         "15 minutes") + "</details>")  # fmt: skip
+        out.append("</details>")
+    return "".join(out)
+
+
+def _agent_intervals(r: DailyReport, changed: bool) -> str:
+    """Each agent's hours, folded: a site has many agents, and their quarter-hours would
+    make the page huge, so those are in the CSV and the API only."""
+    hours = per_key(r.agent_hours)
+    if not hours:
+        return "<p>No seat was logged in this day.</p>"
+    out = [
+        '<p class="note">Open an agent for its hours (those in which it was logged in '
+        "or had calls). Per 15 minutes: the CSV, or the API's /kpis/intervals. Talk, hold "
+        "and ACW are averages per handled call; \u2717 marks a figure that missed its "
+        "target.</p>"
+    ]
+    for name, rows in hours.items():
+        day = r.agents.get(name)
+        summary = name if day is None else (
+            f"{name}: {day.handled} handled, AHT {_secs(day.aht_s)}, logged in "
+            f"{_hms(day.logged_in_s)}")  # fmt: skip
+        out.append(f'<details class="agent" data-key="{_e(name)}">'
+                   f"<summary>{_e(summary)}</summary>"
+                   + _interval_table(rows, AGENT_INTERVAL_COLUMNS, r, changed, "Hour")
+                   + "</details>")  # fmt: skip
     return "".join(out)
 
 

@@ -24,8 +24,10 @@ from gateway.core.report import (
     Targets,
     build_daily,
     daily_html,
+    day_intervals,
     day_window,
     kpi_csv,
+    per_key,
     read_kpi_csv,
     report_rows,
 )
@@ -369,6 +371,8 @@ def test_an_empty_day_renders_dashes_and_no_data() -> None:
         assert svg[name].all("circle") == []
         assert "no data" in svg[name].text
     assert "No queue had calls this day." in section(root, "queues").text
+    assert "No queue had calls this day." in section(root, "queue-intervals").text
+    assert "No seat was logged in this day." in section(root, "agent-intervals").text
     assert "No Not Ready time this day." in section(root, "not-ready").text
     assert "No input was refused." in section(root, "rejected").text
     # a report built by hand with nothing at all
@@ -425,6 +429,104 @@ def test_build_daily_gives_what_kpis_gives_over_the_buckets() -> None:
         assert k == kpis(calls, intervals, window=w, by="site", site="Plant 7")["Plant 7"]
 
 
+# --- per queue and per agent, through the day (issue 18) ------------------------------------
+
+
+def test_queues_and_agents_per_hour_and_quarter_are_kpis_over_the_buckets() -> None:
+    r = report()
+    calls, intervals = call_events(), state_intervals(seat_events(), until=r.window.end)
+    day = r.window
+    for size, queues, agents in ((3600, r.queue_hours, r.agent_hours),
+                                 (900, r.queue_quarters, r.agent_quarters)):  # fmt: skip
+        windows = buckets(day.start, day.end, size, tz=BERLIN)
+        assert [w for w, _ in queues] == windows == [w for w, _ in agents]
+        for (w, q), (_, a) in zip(queues, agents, strict=True):
+            assert q == kpis(calls, intervals, window=w, by="queue"), w
+            assert a == kpis(calls, intervals, window=w, by="agent"), w
+        for by, series in (("queue", queues), ("agent", agents)):
+            assert day_intervals(calls, seat_events(), DAY, BERLIN, by=by,
+                                 size_s=size) == series  # fmt: skip
+    # and by hand: support's 09:00 hour holds calls 1 and 2
+    support = dict(per_key(r.queue_hours)["support"])
+    assert [w.start for w in support] == [at("09:00:00"), at("16:00:00")]
+    k = support[Window(at("09:00:00"), at("10:00:00"))]
+    assert (k.offered, k.answered, k.abandoned, k.handled) == (2, 2, 0, 2)
+    assert k.service_level == pytest.approx(0.5)  # waits 7 and 24 s
+    assert k.aht_s == pytest.approx(252.0)  # (200 + 40 + 50) + (144 + 0 + 70) = 504; / 2
+    sales = per_key(r.queue_quarters)["sales"]
+    assert [(w.start, k.offered, k.abandoned, k.answered) for w, k in sales] == [
+        (at("10:15:00"), 1, 1, 0), (at("14:00:00"), 1, 0, 1)]  # fmt: skip
+    s1 = dict(per_key(r.agent_hours)["s1"])
+    assert len(s1) == 9  # logged in 08:00-17:00
+    nine = s1[Window(at("09:00:00"), at("10:00:00"))]
+    two = s1[Window(at("14:00:00"), at("15:00:00"))]
+    assert (nine.handled, nine.avg_talk_s, nine.avg_acw_s, nine.aht_s) == (1, 200.0, 50.0, 290.0)
+    assert (two.handled, two.avg_talk_s, two.avg_acw_s, two.aht_s) == (1, 100.0, 30.0, 150.0)
+    assert s1[Window(at("12:00:00"), at("13:00:00"))].not_ready_s == {"break": 1800.0}
+    # the site's targets define figures per interval too: with 25 s, both support calls
+    r25 = report(targets=Targets(sl_threshold_s=25))
+    assert dict(per_key(r25.queue_hours)["support"])[
+        Window(at("09:00:00"), at("10:00:00"))].service_level == 1.0  # fmt: skip
+
+
+def cells(table: Node) -> dict[str, dict[str, str]]:
+    """A table's rows by their first cell, each as {head: cell}."""
+    head, *rows = table.rows()
+    return {r[0]: dict(zip(head, r, strict=True)) for r in rows}
+
+
+def test_the_page_shows_each_queue_by_hour_and_quarter_and_each_agent_by_hour() -> None:
+    root = parse(daily_html(report()))
+    queues = section(root, "queue-intervals")
+    folds = {str(d.attrs["data-key"]): d for d in queues.all("details", class_="queue")}
+    assert sorted(folds) == ["sales", "support"]
+    support = folds["support"]
+    assert "open" in support.attrs  # a site has few queues: their hours show at once
+    assert support.all("summary")[0].text == (
+        "support: 3 offered, 3 answered, 0 abandoned, service level 33.3 %")  # fmt: skip
+    hours = cells(support.all("table")[0])
+    assert list(hours) == ["09:00\u201310:00", "16:00\u201317:00"]
+    nine = hours["09:00\u201310:00"]
+    assert (nine["Offered"], nine["Answered"], nine["Abandoned"]) == ("2", "2", "0")
+    assert nine["ASA"] == "15.5 s"  # (7 + 24) / 2
+    assert nine["Service level"] == "50.0 % \u2717"  # below 80 %: marked
+    assert nine["Within ring limit"] == "50.0 % \u2717"  # call 2's 4 rings
+    assert (nine["Avg talk"], nine["Avg ACW"], nine["AHT"]) == ("172.0 s", "60.0 s", "252.0 s")
+    quarters = support.one("details", class_="quarters")
+    assert "open" not in quarters.attrs  # folded
+    assert list(cells(quarters.one("table"))) == [
+        "09:00\u201309:15", "09:30\u201309:45", "16:00\u201316:15"]  # fmt: skip
+    assert cells(quarters.one("table"))["09:30\u201309:45"]["ASA"] == "24.0 s"
+    agents = section(root, "agent-intervals")
+    folds = {str(d.attrs["data-key"]): d for d in agents.all("details", class_="agent")}
+    assert sorted(folds) == ["s1", "s2"]
+    assert "open" not in folds["s1"].attrs
+    assert folds["s1"].one("summary").text == "s1: 2 handled, AHT 220.0 s, logged in 9:00:00"
+    s1 = cells(folds["s1"].one("table"))  # hours only: quarter-hours are in the CSV
+    assert len(s1) == 9 and agents.all("details", class_="quarters") == []
+    nine = s1["09:00\u201310:00"]
+    assert (nine["Handled"], nine["Avg talk"], nine["Avg ACW"], nine["AHT"]) == (
+        "1", "200.0 s \u2717", "50.0 s", "290.0 s")  # fmt: skip
+    assert nine["Longest hold"] == "40.0 s \u2717"  # and 200 s talk > 180: both marked
+    assert s1["08:00\u201309:00"]["Logged in"] == "1:00:00"
+    assert s1["08:00\u201309:00"]["Handled"] == "0"
+
+
+def test_the_csv_has_each_queue_and_agent_by_hour_and_quarter() -> None:
+    r = report()
+    calls, intervals = call_events(), state_intervals(seat_events(), until=r.window.end)
+    table = read_kpi_csv(kpi_csv(report_rows(r), BERLIN))
+    quarter = Window(at("09:30:00"), at("09:45:00"))
+    rows = {(by, key): k for w, by, key, k in table if w == quarter}
+    assert set(rows) == {("site", "Plant 7"), ("queue", "support"), ("agent", "s1"),
+                         ("agent", "s2")}  # fmt: skip
+    assert rows[("queue", "support")] == kpis(calls, intervals, window=quarter,
+                                              by="queue")["support"]  # fmt: skip
+    assert rows[("agent", "s2")] == kpis(calls, intervals, window=quarter, by="agent")["s2"]
+    hours = [(w, key) for w, by, key, _ in table if by == "agent" and w.seconds == 3600]
+    assert len(hours) == 19 and (Window(at("08:00:00"), at("09:00:00")), "s2") in hours
+
+
 # --- CSV --------------------------------------------------------------------------------------
 
 
@@ -451,7 +553,11 @@ def test_csv_round_trip_none_is_an_empty_cell() -> None:
     rows.append((Window(at("09:00:00"), at("09:15:00")), "agent", 's,9 "x"', odd))
     text = kpi_csv(rows, BERLIN)
     table = list(csv.DictReader(io.StringIO(text, newline="")))
-    assert len(table) == len(rows) == 1 + 2 + 2 + 24 + 96 + 1
+    # the day: site, 2 queues, 2 seats; the site's 24 hours and 96 quarters; the queues'
+    # hours (support 09, 16; sales 10, 14) and quarters (support 09:00, 09:30, 16:00; sales
+    # 10:15, 14:00); the seats' logged-in hours (s1 08-17: 9, s2 08:30-17:30: 10) and
+    # quarters (36 each); the hand-made row
+    assert len(table) == len(rows) == 1 + 2 + 2 + 24 + 96 + 4 + 5 + 19 + 72 + 1
     assert table[0]["start"] == "2026-06-10T00:00:00+02:00"
     assert table[0]["end"] == "2026-06-11T00:00:00+02:00"
     assert (table[0]["by"], table[0]["key"]) == ("site", "Plant 7")
