@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from gateway.rig.thread_calls import ThreadCalls
 
-__all__ = ["TO_GATEWAY", "TO_SEAT", "FaultyLink"]
+__all__ = ["TO_GATEWAY", "TO_SEAT", "FaultyLink", "flip_bits"]
 
 TO_SEAT = "to_seat"  # gateway -> target
 TO_GATEWAY = "to_gateway"  # target -> gateway
@@ -30,6 +30,19 @@ _CHUNK = 65536
 _BUFFER_MAX = 1 << 20  # per direction: beyond it the source is not read (back-pressure)
 
 _T = TypeVar("_T")
+
+
+def flip_bits(buf: bytearray | memoryview, p: float, rng: random.Random) -> list[int]:
+    """Line noise, in place: each byte of buf gets one random bit flipped with probability
+    p. Returns the positions of the bytes it damaged. (Also the seat farm's noise.)"""
+    hit: list[int] = []
+    if p <= 0.0:
+        return hit
+    for i in range(len(buf)):
+        if rng.random() < p:
+            buf[i] ^= 1 << rng.randrange(8)
+            hit.append(i)
+    return hit
 
 
 class _Pipe:
@@ -291,12 +304,6 @@ class FaultyLink:
         p = self.corrupt
         if p <= 0.0:
             return data
-        rng = self._rng[direction]
         out = bytearray(data)
-        hit = 0
-        for i in range(len(out)):
-            if rng.random() < p:
-                out[i] ^= 1 << rng.randrange(8)
-                hit += 1
-        self.corrupted[direction] += hit
+        self.corrupted[direction] += len(flip_bits(out, p, self._rng[direction]))
         return bytes(out)
