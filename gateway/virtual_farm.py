@@ -369,9 +369,12 @@ class FarmBoard(RealtimeBoard):
     """RealtimeBoard on a farm link, with an optional trace of first writes.
 
     trace: (uid, boot, seq) -> time.time() of the first write of every reliable frame (B, S,
-    E, X), resends left out. A frame is new when its seq follows the newest one written
-    since the last hello with a new boot counter, so a seq reused after the wrap at 65535
-    is new again. Written whole by the firmware, a frame costs one find and one int()."""
+    E, X), resends left out. A frame is new when its seq is ahead of the newest one written
+    since the last hello with a new boot counter, modulo the wrap as docs/protocol.md
+    compares seqs (1..32767 ahead; a resend is behind or equal), so a seq reused after the
+    wrap at 65535 is new again, and so is the snapshot that follows a queue overflow whose
+    dropped frames were never written (a jump in seq). Written whole by the firmware, a
+    frame costs one find and one int()."""
 
     def __init__(self, *, link: _Link, uid: bytes, store: Path,
                  trace: dict[TraceKey, float] | None = None,
@@ -422,7 +425,7 @@ class FarmBoard(RealtimeBoard):
                     self._trace_boot, self._newest = boot, 0
         except (ValueError, IndexError):
             return
-        if seq == 0 or (self._newest and seq != self._newest % 65535 + 1):
+        if seq == 0 or (self._newest and not 0 < (seq - self._newest) % 65535 < 32768):
             return  # not a frame, or a resend
         self._newest = seq
         assert self.trace is not None

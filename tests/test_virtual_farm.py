@@ -249,3 +249,27 @@ def test_seatlink_seats_writes_a_map_and_a_trace_and_stops_on_sigterm(tmp_path: 
     with open(trace, newline="") as f:
         uids = {row["uid"] for row in csv.DictReader(f)}
     assert uids == {s["uid"] for s in seats}
+
+
+def test_trace_takes_a_seq_ahead_of_the_newest_as_new_after_a_jump_or_the_wrap() -> None:
+    farm = SeatFarm(1, trace=True)  # not started: the test is the only writer
+    try:
+        board, uid = farm.seats[0].board, farm.seats[0].uid
+        for line in (f"1 B 1 3 0.1.0 {uid} virtual*0000", "2 S 1 0 0 0 0 -1 0 0 0*0000",
+                     "3 E 6 0 0 0 1 0*0000",
+                     # 4..13 dropped by a full queue before they were written: a snapshot
+                     "14 S 1 0 0 0 0 -1 0 0 10*0000", "15 E 6 0 0 0 0 0*0000",
+                     "3 E 6 0 0 0 1 0*0000", "14 S 1 0 0 0 0 -1 0 0 10*0000",  # resends
+                     "32783 E 6 0 0 0 1 0*0000",  # half the seqs ahead of 15: behind
+                     "32782 E 6 0 0 0 1 0*0000",  # 32767 ahead: new
+                     # the next boot, its count near the wrap
+                     f"65534 B 1 4 0.1.0 {uid} virtual*0000", "65535 S 1 0 0 0 0 -1 0 0 0*0000",
+                     "1 E 6 0 0 0 1 0*0000", "65535 S 1 0 0 0 0 -1 0 0 0*0000",
+                     "2 E 6 0 0 0 0 0*0000"):  # fmt: skip
+            data = line.encode() + b"\n"
+            board.write(data, len(data))
+        first = farm.first_writes()
+    finally:
+        farm.stop()
+    assert set(first) == {(uid, 3, seq) for seq in (1, 2, 3, 14, 15, 32782)} \
+        | {(uid, 4, seq) for seq in (65534, 65535, 1, 2)}  # fmt: skip
