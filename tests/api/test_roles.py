@@ -44,6 +44,7 @@ MATRIX: dict[tuple[str, str], set[Role] | None] = {
     ("POST", "/seats/settings"): STAFF,
     ("GET", "/kpis"): STAFF,
     ("GET", "/kpis/daily"): STAFF,
+    ("GET", "/kpis/intervals"): STAFF | {G},  # an agent: its own only (test_api_intervals)
     ("GET", "/kpis/{scope}"): STAFF,
     ("GET", "/kpis/{scope}/{key}"): STAFF | {G},  # an agent: its own only (test_api_kpis)
     ("GET", "/alerts"): STAFF,
@@ -80,6 +81,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/alerts/{alert}/acknowledge"): {"json": {"note": ""}},
     ("POST", "/alerts/{alert}/resolve"): {"json": {"note": ""}},
     ("GET", "/kpis/daily"): {"params": {"day": "2026-01-05"}},
+    ("GET", "/kpis/intervals"): {"params": {"day": "2026-01-05", "scope": "agent", "key": "a1"}},
     ("GET", "/reports/attendance"): {"params": {"month": "2026-01"}},
     ("GET", "/reports/attendance.html"): {"params": {"month": "2026-01"}},
     ("GET", "/reports/daily.html"): {"params": {"day": "2026-01-05"}},
