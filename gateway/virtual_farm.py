@@ -20,7 +20,8 @@ discarded (the firmware runs on and keeps resending its unacked queue); a gatewa
 connects again finds the same firmware instance, mid-stream; a new connection replaces the
 old one. Output that does not fit the kernel's buffer (a gateway that stopped reading) is
 discarded too, like a UART overrun: the line may then show a cut frame, which the host
-counts as garbage.
+counts as garbage. Each seat's cable can be pulled and put back (unplug, replug: same url)
+and its line made noisy (set_noise: bit flips per byte, per direction) while the farm runs.
 
 Every seat is a board with a filesystem (its store directory) holding the firmware as a
 micro:bit's does: the farm writes this checkout's micro:bit set there at start, as if the
@@ -37,6 +38,7 @@ import ast
 import csv
 import json
 import os
+import random
 import re
 import select
 import socket
@@ -46,18 +48,21 @@ import time
 import tty
 import types
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.bundle import FIRMWARE_DIR, PART_PREFIX, constants, firmware_bundle, link_bundle
 from gateway.firmware_host import FirmwareInstance, GcStub, load_firmware
 from gateway.linker import NAMESPACE
+from gateway.rig.link_faults import TO_GATEWAY, TO_SEAT, flip_bits
 from gateway.rig.thread_calls import ThreadCalls
 from gateway.seatlink.codec import SettingKey
 from gateway.virtual_repl import VirtualRepl
 from gateway.virtual_seat import RealtimeBoard
 
-__all__ = ["FarmBoard", "FarmSeat", "SeatFarm", "TraceKey", "firmware_stepper"]
+__all__ = ["TO_GATEWAY", "TO_SEAT", "FarmBoard", "FarmSeat", "SeatFarm", "SeatStatus",
+           "TraceKey", "firmware_stepper"]
 
 IN_HELP = 8  # firmware/agent.py: the HELP button's input bit
 # firmware/tx.py: the index in L of the frames a full queue dropped
@@ -175,25 +180,66 @@ _CONN_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 
 
 class _Link:
-    """One seat's end of its serial line. Used from the scheduler thread only."""
+    """One seat's end of its serial line, with a cable that can be pulled and line noise.
+    Used from the scheduler thread only.
+
+    noise: per direction (TO_SEAT: what the seat reads, TO_GATEWAY: what it writes), the
+    probability per byte of one random bit flipped, as gateway.rig.link_faults.FaultyLink
+    does; corrupted: the bytes so damaged on their way (delivered ones only)."""
 
     url: str
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         self.rx_ready = False  # input may be waiting (edge-triggered readiness)
         self.connections = 0  # readers that came, the current one included
         self.rx_bytes = 0
         self.tx_bytes = 0  # delivered to a reader
         self.discarded = 0  # written while nobody read, or past a full buffer
+        self.plugged = True
+        self.noise = {TO_SEAT: 0.0, TO_GATEWAY: 0.0}
+        self.corrupted = {TO_SEAT: 0, TO_GATEWAY: 0}
+        # a generator per direction and seat: a given byte stream is damaged the same way
+        self._rng = {d: random.Random(f"{name}/{d}") for d in (TO_SEAT, TO_GATEWAY)}
 
     @property
     def connected(self) -> bool:
+        """A reader is on the line and the cable is in: bytes pass."""
         raise NotImplementedError
 
     def read(self, buf: bytearray) -> int | None:
-        raise NotImplementedError
+        n = self._read(buf)
+        if n and self.noise[TO_SEAT]:
+            self.corrupted[TO_SEAT] += len(flip_bits(memoryview(buf)[:n], self.noise[TO_SEAT],
+                                                     self._rng[TO_SEAT]))  # fmt: skip
+        return n
 
     def write(self, data: bytes) -> None:
+        hit: list[int] = []
+        if self.noise[TO_GATEWAY] and self.connected:
+            damaged = bytearray(data)
+            hit = flip_bits(damaged, self.noise[TO_GATEWAY], self._rng[TO_GATEWAY])
+            data = bytes(damaged)
+        sent = self._write(data) if self.connected else 0
+        if hit:
+            self.corrupted[TO_GATEWAY] += sum(1 for i in hit if i < sent)
+        self.tx_bytes += sent
+        self.discarded += len(data) - sent
+
+    def unplug(self) -> None:
+        """Pull the cable: the host's side sees it (see the subclasses), the seat's output
+        goes nowhere and nothing comes in until replug()."""
+        raise NotImplementedError
+
+    def replug(self) -> None:
+        """Plug it back in, on the same url. Raises OSError if that cannot be done (the link
+        then stays unplugged)."""
+        raise NotImplementedError
+
+    def _read(self, buf: bytearray) -> int | None:
+        raise NotImplementedError
+
+    def _write(self, data: bytes) -> int:
+        """Bytes of data sent (called while connected)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -201,23 +247,48 @@ class _Link:
 
 
 class _TcpLink(_Link):
-    """A listening socket taking one connection at a time, the newest."""
+    """A listening socket taking one connection at a time, the newest. Unplugged, it closes
+    the connection (the host reads EOF) and the listening socket (connections are refused)
+    until replugged on the same port."""
 
-    def __init__(self, host: str, poller: _Poller) -> None:
-        super().__init__()
+    def __init__(self, host: str, poller: _Poller, name: str) -> None:
+        super().__init__(name)
         self._poller = poller
-        self.listener = socket.create_server((host, 0), backlog=4)
-        self.listener.setblocking(False)
-        port = self.listener.getsockname()[1]
-        self.url = f"socket://{host}:{port}"
+        self.host = host
+        self.listener: socket.socket | None = None
+        self._listen(0)
+        assert self.listener is not None
+        self.port: int = self.listener.getsockname()[1]
+        self.url = f"socket://{host}:{self.port}"
         self.conn: socket.socket | None = None
-        poller.register(self.listener.fileno(), select.EPOLLIN, self._accept)
+
+    def _listen(self, port: int) -> None:
+        # create_server sets SO_REUSEADDR: the port is free again at once after unplug()
+        listener = socket.create_server((self.host, port), backlog=4)
+        listener.setblocking(False)
+        self.listener = listener
+        self._poller.register(listener.fileno(), select.EPOLLIN, self._accept)
 
     @property
     def connected(self) -> bool:
         return self.conn is not None
 
+    def unplug(self) -> None:
+        self.plugged = False
+        self._drop()
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            self._poller.unregister(listener.fileno())
+            listener.close()
+
+    def replug(self) -> None:
+        if self.listener is None:
+            self._listen(self.port)
+        self.plugged = True
+
     def _accept(self, events: int) -> None:
+        if self.listener is None:
+            return
         try:
             conn, _ = self.listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
@@ -239,9 +310,15 @@ class _TcpLink(_Link):
         self.rx_ready = False
         if conn is not None:
             self._poller.unregister(conn.fileno())
+            # unread input would turn the close into a reset: the host should read EOF
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
             conn.close()
 
-    def read(self, buf: bytearray) -> int | None:
+    def _read(self, buf: bytearray) -> int | None:
         conn = self.conn
         if conn is None or not self.rx_ready:
             return None
@@ -261,23 +338,19 @@ class _TcpLink(_Link):
         self.rx_bytes += n
         return n
 
-    def write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> int:
         conn = self.conn
-        sent = 0
         if conn is not None:
             try:
-                sent = conn.send(data)
+                return conn.send(data)
             except BlockingIOError:
                 pass
             except OSError:
                 self._drop()
-        self.tx_bytes += sent
-        self.discarded += len(data) - sent
+        return 0
 
     def close(self) -> None:
-        self._drop()
-        self._poller.unregister(self.listener.fileno())
-        self.listener.close()
+        self.unplug()
 
 
 class _PtyLink(_Link):
@@ -285,10 +358,14 @@ class _PtyLink(_Link):
 
     Nobody holds the slave open on the farm's side, so "connected" is what the master sees:
     POLLHUP while no process has the slave open. Unconnected masters are checked every
-    _PTY_CHECK_S (a hung-up master is always ready, so it cannot stay in the epoll set)."""
+    _PTY_CHECK_S (a hung-up master is always ready, so it cannot stay in the epoll set).
 
-    def __init__(self, poller: _Poller, hung: select.poll) -> None:
-        super().__init__()
+    Unplugged, the device stays (as a USB-serial adapter whose cable to the board was
+    pulled): the host keeps it open, but nothing passes either way; what it writes is read
+    and dropped."""
+
+    def __init__(self, poller: _Poller, hung: select.poll, name: str) -> None:
+        super().__init__(name)
         self._poller = poller
         self._hung = hung
         self.master, slave = os.openpty()
@@ -303,9 +380,20 @@ class _PtyLink(_Link):
 
     @property
     def connected(self) -> bool:
+        return self._connected and self.plugged
+
+    @property
+    def opened(self) -> bool:
+        """A process has the slave open, cable in or not."""
         return self._connected
 
-    def plugged(self) -> None:
+    def unplug(self) -> None:
+        self.plugged = False
+
+    def replug(self) -> None:
+        self.plugged = True
+
+    def reader_came(self) -> None:
         """The slave has a reader now (the scheduler's check found no hang-up)."""
         self._hung.unregister(self.master)
         self._connected = True
@@ -315,18 +403,18 @@ class _PtyLink(_Link):
 
     def _event(self, events: int) -> None:
         if events & (select.EPOLLHUP | select.EPOLLERR):
-            self._unplugged()
+            self._reader_gone()
         else:
             self.rx_ready = True
 
-    def _unplugged(self) -> None:
+    def _reader_gone(self) -> None:
         if self._connected:
             self._connected = False
             self.rx_ready = False
             self._poller.unregister(self.master)
             self._hung.register(self.master, select.POLLIN)
 
-    def read(self, buf: bytearray) -> int | None:
+    def _read(self, buf: bytearray) -> int | None:
         if not self._connected or not self.rx_ready:
             return None
         try:
@@ -335,24 +423,23 @@ class _PtyLink(_Link):
             self.rx_ready = False
             return None
         except OSError:  # EIO: the last reader closed the slave
-            self._unplugged()
+            self._reader_gone()
             return None
         if n < len(buf):
             self.rx_ready = False
+        if not self.plugged:
+            return None  # the cable is out: the host's bytes go nowhere
         self.rx_bytes += n
         return n or None
 
-    def write(self, data: bytes) -> None:
-        sent = 0
-        if self._connected:
-            try:
-                sent = os.write(self.master, data)
-            except BlockingIOError:
-                pass
-            except OSError:
-                self._unplugged()
-        self.tx_bytes += sent
-        self.discarded += len(data) - sent
+    def _write(self, data: bytes) -> int:
+        try:
+            return os.write(self.master, data)
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._reader_gone()
+        return 0
 
     def close(self) -> None:
         if self._connected:
@@ -461,7 +548,7 @@ class FarmSeat:
         self._gen: Generator[int, None, None] | None = None
         self._cfg: list[int] = []
         # load generator state
-        self._next_press = 0.0
+        self._next_press: float | None = None  # None: not pressing (paused, or no host yet)
         self._help_down = False
         self._pending = False  # HELP's last change is not surely taken by the firmware yet
         self._edge_t = -1e9  # start of the pass that took the last change
@@ -508,8 +595,49 @@ class FarmSeat:
             return 0
         return int(fw.module("tx").L[_TX_DROP])
 
+    @property
+    def plugged(self) -> bool:
+        """The link's cable is in (SeatFarm.unplug, replug)."""
+        return self.link.plugged
+
+    @property
+    def noise(self) -> dict[str, float]:
+        """The link's noise per direction (SeatFarm.set_noise)."""
+        return dict(self.link.noise)
+
+    @property
+    def corrupted(self) -> dict[str, int]:
+        """Bytes the link's noise damaged, per direction (TO_SEAT, TO_GATEWAY)."""
+        return dict(self.link.corrupted)
+
+    @property
+    def pressing(self) -> bool:
+        """The load generator presses this seat (load on; with load_after_connect, once a
+        host has connected)."""
+        return self._next_press is not None
+
     def __repr__(self) -> str:
         return f"FarmSeat({self.index}, uid={self.uid}, url={self.url}, boot={self.boot})"
+
+
+@dataclass(frozen=True)
+class SeatStatus:
+    """One seat at one moment (SeatFarm.status)."""
+
+    index: int
+    uid: str
+    url: str
+    boot: int  # the running firmware's boot counter
+    running: bool  # the firmware runs (else the link serves the REPL)
+    plugged: bool  # the link's cable is in
+    connected: bool  # a host is on the link, cable in
+    connections: int  # hosts that came
+    noise: dict[str, float]  # per direction (TO_SEAT, TO_GATEWAY): bit flip probability
+    corrupted: dict[str, int]  # per direction: bytes the noise damaged
+    pressing: bool  # the load generator presses it
+    pressed: int  # HELP presses so far
+    dropped: int  # frames this boot's full queue dropped
+    discarded: int  # bytes written that reached nobody
 
 
 # --- the farm --------------------------------------------------------------------------------
@@ -521,10 +649,14 @@ class SeatFarm:
     host: where the TCP links listen (ignored with pty=True: each seat gets a pseudo-terminal
         whose slave path is its url).
     load_hz: each seat presses HELP about this often a second (one help event, code 6, per
-        press; it may be changed while the farm runs, 0 stops the presses), phases spread
+        press; it may be changed while the farm runs: 0 stops the presses, a button held
+        down is let go, and a load set again starts with phases spread anew), phases spread
         over the period. A press and its release each wait out the firmware's debounce
         lockout (its live debounce_ms setting), so the rate tops out near
         1 / (2 * (debounce_ms + 2 * pass_ms)): about 12/s with the defaults.
+    load_after_connect: a seat starts pressing only once a host has connected to its link
+        (so a test's seats do not fill their queues before its gateway is there); it may be
+        changed while the farm runs and counts for seats not pressing yet.
     trace: record first writes (first_writes(), write_trace()).
     store_dir: where each seat keeps its file store (boot counter), in a directory named by
         its uid: with the same dir, a new farm's seats boot with the next counters.
@@ -534,12 +666,15 @@ class SeatFarm:
         micro:bit v1 seats, which a remote update must refuse).
 
     A seat whose firmware raises stops alone (seat.error); stop() then raises RuntimeError.
+
+    One seat at a time, while the farm runs: reset() (a board reset), unplug() and replug()
+    (its cable, same url), set_noise() (bit flips on its line), status().
     """
 
     def __init__(self, count: int, *, host: str = "127.0.0.1", first_uid: int = 0x5EA70001,
                  load_hz: float = 0.0, pty: bool = False, trace: bool = False,
-                 store_dir: Path | None = None, pass_ms: int = 5,
-                 board_name: str = "virtual") -> None:  # fmt: skip
+                 store_dir: Path | None = None, pass_ms: int = 5, board_name: str = "virtual",
+                 load_after_connect: bool = False) -> None:  # fmt: skip
         if count < 1:
             raise ValueError("a farm needs at least one seat")
         if load_hz < 0 or pass_ms < 1:
@@ -547,6 +682,7 @@ class SeatFarm:
         self.count = count
         self.host = host
         self.load_hz = load_hz
+        self.load_after_connect = load_after_connect
         self.pty = pty
         self.pass_ms = pass_ms
         self.board_name = board_name.encode("ascii")
@@ -578,11 +714,11 @@ class SeatFarm:
                 uid = uid_n.to_bytes(4 if uid_n < 1 << 32 else 8, "big")
                 link: _Link
                 if pty:
-                    pl = _PtyLink(self._poller, self._hung)
+                    pl = _PtyLink(self._poller, self._hung, uid.hex())
                     self._ptys[pl.master] = pl
                     link = pl
                 else:
-                    link = _TcpLink(host, self._poller)
+                    link = _TcpLink(host, self._poller, uid.hex())
                 store = store_dir / uid.hex().upper()
                 store.mkdir(parents=True, exist_ok=True)
                 self._flash(store)
@@ -604,11 +740,8 @@ class SeatFarm:
         """Boot every seat (its first pass: boot counter, hello queued) and start stepping."""
         if self._thread is not None or self._closed:
             raise RuntimeError("a farm starts once")
-        now = time.monotonic()
-        period = 1 / self.load_hz if self.load_hz else 0.0
         for seat in self.seats:
             self._boot(seat)
-            seat._next_press = now + period * (1 + seat.index / self.count)
         self._thread = threading.Thread(target=self._main, name="seat-farm", daemon=True)
         self._thread.start()
         return self
@@ -659,7 +792,7 @@ class SeatFarm:
         the same file store (boot counter + 1, a new hello and snapshot). The link is not
         touched, as with a USB-serial adapter whose board resets behind it: a connected
         gateway stays connected and sees the new hello. Returns the new boot counter."""
-        seat = self.seats[index]
+        seat = self._seat(index)
 
         def do() -> int:
             if seat._gen is not None:
@@ -673,6 +806,68 @@ class SeatFarm:
             return seat.boot
 
         return self._call(do, timeout)
+
+    def unplug(self, index: int) -> bool:
+        """Pull seat `index`'s cable: a host connected over TCP reads EOF and new connections
+        are refused until replug(); on a pseudo-terminal the device stays open but nothing
+        passes. The seat runs on with its host gone: what it writes goes nowhere, its
+        frames wait unacked in its queue (and overflow, as on a board, if that lasts).
+        Returns False if it was unplugged already."""
+        link = self._seat(index).link
+
+        def do() -> bool:
+            was = link.plugged
+            link.unplug()
+            return was
+
+        return self._call(do)
+
+    def replug(self, index: int) -> bool:
+        """Plug seat `index`'s cable back in, on the same url (a gateway reconnects by
+        itself). Returns False if it was plugged already. Raises OSError if the port was
+        taken meanwhile (the seat then stays unplugged)."""
+        link = self._seat(index).link
+
+        def do() -> bool:
+            was = link.plugged
+            link.replug()
+            return not was
+
+        return self._call(do)
+
+    def set_noise(self, index: int, p: float, direction: str | None = None) -> dict[str, float]:
+        """Line noise on seat `index`'s link: each byte gets one random bit flipped with
+        probability p (0 clears it), in `direction` TO_SEAT (what the seat reads) or
+        TO_GATEWAY (what it writes), or both (None). Returns the noise now set per
+        direction; the damaged bytes are counted in status().corrupted."""
+        if not 0.0 <= p <= 1.0:  # also refuses NaN
+            raise ValueError(f"noise is a probability per byte, 0..1, not {p}")
+        if direction not in (None, TO_SEAT, TO_GATEWAY):
+            raise ValueError(f"direction is {TO_SEAT!r}, {TO_GATEWAY!r} or None (both), "
+                             f"not {direction!r}")  # fmt: skip
+        link = self._seat(index).link
+
+        def do() -> dict[str, float]:
+            for d in (TO_SEAT, TO_GATEWAY) if direction is None else (direction,):
+                link.noise[d] = p
+            return dict(link.noise)
+
+        return self._call(do)
+
+    def status(self, index: int) -> SeatStatus:
+        """Seat `index` as the scheduler sees it between two passes."""
+        seat = self._seat(index)
+
+        def do() -> SeatStatus:
+            link = seat.link
+            return SeatStatus(index=seat.index, uid=seat.uid, url=seat.url, boot=seat.boot,
+                              running=seat.running, plugged=link.plugged,
+                              connected=link.connected, connections=link.connections,
+                              noise=dict(link.noise), corrupted=dict(link.corrupted),
+                              pressing=seat.pressing, pressed=seat.pressed,
+                              dropped=seat.dropped, discarded=link.discarded)  # fmt: skip
+
+        return self._call(do)
 
     def first_writes(self) -> dict[TraceKey, float]:
         """(uid, boot, seq) -> time.time() of the first write of that reliable seat frame,
@@ -767,6 +962,11 @@ class SeatFarm:
                              "a main loop: a virtual board runs seat firmware only")  # fmt: skip
         return "".join(parts[:-1]), call.group(1)
 
+    def _seat(self, index: int) -> FarmSeat:
+        if not 0 <= index < len(self.seats):
+            raise IndexError(f"no seat {index}: the seats are 0..{len(self.seats) - 1}")
+        return self.seats[index]
+
     def _call(self, fn: Callable[[], _T], timeout: float = 5.0) -> _T:
         """Run fn on the scheduler thread, between passes, and return its result."""
         if self._closed:
@@ -807,7 +1007,8 @@ class SeatFarm:
                 for seat in slots[k]:
                     if seat._gen is not None:
                         hz = self.load_hz  # read once: a test may set it meanwhile
-                        if hz:
+                        if (hz or seat._next_press is not None or seat._help_down
+                                or seat._pending):  # fmt: skip
                             self._press(seat, hz)
                         self._step(seat)
                     elif seat.link.rx_ready or seat.reboot_at is not None:
@@ -854,13 +1055,20 @@ class SeatFarm:
         # changes HELP only once its last change is surely taken, reckoning the lockout from
         # the pass times as the firmware does (+2 ms for board.now()'s whole milliseconds).
         # A slow farm then presses less often instead of losing presses.
+        # With hz 0 (paused) the finger is let go the same way and no press follows; a load
+        # set again starts a new phase, as does a seat whose host comes (load_after_connect).
         now = time.monotonic()
+        if not hz:
+            seat._next_press = None
+        elif seat._next_press is None and (seat.link.connections
+                                           or not self.load_after_connect):  # fmt: skip
+            seat._next_press = now + (1 + seat.index / self.count) / hz
         if not seat._pending:
             if seat._help_down:
                 seat.board.bits &= ~IN_HELP
                 seat._help_down = False
                 seat._pending = True
-            elif now >= seat._next_press:
+            elif seat._next_press is not None and now >= seat._next_press:
                 seat.board.bits |= IN_HELP
                 seat._help_down = True
                 seat._pending = True
@@ -878,5 +1086,5 @@ class SeatFarm:
     def _check_ptys(self) -> None:
         hung = {fd for fd, events in self._hung.poll(0) if events & select.POLLHUP}
         for fd, link in self._ptys.items():
-            if not link.connected and fd not in hung:
-                link.plugged()
+            if not link.opened and fd not in hung:
+                link.reader_came()

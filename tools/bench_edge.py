@@ -356,7 +356,7 @@ def farm_worker(argv: Sequence[str]) -> int:
                 boots = [farm.reset(i) for i in range(len(farm.seats))]
                 reply(t=time.time(), boots=boots)
             elif cmd[0] == "stop-load":
-                farm.load_hz = 0  # a seat still holding HELP keeps it held: no event
+                farm.load_hz = 0  # a seat holding HELP lets go: a release makes no event
                 reply(t=time.time())
             elif cmd[0] == "trace":
                 frames = farm.write_trace(Path(cmd[1]))
