@@ -577,7 +577,7 @@ class Acd:
                            target=t.target if t else None))  # fmt: skip
         s.state = "talking"
         if t is not None:
-            t.answered = True
+            t.answered, t.answered_at = True, at
             if t.target.kind == "blind":
                 self._hand_over(c, at, detail="transfer answered")
             return
@@ -600,7 +600,8 @@ class Acd:
         self._release_leg(c, origin, at, by="agent", detail="transferred")
         c.transfer = None
         c.seat = t.receiver
-        c.leg_since = at
+        # the receiver's leg began at its answer: a consultation is its handling time too
+        c.leg_since = at if t.answered_at is None else t.answered_at
         c.phase = Phase.TALKING
 
     def _callee_answers(self, c: Call, at: float) -> None:
@@ -651,10 +652,19 @@ class Acd:
         self._send(s.id, "released", call=c.id)
         s.call = None
         s.state = None
-        since = c.leg_since if s.id == c.seat else at
+        since = c.leg_since if s.id == c.seat else self._consulted_since(c, s, at)
         self._emit(c.event(self.pbx, "release", at, seat=s.id, talk_s=at - since,
                            hold_s=c.hold_total if s.id == c.seat else 0.0, by=by,
                            detail=detail))  # fmt: skip
+
+    @staticmethod
+    def _consulted_since(c: Call, s: _Seat, at: float) -> float:
+        """When the consulted seat `s` answered: its leg (talk_s) is from there; `at` for a
+        seat that is not the call's consulted one."""
+        t = c.transfer
+        if t is not None and t.receiver == s.id and t.answered_at is not None:
+            return t.answered_at
+        return at
 
     def _released_by_seat(self, c: Call, s: _Seat, at: float) -> None:
         t = c.transfer
@@ -662,8 +672,9 @@ class Acd:
             # the consulted agent hung up: the sender still has the caller on hold
             s.call = None
             s.state = None
-            self._emit(c.event(self.pbx, "release", at, seat=s.id, talk_s=0.0, by="agent",
-                               detail="consultation ended"))  # fmt: skip
+            self._emit(c.event(self.pbx, "release", at, seat=s.id,
+                               talk_s=at - self._consulted_since(c, s, at), hold_s=0.0,
+                               by="agent", detail="consultation ended"))  # fmt: skip
             c.transfer = None
             return
         if c.seat != s.id or c.phase not in (Phase.TALKING, Phase.HOLD):

@@ -47,6 +47,7 @@ class Transfer:
     origin: str  # the sending seat, where the caller is on hold
     receiver: str | None = None  # the seat ringing or answering
     answered: bool = False
+    answered_at: float | None = None  # when the receiver answered: its leg's talk_s is from here
 
 
 def mask(number: str | None) -> str | None:

@@ -280,12 +280,55 @@ def test_consultative_transfer_completed_and_called_off() -> None:
     assert b.calls[call].seat == "s1" and b.seat_call("s2") is None
 
 
+def _releases(out: list[Any]) -> dict[str | None, tuple[float | None, float | None, str]]:
+    return {e.seat: (e.talk_s, e.hold_s, e.detail) for e in out
+            if isinstance(e, CallEvent) and e.type == "release"}  # fmt: skip
+
+
+def _consulting(at_answer: float = 23.0) -> tuple[Acd, int]:
+    """s1 answered at 11, consults s2 from 20 (the caller on hold at s1), s2 answers."""
+    a = acd()
+    call = answered_call(a)
+    ready(a, "s2", 12.0)
+    a.transfer(call, kind="consultative", seat="s2", note="refund", at=20.0)
+    a.seat_event("s2", event="answered", call=call, a=3000, at=at_answer)
+    a.take()
+    return a, call
+
+
+def test_a_consultative_transfer_s_talk_s_is_each_seat_s_answer_to_release() -> None:
+    """docs/mqtt.md: a release's `talk_s` is this seat's answer -> release, holds included.
+    The consulted seat's leg runs from its own answer (23), not from the hand-over: the
+    consultation is its handling time too (its seat is talking from 23, docs/kpi.md AHT)."""
+    a, call = _consulting()
+    a.complete(call, at=40.0)
+    assert _releases(a.take()) == {"s1": (29.0, 20.0, "transferred")}  # 11 .. 40, held 20 ..
+    a.hangup(call, at=70.0, by="caller")
+    assert _releases(a.take()) == {"s2": (47.0, 20.0, "")}  # 23 .. 70: not 30 (40 .. 70)
+
+    # a consultation that ends before the hand-over: the consulted seat's leg still has its
+    # length (docs/kpi.md leaves it out of handling by its detail, not by a talk_s of 0)
+    a, call = _consulting()
+    a.unhold(call, at=30.0)  # the sender takes the caller back
+    assert _releases(a.take())["s2"][0] == 7.0
+    a, call = _consulting()
+    a.seat_event("s2", event="released", call=call, at=33.0)  # the consulted agent hangs up
+    assert _releases(a.take()) == {"s2": (10.0, 0.0, "consultation ended")}
+    a, call = _consulting()
+    a.hangup(call, at=35.0, by="caller")  # the caller hangs up on hold
+    assert _releases(a.take()) == {"s2": (12.0, 0.0, "the caller hung up"),
+                                   "s1": (24.0, 15.0, "")}  # fmt: skip
+
+
 def test_blind_transfer_to_a_queue_releases_the_sender() -> None:
     a = acd()
     call = answered_call(a)
     a.transfer(call, kind="blind", queue="sales", note="upgrade", at=20.0)
     out = a.take()
     assert events(out) == [("transfer", "s1"), ("release", "s1"), ("enter_queue", None)]
+    # the sender's transfer and release are of the queue it answered from; the new queue's
+    # visit starts at enter_queue (docs/mqtt.md `queue`, docs/kpi.md Keys)
+    assert [e.queue for e in out if isinstance(e, CallEvent)] == ["support", "support", "sales"]
     assert commands(out) == [("s1", "released", call)]
     ready(a, "s4", 21.0)
     out = a.take()
