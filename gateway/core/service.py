@@ -597,10 +597,21 @@ def _message(a: Alert, status: Literal["raised", "cleared"], t: float,
                         message=a.message, status=status, t=t, note=note)  # fmt: skip
 
 
+LIVE_DECIMALS = 4  # every fractional figure on kpi/{scope}/{key} (docs/core.md)
+
+
 def _figures(k: Kpis | None) -> dict[str, Any]:
     if k is None:
         return {}
-    return {name: (round(v, 4) if isinstance(v, float) else v) for name, v in asdict(k).items()}
+    return {name: _rounded(v) for name, v in asdict(k).items()}
+
+
+def _rounded(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, LIVE_DECIMALS)
+    if isinstance(v, dict):  # not_ready_s: seconds per reason
+        return {key: _rounded(x) for key, x in v.items()}
+    return v
 
 
 def _bytes(payload: Any) -> bytes:

@@ -503,3 +503,20 @@ async def test_a_restarted_worker_shows_the_calls_whole_figures_at_once(
             first = await until(c, lambda topic, b: True)
             today = first["windows"]["today"]
             assert {k: today[k] for k in whole} == whole
+
+
+def test_the_published_figures_are_rounded_to_4_decimals_not_ready_s_too() -> None:
+    """docs/core.md, Live KPIs: every fractional figure on kpi/{scope}/{key} is rounded to
+    4 decimals (`round(v, 4)`), also the seconds per Not Ready reason, where a late event's
+    retraction leaves float dust (59.99999999999 s)."""
+    from gateway.core.kpi import Totals
+    from gateway.core.service import _figures
+
+    tot = Totals()
+    tot.add_time("ready", None, 20.0 / 3)
+    tot.add_time("not_ready", "break", 60.0 - 1e-11)
+    tot.add_answer(1.0 / 3, 2, True, ring_limit=3, threshold=20.0)
+    body = _figures(tot.result(by="site"))
+    assert body["asa_s"] == 0.3333 and body["logged_in_s"] == 66.6667
+    assert body["answered"] == 1 and isinstance(body["answered"], int)
+    assert body["not_ready_s"] == {"break": 60.0}
