@@ -353,7 +353,8 @@ def test_both_service_level_variants() -> None:
 
 def test_transfers_consultations_and_holds_per_leg() -> None:
     consult_s2 = {"kind": "consultative", "seat": "s2", "queue": None, "note": "refund"}
-    # 20: consulted and completed: s1 answer 3 .. release 50 (hold 30-50); s2 50 .. 110.
+    # 20: consulted and completed: s1 answer 3 .. release 50 (hold 30-50); s2 answer 35 ..
+    # release 110, the consultation included (talk_s is each seat's answer -> release).
     # The PBX's release of s2 says hold_s 20 (all the call's holds): s2 held nothing itself.
     c20 = (Call(20)("enter_queue", 0)("offer", 1, seat="s1", wait_s=1.0)
            ("answer", 3, seat="s1", wait_s=3.0, rings=1)
@@ -362,14 +363,14 @@ def test_transfers_consultations_and_holds_per_leg() -> None:
            ("answer", 35, seat="s2", target=consult_s2, rings=1)
            ("unhold", 50, seat="s1", hold_s=20.0, detail="transfer completed")
            ("release", 50, seat="s1", talk_s=47.0, hold_s=20.0, detail="transferred")
-           ("release", 110, seat="s2", talk_s=60.0, hold_s=20.0, by="caller"))  # fmt: skip
+           ("release", 110, seat="s2", talk_s=75.0, hold_s=20.0, by="caller"))  # fmt: skip
     # 21: consultation called off: s2's leg (214 .. 230) is no handling; s1 202 .. 300
     c21 = (Call(21)("enter_queue", 200)("offer", 201, seat="s1", wait_s=1.0)
            ("answer", 202, seat="s1", wait_s=2.0, rings=1)
            ("transfer", 210, seat="s1", target=consult_s2)("hold", 210, seat="s1")
            ("offer", 210, seat="s2", target=consult_s2)
            ("answer", 214, seat="s2", target=consult_s2, rings=1)
-           ("release", 230, seat="s2", talk_s=0.0, hold_s=0.0, detail="consultation ended")
+           ("release", 230, seat="s2", talk_s=16.0, hold_s=0.0, detail="consultation ended")
            ("unhold", 230, seat="s1", hold_s=20.0)
            ("release", 300, seat="s1", talk_s=98.0, hold_s=20.0, by="agent"))  # fmt: skip
     # 22: the caller hangs up during the consultation, on hold at s1 since 410
@@ -378,7 +379,7 @@ def test_transfers_consultations_and_holds_per_leg() -> None:
            ("transfer", 410, seat="s1", target=consult_s2)("hold", 410, seat="s1")
            ("offer", 410, seat="s2", target=consult_s2)
            ("answer", 415, seat="s2", target=consult_s2, rings=1)
-           ("release", 440, seat="s2", talk_s=0.0, hold_s=0.0, detail="the caller hung up")
+           ("release", 440, seat="s2", talk_s=25.0, hold_s=0.0, detail="the caller hung up")
            ("release", 440, seat="s1", talk_s=38.0, hold_s=30.0, by="caller"))  # fmt: skip
     # 23: blind to s2, which rings out: the call returns to s1
     blind_s2 = {"kind": "blind", "seat": "s2", "queue": None, "note": ""}
@@ -392,10 +393,10 @@ def test_transfers_consultations_and_holds_per_leg() -> None:
            ("release", 662, seat="s1", talk_s=60.0, hold_s=25.0, by="caller"))  # fmt: skip
     events = c20.events + c21.events + c22.events + c23.events
     site = kpis(events, [], window=BUCKET, by="site")["site"]
-    # legs (talk without holds, hold): 20@s1 (47-20 = 27, 20), 20@s2 (60, 0),
+    # legs (talk without holds, hold): 20@s1 (47-20 = 27, 20), 20@s2 (75, 0),
     # 21@s1 (98-20 = 78, 20), 22@s1 (38-30 = 8, 30), 23@s1 (60-25 = 35, 25)
     assert site.handled == 5
-    assert site.avg_talk_s == pytest.approx(41.6)  # (27 + 60 + 78 + 8 + 35) / 5 = 208 / 5
+    assert site.avg_talk_s == pytest.approx(44.6)  # (27 + 75 + 78 + 8 + 35) / 5 = 223 / 5
     assert site.holds == 4  # 20, 20, 30 (ended by the release), 25
     assert site.avg_hold_s == pytest.approx(23.75)  # 95 / 4
     assert site.max_hold_s == pytest.approx(30.0)
@@ -409,7 +410,7 @@ def test_transfers_consultations_and_holds_per_leg() -> None:
     # s2 answered no queue call: transfer offers are not "offered", its one leg is handled
     assert (s2.offered, s2.answered, s2.handled, s2.rona) == (0, 0, 1, 1)
     assert s2.one_stop_rate is None
-    assert s2.avg_talk_s == pytest.approx(60.0) and s2.holds == 0
+    assert s2.avg_talk_s == pytest.approx(75.0) and s2.holds == 0
 
 
 def test_agent_one_stop_is_about_the_agent_s_own_transfers() -> None:
@@ -517,6 +518,15 @@ def test_snapshots_are_the_truth_and_hello_is_a_reboot() -> None:
     late = Seat("s8").state(0, "ready").state(50, "talking", call=3).snapshot(60, "acw", 40)
     got = state_intervals(late.events, until=T0 + 100)
     assert [(i.state, i.start - T0) for i in got] == [("ready", 0), ("acw", 50)]
+    # a reconnection: the frame queued at 80 arrives at 100, then the snapshot says talking
+    # for 20 s. It equals the current state, so it re-times nothing (docs/kpi.md, Inputs)
+    back = Seat("s9").state(0, "ready").state(100, "talking", call=4)
+    back.snapshot(100, "talking", 20, call=4)
+    got = state_intervals(back.events, until=T0 + 120)
+    assert [(i.state, i.start - T0, i.end - T0) for i in got] == [
+        ("ready", 0, 100),
+        ("talking", 100, 120),
+    ]
 
 
 def test_two_seats_and_unknown_events_are_kept_apart() -> None:
