@@ -282,7 +282,8 @@ def test_seatlink_seats_writes_a_map_and_a_trace_and_stops_on_sigterm(tmp_path: 
     seat_map, trace = tmp_path / "seats.json", tmp_path / "trace.csv"
     cmd = [sys.executable, "-m", "gateway.cli", "seats", "--count", "2", "--map", str(seat_map),
            "--trace", str(trace)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
     try:
         assert proc.stdout is not None
