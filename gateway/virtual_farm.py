@@ -842,6 +842,7 @@ class SeatFarm:
         direction; the damaged bytes are counted in status().corrupted."""
         if not 0.0 <= p <= 1.0:  # also refuses NaN
             raise ValueError(f"noise is a probability per byte, 0..1, not {p}")
+        p = float(p)  # set_noise(i, 0) reads back as 0.0, as the defaults
         if direction not in (None, TO_SEAT, TO_GATEWAY):
             raise ValueError(f"direction is {TO_SEAT!r}, {TO_GATEWAY!r} or None (both), "
                              f"not {direction!r}")  # fmt: skip
