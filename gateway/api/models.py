@@ -4,9 +4,10 @@ nothing is done."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.accounts import Role
 from gateway.contract.payloads import ReasonName
@@ -17,6 +18,17 @@ SeatId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Username = Annotated[str, Field(min_length=3, max_length=64, pattern=r"^[a-z0-9._-]+$")]
 Password = Annotated[str, Field(min_length=1, max_length=128)]
 Note = Annotated[str, Field(max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+
+
+def _report_day(day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"a day from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+# a day of the reports: year 1 or 9999 is a date, but no site's day (its neighbours overflow)
+ReportDay = Annotated[date, AfterValidator(_report_day)]
 
 
 class Strict(BaseModel):

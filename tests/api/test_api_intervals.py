@@ -104,6 +104,7 @@ def test_an_agent_reads_its_own_intervals_only(live: LiveApi) -> None:
 @pytest.mark.parametrize(("params", "field", "says"), [
     ({"day": "2026-02-30"}, "day", "date"),
     ({"day": "16/01/2026"}, "day", "date"),
+    ({"day": "0001-01-01"}, "day", "a day from 1970-01-01 to 2999-12-31"),
     ({}, "day", "Field required"),
     ({"day": DAY, "scope": "team"}, "scope", "'site', 'queue' or 'agent'"),
     ({"day": DAY, "bucket": 30}, "bucket", "15 or 60 minutes"),
@@ -119,6 +120,10 @@ def test_bad_input_is_refused_naming_the_parameter(live: LiveApi, params: dict[s
     (error,) = r.json()["detail"]
     assert error["loc"] == ["query", field]
     assert says in error["msg"]
+    if field == "day" and params:  # the day's report and page take days as this does
+        for path in ("/kpis/daily", "/reports/daily.html"):
+            with live.client(Role.SUPERVISOR) as c:
+                assert c.get(path, params={"day": params["day"]}).status_code == 422, path
 
 
 def test_the_intervals_use_the_targets_of_the_cores_settings(

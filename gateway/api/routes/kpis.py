@@ -5,7 +5,7 @@ only."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,7 @@ from pydantic import AfterValidator
 
 from gateway.api.accounts import Role, Session
 from gateway.api.deps import STAFF, Responses, require, services
+from gateway.api.models import ReportDay
 from gateway.core.store import StoreError
 
 router = APIRouter(prefix="/kpis", tags=["kpis"])
@@ -38,7 +39,7 @@ async def live(request: Request,
 
 @router.get("/daily")
 async def daily(request: Request, _: Annotated[Session, Depends(require(STAFF))],
-                day: Annotated[date, Query(description="YYYY-MM-DD, the site's local day")]
+                day: Annotated[ReportDay, Query(description="YYYY-MM-DD, the site's local day")]
                 ) -> dict[str, Any]:  # fmt: skip
     """The day's KPIs for the site, each queue and each agent, from the core's store."""
     from gateway.core.queries import daily_report
@@ -73,7 +74,7 @@ def _bucket(minutes: int) -> int:
 async def intervals(
     request: Request,
     session: Annotated[Session, Depends(require(STAFF | {Role.AGENT}))],
-    day: Annotated[date, Query(description="YYYY-MM-DD, the site's local day")],
+    day: Annotated[ReportDay, Query(description="YYYY-MM-DD, the site's local day")],
     scope: Annotated[Scope, Query(description="site, queue or agent")] = "site",
     key: Annotated[str | None, Query(min_length=1, max_length=KEY_MAX, pattern=_KEY,
                                      description="one queue or agent (seat id); none: all "

@@ -4,7 +4,6 @@ page (docs/attendance.md, docs/report.md). The product flags; people decide."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -13,6 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from gateway.api.accounts import Session
 from gateway.api.deps import STAFF, Responses, audit, require, services
+from gateway.api.models import ReportDay
 from gateway.core.store import StoreError
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -69,7 +69,7 @@ async def attendance_html(request: Request,
 @router.get("/daily.html", response_class=HTMLResponse,
             responses={503: {"description": "the core's store cannot be read"}})  # fmt: skip
 async def daily_html(request: Request, session: Annotated[Session, Depends(require(STAFF))],
-                     day: Annotated[date, Query()]) -> HTMLResponse:  # fmt: skip
+                     day: Annotated[ReportDay, Query()]) -> HTMLResponse:  # fmt: skip
     from gateway.core.queries import daily_report
     from gateway.core.report import daily_html as page
 
