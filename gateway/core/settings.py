@@ -6,6 +6,7 @@ from the broker on 127.0.0.1:1883 into `core.db` (SQLite) and keeps the KPIs liv
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -59,6 +60,12 @@ class CoreSettings(FileSettings):
                 if key in data:
                     raise ValueError(f"{key}: set it in the [targets] table "
                                      f"(targets.{key}, docs/core.md), not at the top")  # fmt: skip
+        # the environment's old names would be ignored silently (no such field any more)
+        for key in MOVED_TO_TARGETS:
+            old = ENV_PREFIX + key.upper()
+            if old in os.environ:
+                raise ValueError(f"{old}: set {ENV_PREFIX}TARGETS__{key.upper()} instead "
+                                 f"(targets.{key}, docs/core.md)")  # fmt: skip
         return data
 
     @field_validator("core", "site", "root", "share_group")

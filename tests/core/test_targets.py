@@ -57,6 +57,14 @@ def test_bad_targets_are_refused_naming_the_key(tmp_path: Path, extra: str, name
         load_settings(core_toml(tmp_path, extra))
 
 
+def test_the_old_environment_names_are_refused_not_ignored(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:  # fmt: skip
+    monkeypatch.setenv("SEATLINK_CORE_RING_LIMIT", "2")
+    with pytest.raises(ValidationError, match="SEATLINK_CORE_TARGETS__RING_LIMIT"):
+        load_settings(core_toml(tmp_path, ""))
+
+
 def test_the_daily_report_from_the_store_uses_the_targets_given(store_url: str) -> None:
     target_day.fill(store_url)
     site = Targets(ring_limit=2, sl_threshold_s=25)
