@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     except (OutboxError, OSError) as exc:
         print(f"seatlink edge: {exc}", file=sys.stderr)
         return 1
-    return 0
+    # a part that died of a bug stopped it (logged): 1, so that a supervisor restarts it
+    return 1 if service.failed else 0
 
 
 def _run(main: Coroutine[Any, Any, T]) -> T:

@@ -91,6 +91,7 @@ class EdgeService:
         self._quarantine_dirty = True
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self.failed = False  # a part died of an error and stopped the gateway
         self._closing = False  # close() has begun: an MQTT error then ends the broker task
         self._tasks: list[asyncio.Task[None]] = []
         self._exit = AsyncExitStack()
@@ -179,6 +180,7 @@ class EdgeService:
         if not task.cancelled() and task.exception() is not None:
             # a part died: the gateway must not limp on silently without it
             log.error("%s failed", task.get_name(), exc_info=task.exception())
+            self.failed = True
             self._stop.set()
 
     def stop(self) -> None:

@@ -395,6 +395,36 @@ def test_last_will_says_offline_when_the_gateway_is_killed(tmp_path: Path,
             proc.stderr.close()
 
 
+# `seatlink edge` with one of its parts (the inventory watcher) replaced by a bug
+DYING_EDGE = """
+import sys
+from gateway.cli import main
+from gateway.edge.service import EdgeService
+
+async def bug(self):
+    raise RuntimeError("injected inventory bug")
+
+EdgeService._watch_inventory = bug
+sys.exit(main(["edge", "-c", sys.argv[1]]))
+"""
+
+
+def test_seatlink_edge_exits_with_1_when_a_part_dies(tmp_path: Path, mqtt_broker: Any) -> None:
+    """A gateway that lost a part to a bug stops (logged, offline said) and exits 1, so that
+    a supervisor restarts it; it exited 0, as if asked to stop."""
+    topics = site()
+    write_inventory(tmp_path / "inventory.toml", {})
+    cfg = config_file(tmp_path / "edge.toml",
+                      settings(tmp_path, mqtt_broker, topics, ["socket://127.0.0.1:1"]))
+    out = subprocess.run([sys.executable, "-c", DYING_EDGE, str(cfg)], capture_output=True,
+                         text=True, timeout=60, check=False)  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "inventory failed" in out.stderr
+    assert "RuntimeError: injected inventory bug" in out.stderr
+    status = retained(mqtt_broker, topics.gateway_status("gw1"))
+    assert status["status"] == "offline"
+
+
 def test_bad_settings_stop_the_gateway_with_a_clear_message(tmp_path: Path) -> None:
     cfg = tmp_path / "edge.toml"
     cfg.write_text('gateway = "has space"\nlinks = ["socket://127.0.0.1:1"]\n')
