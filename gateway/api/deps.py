@@ -25,6 +25,7 @@ oauth2 = OAuth2PasswordBearer(tokenUrl="auth/token", auto_error=False)
 ALL = frozenset(Role)
 STAFF = frozenset({Role.SUPERVISOR, Role.ADMIN})  # the floor's supervisors, and admins
 FLOOR_VIEW = frozenset({Role.SUPERVISOR, Role.FACILITIES, Role.ADMIN})
+DEVICES = frozenset({Role.FACILITIES, Role.ADMIN})  # the seat boards: facilities' job
 
 
 @dataclass

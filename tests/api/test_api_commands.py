@@ -171,6 +171,26 @@ def test_a_firmware_update_requested_through_the_api(floor: LiveApi, farm: SeatF
     assert entries[0]["detail"]["to_version"] == "0.1.1"
 
 
+def test_a_supervisors_firmware_update_is_refused_and_nothing_is_sent(
+        floor: LiveApi, farm: SeatFarm) -> None:  # fmt: skip
+    """Firmware updates are facilities' and admins' (issue 19): a supervisor's request is a
+    403 naming the roles, no job reaches a gateway, no seat is touched."""
+    boots = [s.boot for s in farm.seats]
+    jobs_before = floor.floor.counts.messages["firmware_job"]
+    with floor.client(Role.SUPERVISOR) as c:
+        r = c.post("/firmware/updates", json={"seats": ["s0"],
+                                               "bundle": release_bundle("0.1.1")})
+        assert r.status_code == 403, r.text
+        assert r.json()["detail"] == "needs role admin, facilities; you have supervisor"
+        time.sleep(1.0)  # a gateway answers a job at once (queued or invalid)
+        assert c.get("/firmware/jobs").json() == []  # still readable by a supervisor
+    assert floor.floor.counts.messages["firmware_job"] == jobs_before  # no job went out
+    assert seat(floor, "s0")["firmware_update"] is None
+    assert [s.boot for s in farm.seats] == boots
+    with floor.client(Role.ADMIN) as c:
+        assert c.get("/audit", params={"action": "firmware_update"}).json() == []
+
+
 @pytest.mark.parametrize("farm", ["microbit"], indirect=True)
 def test_a_firmware_update_of_microbit_v1_seats_is_refused(floor: LiveApi,
                                                            farm: SeatFarm) -> None:  # fmt: skip

@@ -16,6 +16,7 @@ A, S, F, G = Role.ADMIN, Role.SUPERVISOR, Role.FACILITIES, Role.AGENT
 EVERYONE = {A, S, F, G}
 STAFF = {A, S}
 FLOOR = {A, S, F}
+DEVICES = {A, F}  # the seat boards are facilities' job (issue 19)
 PUBLIC = None  # no token needed
 
 # (method, path) -> roles allowed (PUBLIC: anyone, no token)
@@ -55,7 +56,7 @@ MATRIX: dict[tuple[str, str], set[Role] | None] = {
     ("GET", "/reports/daily.html"): STAFF,
     ("GET", "/compliance/decisions"): STAFF,
     ("POST", "/compliance/dnc"): EVERYONE,
-    ("POST", "/firmware/updates"): FLOOR,
+    ("POST", "/firmware/updates"): DEVICES,
     ("GET", "/firmware/jobs"): FLOOR,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/health"): PUBLIC,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from gateway.api.accounts import Session
-from gateway.api.deps import FLOOR_VIEW, Responses, audit, require, services
+from gateway.api.deps import DEVICES, FLOOR_VIEW, Responses, audit, require, services
 from gateway.api.models import FirmwareJobView, FirmwareUpdate, FirmwareUpdateAccepted
 
 router = APIRouter(prefix="/firmware", tags=["firmware"])
@@ -23,13 +23,14 @@ _ERRORS: Responses = {404: {"description": "no such seat: nothing was sent"},
 @router.post("/updates", response_model=FirmwareUpdateAccepted, status_code=202,
              responses=_ERRORS)  # fmt: skip
 async def request_update(request: Request, body: FirmwareUpdate,
-                         session: Annotated[Session, Depends(require(FLOOR_VIEW))],
+                         session: Annotated[Session, Depends(require(DEVICES))],
                          ) -> FirmwareUpdateAccepted:  # fmt: skip
     """Request a firmware update of some seats. The bundle is checked whole here; each
     seat's gateway then takes its seats one at a time, keeps each board's running firmware,
     and rolls a seat back when the new firmware does not say hello in time. Answers once
     every gateway concerned has queued its job; follow each seat's `firmware_update` in
-    GET /seats/{seat} and each job in GET /firmware/jobs."""
+    GET /seats/{seat} and each job in GET /firmware/jobs. Facilities staff and admins
+    only: a supervisor or an agent gets 403 and nothing is sent."""
     svc = services(request)
     floor = svc.floor
     version = str(body.bundle["firmware"])  # the model checked the whole bundle
@@ -81,7 +82,8 @@ async def request_update(request: Request, body: FirmwareUpdate,
 async def list_jobs(request: Request,
                     _: Annotated[Session, Depends(require(FLOOR_VIEW))],
                     ) -> list[FirmwareJobView]:  # fmt: skip
-    """Each gateway's latest firmware update job and every seat's stage in it."""
+    """Each gateway's latest firmware update job and every seat's stage in it. Readable by
+    everyone who sees the floor (each seat's `firmware_update` is in GET /seats too)."""
     floor = services(request).floor
     return [FirmwareJobView(**kept["firmware_job"]) for _, kept in sorted(floor.gateways.items())
             if kept.get("firmware_job")]
