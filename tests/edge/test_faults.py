@@ -137,23 +137,48 @@ def test_broker_stopped_30_s_under_load(tmp_path: Path, own_broker: Any) -> None
     assert counts["events"] > 6 * 4 * 30  # the outage's events are among those checked
 
 
-def test_gateway_sigkilled_under_load_and_restarted(tmp_path: Path, own_broker: Any) -> None:
-    procs: list[subprocess.Popen[bytes]] = []
+class Gateways:
+    """The `seatlink edge` processes of one test, started one after another (the last is the
+    one running), every one stopped at the end."""
 
-    def start(cfg: Path) -> None:
-        procs.append(subprocess.Popen([sys.executable, "-m", "gateway.cli", "edge", "-c",
-                                       str(cfg)], stderr=subprocess.DEVNULL))  # fmt: skip
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, cfg: Path) -> None:
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "gateway.cli", "edge", "-c",
+                                            str(cfg)], stderr=subprocess.DEVNULL))  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.procs[-1].pid
+
+    def sigkill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        self.procs[-1].wait(timeout=5)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=5)
+
+
+def test_gateway_sigkilled_under_load_and_restarted(tmp_path: Path, own_broker: Any) -> None:
+    gateways = Gateways()
 
     async def body(farm: SeatFarm, sub: Collector, seats: dict[str, str], topics: Topics) -> None:
         cfg = config_file(tmp_path / "edge.toml", settings(
             tmp_path, own_broker, topics, [s.url for s in farm.seats]))  # fmt: skip
-        start(cfg)
+        gateways.start(cfg)
         await until(lambda: all(sub.last("seat_state", seat=s) for s in seats), 20)
         for _ in range(2):
             await asyncio.sleep(2)
-            os.kill(procs[-1].pid, signal.SIGKILL)
-            procs[-1].wait(timeout=5)
-            start(cfg)
+            gateways.sigkill()
+            gateways.start(cfg)
         await asyncio.sleep(3)
 
     try:
@@ -162,14 +187,7 @@ def test_gateway_sigkilled_under_load_and_restarted(tmp_path: Path, own_broker: 
         # average of 11, failing the test though nothing was lost in the gateway)
         counts = scenario(tmp_path, own_broker, 6, 1, body, in_process=False)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
+        gateways.stop()
     assert counts["events"] > 0
 
 
@@ -238,7 +256,7 @@ def test_noise_with_gateway_and_drainer_sigkills_under_load(tmp_path: Path,
     """The combination that lost events silently: a restarted gateway knows each seat's
     position from its outbox but nothing else, and the first frames after its start come
     through a noisy line, so its first Q's snapshot often arrives past a damaged frame."""
-    procs: list[subprocess.Popen[bytes]] = []
+    gateways = Gateways()
     proxies: list[FaultyLink] = []
 
     def links(farm: SeatFarm) -> list[str]:
@@ -247,30 +265,23 @@ def test_noise_with_gateway_and_drainer_sigkills_under_load(tmp_path: Path,
             proxies.append(FaultyLink(("127.0.0.1", port), corrupt=0.01, seed=100 + i).start())
         return [p.url for p in proxies]
 
-    def start(cfg: Path) -> None:
-        procs.append(subprocess.Popen([sys.executable, "-m", "gateway.cli", "edge", "-c",
-                                       str(cfg)], stderr=subprocess.DEVNULL))  # fmt: skip
-
     async def body(farm: SeatFarm, sub: Collector, seats: dict[str, str], topics: Topics) -> None:
         cfg = config_file(tmp_path / "edge.toml", settings(
             tmp_path, own_broker, topics, [p.url for p in proxies]))  # fmt: skip
-        start(cfg)
+        gateways.start(cfg)
         await until(lambda: all(sub.last("seat_state", seat=s) for s in seats), 30)
         for round_ in range(4):
             await asyncio.sleep(1.5)
             if round_ % 2:
                 # the drainer alone: the gateway goes on storing and starts another (a
                 # gateway just started on a busy machine may not have started it yet)
-                gateway = procs[-1].pid
+                gateway = gateways.pid
                 await until(lambda g=gateway: _children(g), 30, "the gateway's drainer process")
                 for pid in _children(gateway):
                     os.kill(pid, signal.SIGKILL)
                 continue
-            os.kill(procs[-1].pid, signal.SIGKILL)
-            procs[-1].wait(timeout=5)
-            for pid in _children(procs[-1].pid):
-                os.kill(pid, signal.SIGKILL)  # an orphaned drainer is not left behind
-            start(cfg)
+            gateways.sigkill()
+            gateways.start(cfg)
         await asyncio.sleep(3)
         for p in proxies:
             p.corrupt = 0.0  # the end state is checked over a clean line
@@ -278,14 +289,7 @@ def test_noise_with_gateway_and_drainer_sigkills_under_load(tmp_path: Path,
     try:
         counts = scenario(tmp_path, own_broker, 4, 1, body, links=links, in_process=False)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
+        gateways.stop()
         for proxy in proxies:
             proxy.stop()
     assert sum(sum(p.corrupted.values()) for p in proxies) > 50
