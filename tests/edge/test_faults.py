@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +41,27 @@ from tests.stuck import run
 pytestmark = pytest.mark.timeout(240)
 
 
-async def settle(farm: SeatFarm, sub: Collector, seats: dict[str, str], broker: Any,
-                 topics: Topics, *, timeout: float = 60) -> dict[str, int]:  # fmt: skip
-    """Stop the load, wait for delivery, then check it and the converged state."""
-    farm.load_hz = 0
-    await asyncio.sleep(0.5)
-    written = farm.first_writes()
-
-    def delivered() -> bool:
+def delivered(sub: Collector, seats: dict[str, str],
+              written: Iterable[tuple[str, int, int]]) -> Callable[[], bool]:  # fmt: skip
+    """A condition for `until`: every frame in `written` reached the subscriber, in order."""
+    def check() -> bool:
         try:
             check_delivery(sub, seats, written)
         except AssertionError:
             return False
         return True
 
+    return check
+
+
+async def settle(farm: SeatFarm, sub: Collector, seats: dict[str, str], broker: Any,
+                 topics: Topics, *, timeout: float = 60) -> dict[str, int]:  # fmt: skip
+    """Stop the load, wait for delivery, then check it and the converged state."""
+    farm.load_hz = 0
+    await asyncio.sleep(0.5)
+    written = farm.first_writes()
     try:
-        await until(delivered, timeout, "every event the seats wrote")
+        await until(delivered(sub, seats, written), timeout, "every event the seats wrote")
     finally:
         # a seat whose queue filled up dropped its frames itself (and says so): the events
         # lost then name the gateway's recovery as too slow, not a loss in the gateway
@@ -334,15 +339,8 @@ def test_seats_pressing_before_the_gateway_lose_nothing_once_it_connects(
                     after = farm.first_writes()
                     written = [k for k, t in after.items() if t >= t0]
                     assert len(written) >= 2 * 3
-
-                    def delivered() -> bool:
-                        try:
-                            check_delivery(sub, seats, written)
-                        except AssertionError:
-                            return False
-                        return True
-
-                    await until(delivered, 30, "every event written since the gateway started")
+                    await until(delivered(sub, seats, written), 30,
+                                "every event written since the gateway started")
                     assert [s.dropped for s in farm.seats] == before  # nothing dropped since
                     for seat, dropped in zip(seats, before, strict=True):
                         first = sub.events(seat)[0]  # the collapse snapshot heads the queue
