@@ -150,7 +150,8 @@ def test_blind_and_consultative_transfers(tmp_path: Path, mqtt_broker: Any) -> N
                                          "call": call})  # fmt: skip
             assert result["status"] == "done"
             await site.until_state("s0", "acw")
-            assert site.state("s2")["state"] == "talking"
+            # s2's own state message may trail the PBX's answer event on a busy machine
+            await site.until_state("s2", "talking")
 
             # blind to s0 (Ready again after ACW), who answers: s2 is released
             await site.until_state("s0", "ready", timeout=5)
