@@ -593,6 +593,31 @@ def setting_keys(settings: dict[str, int]) -> dict[SettingKey, int]:
     return out
 
 
+# --- api -> everyone -------------------------------------------------------------------------
+
+SignInCause = Literal["self", "supervisor", "moved", "account"]
+
+
+class SeatAgent(Payload):
+    """seat/{seat}/agent (retained): who is signed in at the seat since `t`, and the change
+    that made it so. Each change has its own `id`, so a subscriber that sees the retained
+    copy again (a reconnect) can tell it from a new change.
+
+    `agent` is the agent id of the account (the key of its KPIs in the core), null when
+    nobody is signed in. `cause`: self (the
+    agent, from the desk's page), supervisor (`by` names them), moved (the agent signed in
+    at another seat: this seat's sign-out), account (the account was disabled or removed)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    seat: str
+    agent: str | None
+    name: str | None  # the agent's full name, for tiles and pages
+    t: float  # when the change happened (Unix seconds, the API's clock)
+    by: str  # the username of the account that made the change
+    cause: SignInCause
+    previous: str | None = None  # the agent signed in before this change, if any
+
+
 # --- core -> everyone -------------------------------------------------------------------------
 
 AlertStatus = Literal["raised", "acknowledged", "resolved", "cleared"]

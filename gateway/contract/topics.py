@@ -97,6 +97,9 @@ TOPICS: Mapping[str, TopicSpec] = dict([
     _spec("compliance_decision", "pbx/{pbx}/compliance", Role.PBX, retained=False, qos=1,
           summary="every outbound dial's compliance decision: allow or deny, rule, seed, "
                   "reason"),
+    _spec("seat_agent", "seat/{seat}/agent", Role.API, retained=True, qos=1,
+          summary="who is signed in at the seat, and the change that made it so (an agent "
+                  "signing in or out, a supervisor, a move to another seat)"),
     _spec("seat_alert", "seat/{seat}/alert", Role.CORE, retained=False, qos=1,
           summary="a policy alert on the seat raised, acknowledged, resolved or cleared, "
                   "naming its rule and seed"),
