@@ -88,7 +88,10 @@ __all__ = [
     "AuthError",
     "Delegation",
     "Role",
+    "SeatAgentRecord",
     "Session",
+    "SignIn",
+    "SignInChange",
     "StoreError",
     "User",
     "open_accounts",
@@ -206,6 +209,13 @@ def _check_agent(agent: str | None, role: Role) -> str | None:
     return agent
 
 
+def _check_seat(seat: str) -> str:
+    if not AGENT_ID.fullmatch(seat):
+        raise AccountError("bad_seat", f"seat id {seat!r} is not 1-64 characters of "
+                           "A-Z a-z 0-9 _ . -")  # fmt: skip
+    return seat
+
+
 def _check_password(password: str, username: str) -> None:
     problems = password_problems(password, username=username)
     if problems:
@@ -293,6 +303,54 @@ class AuditEntry:
     ip: str | None
 
 
+SignInCause = Literal["self", "supervisor", "moved", "account"]
+
+
+@dataclass(frozen=True, slots=True)
+class SeatAgentRecord:
+    """A seat's latest sign-in change: what its retained seat/{seat}/agent carries."""
+
+    seat: str
+    change: str  # the change's unique id (the payload's `id`)
+    agent: str | None  # null: nobody is signed in at the seat
+    username: str | None
+    name: str | None
+    t: float
+    by: str
+    cause: SignInCause
+    previous: str | None  # the agent signed in before this change
+    published: bool  # the broker has taken it (PUBACK)
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """One agent's interval at one seat; `signed_out` is None while it lasts."""
+
+    id: int
+    seat: str
+    agent: str
+    username: str
+    name: str
+    signed_in: float
+    signed_in_by: str
+    in_cause: Literal["self", "supervisor"]
+    signed_out: float | None
+    signed_out_by: str | None
+    out_cause: SignInCause | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignInChange:
+    """What a sign-in or sign-out did: `seats` are the seats whose record changed (none when
+    nothing did: the agent was at that seat already)."""
+
+    signin: SignIn | None  # the agent's sign-in after the change (None after a sign-out)
+    seats: tuple[SeatAgentRecord, ...]
+    moved_from: str | None = None  # the seat the agent was signed out of (cause moved)
+    replaced: SignIn | None = None  # the agent a supervisor's sign-in signed out
+    ended: SignIn | None = None  # a sign-out: the interval it ended
+
+
 # --- schema -------------------------------------------------------------------------------
 
 
@@ -306,6 +364,34 @@ def _sqlite_append_only(table: str) -> tuple[str, ...]:
 
 
 _ROLES_CHECK = f"CHECK (role IN ({', '.join(repr(r.value) for r in Role)}))"
+SIGN_IN_CAUSES = ("self", "supervisor", "moved", "account")  # the contract's SignInCause
+_CAUSES_CHECK = f"CHECK (cause IN ({', '.join(repr(c) for c in SIGN_IN_CAUSES)}))"
+
+
+def _signins_table(id_column: str, collate: str) -> tuple[str, ...]:
+    """Every sign-in interval: open (signed_out null) while the agent is at the seat."""
+    return (
+        f"""CREATE TABLE account_signins (
+            id {id_column},
+            seat TEXT{collate} NOT NULL,
+            agent TEXT{collate} NOT NULL,
+            username TEXT{collate} NOT NULL REFERENCES account_users (username),
+            name TEXT NOT NULL,
+            signed_in DOUBLE PRECISION NOT NULL,
+            signed_in_by TEXT NOT NULL,
+            in_cause TEXT NOT NULL CHECK (in_cause IN ('self', 'supervisor')),
+            signed_out DOUBLE PRECISION,
+            signed_out_by TEXT,
+            out_cause TEXT CHECK (out_cause IN ({', '.join(repr(c) for c in SIGN_IN_CAUSES)}))
+        )""",
+        "CREATE UNIQUE INDEX account_signins_open_by_user ON account_signins (username) "
+        "WHERE signed_out IS NULL",
+        "CREATE UNIQUE INDEX account_signins_open_by_seat ON account_signins (seat) "
+        "WHERE signed_out IS NULL",
+        "CREATE INDEX account_signins_by_time ON account_signins (signed_in)",
+        "CREATE INDEX account_signins_by_user ON account_signins (username, id)",
+    )
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -407,11 +493,40 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX account_audit_by_action ON account_audit (action, id)",
         ),
     ),
+    Migration(
+        2,
+        "agents signed in at seats: each seat's latest change and every sign-in interval",
+        common=(
+            # one row per seat: what seat/{seat}/agent carries (nobody: agent and username
+            # null), and whether the broker has taken it
+            f"""CREATE TABLE account_seat_agents (
+                seat TEXT{{collate_c}} PRIMARY KEY,
+                change TEXT{{collate_c}} NOT NULL UNIQUE,
+                agent TEXT{{collate_c}},
+                username TEXT{{collate_c}} REFERENCES account_users (username),
+                name TEXT,
+                t DOUBLE PRECISION NOT NULL,
+                by_user TEXT NOT NULL,
+                cause TEXT NOT NULL {_CAUSES_CHECK},
+                previous TEXT,
+                published BOOLEAN NOT NULL
+            )""",
+            # one agent at one seat, one agent per seat: the database says so too
+            "CREATE UNIQUE INDEX account_seat_agents_one_seat ON account_seat_agents "
+            "(username) WHERE username IS NOT NULL",
+            "CREATE UNIQUE INDEX account_seat_agents_one_agent ON account_seat_agents "
+            "(agent) WHERE agent IS NOT NULL",
+        ),
+        sqlite=_signins_table("INTEGER PRIMARY KEY AUTOINCREMENT", ""),
+        postgresql=_signins_table("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                                  ' COLLATE "C"'),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
 _VERSION_TABLE = "account_schema_version"
-_TABLES = ("account_users", "account_sessions", "account_delegations", "account_audit")
+_TABLES = ("account_users", "account_sessions", "account_delegations", "account_audit",
+           "account_seat_agents", "account_signins")
 _CREATE_VERSION_TABLE = (
     f"CREATE TABLE IF NOT EXISTS {_VERSION_TABLE} (version INTEGER PRIMARY KEY, "
     "summary TEXT NOT NULL, applied DOUBLE PRECISION NOT NULL)"
@@ -436,6 +551,25 @@ def _delegation(row: Sequence[Any]) -> Delegation:
                       requested_by=row[4], requested=float(row[5]), expires=float(row[6]),
                       approved_by=row[7], approved=row[8], revoked_by=row[9],
                       revoked=row[10])  # fmt: skip
+
+
+_SEAT_AGENT_COLUMNS = ("seat, change, agent, username, name, t, by_user, cause, previous, "
+                       "published")  # fmt: skip
+_SIGNIN_COLUMNS = ("id, seat, agent, username, name, signed_in, signed_in_by, in_cause, "
+                   "signed_out, signed_out_by, out_cause")  # fmt: skip
+
+
+def _seat_agent(row: Sequence[Any]) -> SeatAgentRecord:
+    return SeatAgentRecord(seat=row[0], change=row[1], agent=row[2], username=row[3],
+                           name=row[4], t=float(row[5]), by=row[6], cause=row[7],
+                           previous=row[8], published=bool(row[9]))  # fmt: skip
+
+
+def _signin(row: Sequence[Any]) -> SignIn:
+    return SignIn(id=int(row[0]), seat=row[1], agent=row[2], username=row[3], name=row[4],
+                  signed_in=float(row[5]), signed_in_by=row[6], in_cause=row[7],
+                  signed_out=None if row[8] is None else float(row[8]),
+                  signed_out_by=row[9], out_cause=row[10])  # fmt: skip
 
 
 def _audit_entry(row: Sequence[Any]) -> AuditEntry:
@@ -726,11 +860,14 @@ class AccountStore:
 
     def update_user(self, username: str, *, full_name: str | None = None,
                     role: Role | None = None, agent: str | None = None,
-                    disabled: bool | None = None) -> User:  # fmt: skip
+                    disabled: bool | None = None, by: str = "system") -> User:  # fmt: skip
         """Change what is given (agent="" removes the agent id). Disabling a user, or
-        changing the role, ends the user's sessions: a changed person logs in afresh.
-        AccountError: `unknown_user`, `bad_full_name`, `bad_role`, `bad_agent`,
-        `agent_exists`, `last_admin` (the last enabled admin disabled or demoted)."""
+        changing the role, ends the user's sessions: a changed person logs in afresh. An
+        agent signed in at a seat who is disabled, is no agent any more or gets another
+        agent id is signed out (cause `account`, by `by`): the seat's record would name
+        someone who may not be there. AccountError: `unknown_user`, `bad_full_name`,
+        `bad_role`, `bad_agent`, `agent_exists`, `last_admin` (the last enabled admin
+        disabled or demoted)."""
         name = None if full_name is None else _check_full_name(full_name)
         new_role = None if role is None else _check_role(role)
         with self._writing():
@@ -754,6 +891,12 @@ class AccountStore:
             if (disabled_after and not old.disabled) or role_after is not old.role:
                 self._end_live(username, time.time(),
                                "disabled" if disabled_after else "role changed")  # fmt: skip
+            signin = self._open_signin(username=username)
+            if signin is not None and (disabled_after or role_after is not Role.AGENT
+                                       or agent_after != old.agent):  # fmt: skip
+                t = time.time()
+                self._close(signin, t, by, "account")
+                self._set_seat(signin.seat, None, t, by, "account", previous=signin.agent)
             return self._get(username)
 
     def set_password(self, username: str, new: str, *, old: str | None = None,
@@ -1091,6 +1234,164 @@ class AccountStore:
         if not rows:
             raise AccountError("unknown_delegation", f"no delegation {id}")
         return _delegation(rows[0])
+
+    # --- agents at seats ---------------------------------------------------------------
+
+    def sign_in(self, *, seat: str, username: str, by: str, supervisor: bool = False,
+                now: float | None = None) -> SignInChange:  # fmt: skip
+        """Sign agent `username` in at `seat`, on behalf of `by` (the agent itself, or a
+        supervisor: `supervisor`). One agent at one seat: a sign-in elsewhere is signed out
+        (cause `moved`). One agent per seat: another agent there is refused (`seat_taken`,
+        naming them) unless `supervisor`, who signs them out (cause `supervisor`). Signing
+        in where one is signed in already changes nothing (no seats in the answer).
+        AccountError: `bad_seat`, `unknown_user`, `disabled` (the agent or `by`),
+        `not_agent` (no agent role or no agent id), `seat_taken`."""
+        _check_seat(seat)
+        t = _now(now)
+        with self._writing():
+            self._get_enabled(by)
+            user = self._get(username)
+            if user.disabled:
+                raise AccountError("disabled", f"user {username!r} is disabled")
+            if user.role is not Role.AGENT or user.agent is None:
+                raise AccountError("not_agent", f"{username!r} is not an agent with an agent "
+                                   "id: only agents are signed in at seats")  # fmt: skip
+            mine = self._open_signin(username=username)
+            if mine is not None and mine.seat == seat:
+                return SignInChange(signin=mine, seats=())
+            there = self._open_signin(seat=seat)
+            if there is not None and not supervisor:
+                raise AccountError("seat_taken", f"seat {seat} is taken: {there.name} "
+                                   f"({there.username}, agent {there.agent}) is signed in "
+                                   "there; they sign out first, or a supervisor signs you "
+                                   "in")  # fmt: skip
+            cause: Literal["self", "supervisor"] = "supervisor" if supervisor else "self"
+            changed: list[SeatAgentRecord] = []
+            if mine is not None:  # first, so the old seat frees the agent (unique index)
+                self._close(mine, t, by, "moved")
+                changed.append(self._set_seat(mine.seat, None, t, by, "moved",
+                                              previous=mine.agent))  # fmt: skip
+            if there is not None:
+                self._close(there, t, by, "supervisor")
+            self._db.query(
+                f"INSERT INTO account_signins ({_SIGNIN_COLUMNS.removeprefix('id, ')}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
+                (seat, user.agent, username, user.full_name, t, by, cause))  # fmt: skip
+            changed.append(self._set_seat(seat, user, t, by, cause,
+                                          previous=None if there is None else there.agent))
+            signin = self._open_signin(username=username)
+            replaced = None if there is None else self._signin_by_id(there.id)
+        return SignInChange(signin=signin, seats=tuple(changed),
+                            moved_from=None if mine is None else mine.seat,
+                            replaced=replaced)  # fmt: skip
+
+    def sign_out(self, *, by: str, seat: str | None = None, username: str | None = None,
+                 cause: SignInCause = "self", now: float | None = None) -> SignInChange:
+        """Sign out whoever is at `seat`, or agent `username` wherever it is. AccountError:
+        `bad_seat`, `unknown_user`, `disabled` (`by`), `not_signed_in`."""
+        if (seat is None) == (username is None):
+            raise ValueError("sign_out takes a seat or a username")
+        if seat is not None:
+            _check_seat(seat)
+        t = _now(now)
+        with self._writing():
+            self._get_enabled(by)
+            if username is not None:
+                self._get(username)
+            there = self._open_signin(seat=seat, username=username)
+            if there is None:
+                raise AccountError("not_signed_in", f"nobody is signed in at seat {seat}"
+                                   if seat is not None else
+                                   f"{username!r} is not signed in at any seat")  # fmt: skip
+            self._close(there, t, by, cause)
+            record = self._set_seat(there.seat, None, t, by, cause, previous=there.agent)
+            return SignInChange(signin=None, seats=(record,),
+                                ended=self._signin_by_id(there.id))  # fmt: skip
+
+    def signin_of(self, username: str) -> SignIn | None:
+        """The agent's current sign-in."""
+        with self._reading():
+            return self._open_signin(username=username)
+
+    def last_signout(self, username: str) -> SignIn | None:
+        """The agent's latest ended sign-in (a move, a supervisor or the agent's own)."""
+        with self._reading():
+            rows = self._db.query(f"SELECT {_SIGNIN_COLUMNS} FROM account_signins WHERE "
+                                  "username = ? AND signed_out IS NOT NULL ORDER BY "
+                                  "signed_out DESC, id DESC LIMIT 1", (username,))  # fmt: skip
+        return _signin(rows[0]) if rows else None
+
+    def signed_in(self) -> list[SignIn]:
+        """Every current sign-in, by seat."""
+        with self._reading():
+            rows = self._db.query(f"SELECT {_SIGNIN_COLUMNS} FROM account_signins WHERE "
+                                  "signed_out IS NULL ORDER BY seat")  # fmt: skip
+        return [_signin(r) for r in rows]
+
+    def signins(self, *, since: float, until: float) -> list[SignIn]:
+        """Every sign-in interval that overlaps [since, until), in the order they began."""
+        with self._reading():
+            rows = self._db.query(
+                f"SELECT {_SIGNIN_COLUMNS} FROM account_signins WHERE signed_in < ? AND "
+                "(signed_out IS NULL OR signed_out > ? OR (signed_out = signed_in AND "
+                "signed_in >= ?)) ORDER BY signed_in, id", (until, since, since))  # fmt: skip
+        return [_signin(r) for r in rows]
+
+    def seat_agents(self, *, unpublished_only: bool = False) -> list[SeatAgentRecord]:
+        """Every seat's latest change (what its retained seat/{seat}/agent must hold)."""
+        where = " WHERE NOT published" if unpublished_only else ""
+        with self._reading():
+            rows = self._db.query(f"SELECT {_SEAT_AGENT_COLUMNS} FROM account_seat_agents"
+                                  f"{where} ORDER BY seat")  # fmt: skip
+        return [_seat_agent(r) for r in rows]
+
+    def seat_agent(self, seat: str) -> SeatAgentRecord | None:
+        with self._reading():
+            rows = self._db.query(f"SELECT {_SEAT_AGENT_COLUMNS} FROM account_seat_agents "
+                                  "WHERE seat = ?", (seat,))  # fmt: skip
+        return _seat_agent(rows[0]) if rows else None
+
+    def mark_published(self, seat: str, change: str) -> bool:
+        """The broker took `change` of `seat`; False if a later change replaced it."""
+        with self._writing():
+            rows = self._db.query("UPDATE account_seat_agents SET published = ? WHERE "
+                                  "seat = ? AND change = ? RETURNING seat",
+                                  (True, seat, change))  # fmt: skip
+        return bool(rows)
+
+    def _open_signin(self, *, seat: str | None = None,
+                     username: str | None = None) -> SignIn | None:  # fmt: skip
+        column, value = ("seat", seat) if seat is not None else ("username", username)
+        rows = self._db.query(f"SELECT {_SIGNIN_COLUMNS} FROM account_signins WHERE "
+                              f"{column} = ? AND signed_out IS NULL", (value,))  # fmt: skip
+        return _signin(rows[0]) if rows else None
+
+    def _signin_by_id(self, id: int) -> SignIn:
+        rows = self._db.query(f"SELECT {_SIGNIN_COLUMNS} FROM account_signins WHERE id = ?",
+                              (id,))  # fmt: skip
+        return _signin(rows[0])
+
+    def _close(self, signin: SignIn, t: float, by: str, cause: SignInCause) -> None:
+        self._db.query("UPDATE account_signins SET signed_out = ?, signed_out_by = ?, "
+                       "out_cause = ? WHERE id = ?", (max(t, signin.signed_in), by, cause,
+                                                      signin.id))  # fmt: skip
+
+    def _set_seat(self, seat: str, user: User | None, t: float, by: str, cause: SignInCause,
+                  *, previous: str | None) -> SeatAgentRecord:  # fmt: skip
+        change = "sa-" + secrets.token_hex(12)
+        values = (change, None if user is None else user.agent,
+                  None if user is None else user.username,
+                  None if user is None else user.full_name, t, by, cause, previous, False)
+        updated = self._db.query(
+            "UPDATE account_seat_agents SET change = ?, agent = ?, username = ?, name = ?, "
+            "t = ?, by_user = ?, cause = ?, previous = ?, published = ? WHERE seat = ? "
+            "RETURNING seat", (*values, seat))  # fmt: skip
+        if not updated:
+            self._db.query(f"INSERT INTO account_seat_agents ({_SEAT_AGENT_COLUMNS}) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (seat, *values))  # fmt: skip
+        rows = self._db.query(f"SELECT {_SEAT_AGENT_COLUMNS} FROM account_seat_agents "
+                              "WHERE seat = ?", (seat,))  # fmt: skip
+        return _seat_agent(rows[0])
 
     # --- audit ------------------------------------------------------------------------
 
