@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gateway.api.accounts import AccountStore, open_accounts
@@ -25,10 +25,12 @@ from gateway.api.routes import (
     kpis,
     reports,
     seats,
+    signin,
     users,
     ws,
 )
 from gateway.api.settings import ApiSettings
+from gateway.api.signins import SeatAgentPublisher
 from gateway.contract.topics import Topics
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -38,7 +40,8 @@ DESCRIPTION = """Seats, KPIs, alerts, reports, compliance and commands for super
 Log in with a personal account at `POST /auth/token` (OAuth2 password flow) and send the
 token as `Authorization: Bearer <token>`. Every endpoint names the roles it needs; every
 login and command is in the audit log (`GET /audit`, admins). The live feed is the
-WebSocket `/ws?token=...`; the wallboard is at `/wallboard/`."""
+WebSocket `/ws?token=...`; the wallboard is at `/wallboard/`, and each desk's page, where
+an agent signs in at the seat, at `/desk?seat=<seat>`."""
 
 
 def create_app(settings: ApiSettings, *, accounts: AccountStore | None = None) -> FastAPI:
@@ -56,7 +59,8 @@ def create_app(settings: ApiSettings, *, accounts: AccountStore | None = None) -
                       f"{settings.api}", feed_queue_max=settings.ws_queue_max)  # fmt: skip
         metrics.watch(floor)
         app.state.services = Services(settings=settings, accounts=store, floor=floor,
-                                      metrics=metrics, targets=targets)  # fmt: skip
+                                      metrics=metrics, targets=targets,
+                                      seat_agents=SeatAgentPublisher(store, floor))  # fmt: skip
         try:
             async with floor:
                 yield
@@ -66,7 +70,8 @@ def create_app(settings: ApiSettings, *, accounts: AccountStore | None = None) -
 
     app = FastAPI(title="seatlink supervisor API", version="1", description=DESCRIPTION,
                   lifespan=lifespan)  # fmt: skip
-    for module in (auth, users, seats, kpis, alerts, reports, compliance, firmware, ws):
+    for module in (auth, users, seats, signin, kpis, alerts, reports, compliance, firmware,
+                   ws):  # fmt: skip
         app.include_router(module.router)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
@@ -84,6 +89,11 @@ def create_app(settings: ApiSettings, *, accounts: AccountStore | None = None) -
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/wallboard/")
+
+    @app.get("/desk", include_in_schema=False)
+    async def desk() -> FileResponse:
+        """The desk's page (its seat in the URL: /desk?seat=s101): an agent signs in there."""
+        return FileResponse(STATIC / "desk.html", media_type="text/html")
 
     app.mount("/wallboard", StaticFiles(directory=STATIC, html=True), name="wallboard")
     return app

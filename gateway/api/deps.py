@@ -17,6 +17,7 @@ from gateway.api.accounts import AccountStore, AuditEntry, Role, Session
 from gateway.api.floor import Floor
 from gateway.api.metrics import ApiMetrics
 from gateway.api.settings import ApiSettings
+from gateway.api.signins import SeatAgentPublisher
 from gateway.core.report import Targets
 
 Responses = dict[int | str, dict[str, Any]]  # extra answers a route documents in OpenAPI
@@ -26,6 +27,7 @@ ALL = frozenset(Role)
 STAFF = frozenset({Role.SUPERVISOR, Role.ADMIN})  # the floor's supervisors, and admins
 FLOOR_VIEW = frozenset({Role.SUPERVISOR, Role.FACILITIES, Role.ADMIN})
 DEVICES = frozenset({Role.FACILITIES, Role.ADMIN})  # the seat boards: facilities' job
+AGENTS = frozenset({Role.AGENT})  # an agent's own sign-in and page
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Services:
     floor: Floor
     metrics: ApiMetrics
     targets: Targets  # the site's, read once at start (ApiSettings.site_targets)
+    seat_agents: SeatAgentPublisher  # publishes who is signed in at each seat
 
 
 def services(request: Request) -> Services:

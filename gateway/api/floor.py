@@ -28,7 +28,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,11 +47,13 @@ from gateway.contract.payloads import (
     KpiLive,
     Payload,
     PbxCommandResult,
+    SeatAgent,
     SeatAvailability,
     SeatFirmwareUpdate,
     SeatHealth,
     SeatState,
 )
+from gateway.contract.topics import TOPICS as _SPECS
 from gateway.contract.topics import TopicError, Topics
 from gateway.edge.settings import BrokerSettings
 
@@ -62,6 +64,7 @@ _WATCHED = (
     "seat_state", "seat_availability", "seat_health", "seat_cmd_result", "seat_alert",
     "gateway_status", "gateway_health", "alerts_open", "alert_cmd_result", "kpi_live",
     "pbx_cmd_result", "compliance_decision", "core_health", "seat_firmware", "firmware_job",
+    "seat_agent",
 )  # fmt: skip
 _RESULTS = {"seat_cmd_result", "alert_cmd_result", "pbx_cmd_result"}
 # what a feed sends when its client needs the whole picture again (a snapshot follows)
@@ -125,6 +128,11 @@ class Floor:
         self.decisions: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=self.DECISIONS_KEPT)
         self.cores: dict[str, dict[str, Any]] = {}
+        # seat -> who is signed in there (the retained seat/{seat}/agent); kept apart from
+        # `seats`: a sign-in does not make a seat the floor has never heard of
+        self.agents: dict[str, dict[str, Any]] = {}
+        self._connect_hooks: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._hook_tasks: set[asyncio.Task[None]] = set()
         self.connected = False
         self.counts = FloorCounts()
         self._feeds: set[Feed] = set()
@@ -141,6 +149,8 @@ class Floor:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for hook in list(self._hook_tasks):
+            hook.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -155,6 +165,11 @@ class Floor:
         except TimeoutError:
             return False
         return True
+
+    def on_connect(self, hook: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `hook` (as its own task) after every connect, once subscribed: what the API
+        publishes retained is published again there (sign-ins: api/signins.py)."""
+        self._connect_hooks.append(hook)
 
     # --- feeds --------------------------------------------------------------------------
 
@@ -186,6 +201,7 @@ class Floor:
         online = availability.get("status") == "online" and gw_status.get("status") != "offline"
         now = time.time()
         since = state.get("since")
+        agent = self.agents.get(seat) or {}
         return {
             "seat": seat, "online": online, "state": state.get("state"),
             "reason": state.get("reason"), "call": state.get("call"), "since": since,
@@ -199,6 +215,8 @@ class Floor:
             "health": health, "link_quality": _link_quality(health),
             "availability": availability.get("why"),
             "firmware_update": kept.get("firmware"),
+            "agent": agent.get("agent"), "agent_name": agent.get("name"),
+            "agent_since": agent.get("t") if agent.get("agent") else None,
         }  # fmt: skip
 
     def _push(self, update: dict[str, Any]) -> None:
@@ -256,6 +274,20 @@ class Floor:
         finally:
             self._waiting.pop(cid, None)
 
+    async def publish(self, name: str, ids: Mapping[str, str], body: Payload) -> None:
+        """Publish `body` on topic `name` with the contract's QoS and retain flag; returns
+        once the broker has it (PUBACK for QoS 1). ConnectionError when the broker is away
+        or the publish fails: the caller keeps what it must publish again."""
+        client = self._client
+        if client is None or not self.connected:
+            raise ConnectionError("the broker is not connected")
+        spec = self.topics.topic(name, **ids)
+        contract = _SPECS[name]
+        try:
+            await client.publish(spec, body.dump(), qos=contract.qos, retain=contract.retained)
+        except aiomqtt.MqttError as exc:
+            raise ConnectionError(f"the broker did not take it: {exc}") from exc
+
     # --- the MQTT client -------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -272,6 +304,10 @@ class Floor:
                     for name in _WATCHED:
                         await client.subscribe(self.topics.subscription(name), qos=1)
                     self._ready.set()
+                    for hook in self._connect_hooks:
+                        task = asyncio.create_task(hook(), name="floor-on-connect")
+                        self._hook_tasks.add(task)
+                        task.add_done_callback(self._hook_tasks.discard)
                     async for message in client.messages:
                         self._take(str(message.topic), message.payload, message.retain)
             except aiomqtt.MqttError as exc:
@@ -324,6 +360,14 @@ class Floor:
             future = self._waiting.get(str(body.get("job")))
             if future is not None and not future.done():
                 future.set_result(body)
+            return
+        if name == "seat_agent":
+            if body is None:
+                self.agents.pop(ids["seat"], None)
+            else:
+                self.agents[ids["seat"]] = body
+            if ids["seat"] in self.seats:
+                self._push({"type": "seat", "seat": self.seat(ids["seat"])})
             return
         if name in _RESULTS:
             if body is None:
@@ -384,6 +428,7 @@ _MODELS: dict[str, type[Payload]] = {
     "alerts_open": AlertsOpen, "alert_cmd_result": AlertCommandResult,
     "pbx_cmd_result": PbxCommandResult, "compliance_decision": ComplianceDecisionMessage,
     "core_health": CoreHealth, "seat_firmware": SeatFirmwareUpdate, "firmware_job": FirmwareJob,
+    "seat_agent": SeatAgent,
 }  # fmt: skip
 
 

@@ -4,6 +4,7 @@ nothing is done."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -151,6 +152,10 @@ class Seat(BaseModel):
     link_quality: float | None
     availability: str | None
     firmware_update: dict[str, Any] | None = None  # the latest remote update (seat_firmware)
+    # who is signed in at the seat (the retained seat/{seat}/agent; docs/api.md)
+    agent: str | None = None
+    agent_name: str | None = None
+    agent_since: float | None = None
 
 
 class ForceState(Strict):
@@ -276,3 +281,107 @@ class FirmwareJobView(BaseModel):
 class FirmwareUpdateAccepted(BaseModel):
     to_version: str
     jobs: list[FirmwareJobView]  # one per gateway, as each gateway answered
+
+
+# --- agents at seats --------------------------------------------------------------------------
+
+_SEAT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def seat_id(value: str) -> str:
+    """The contract's ids (gateway/contract/topics.py ID_PATTERN), said plainly."""
+    if not _SEAT_ID.fullmatch(value):
+        raise ValueError(f"seat id {value[:80]!r} is not 1-64 characters of A-Z a-z 0-9 _ . - "
+                         "(as on the desk's label, e.g. s101)")  # fmt: skip
+    return value
+
+
+# a seat id with a message a person can act on, where the pattern's own would not do
+CheckedSeat = Annotated[str, Field(json_schema_extra={"pattern": r"^[A-Za-z0-9_.-]{1,64}$"}),
+                        AfterValidator(seat_id)]  # fmt: skip
+SignInCause = Literal["self", "supervisor", "moved", "account"]
+
+
+class SignInRequest(Strict):
+    """An agent signs in at the desk's seat."""
+
+    seat: CheckedSeat
+
+
+class SignInFor(Strict):
+    """A supervisor signs an agent in at a seat."""
+
+    username: Username
+
+
+class SignInOut(BaseModel):
+    """An agent signed in at a seat (a current sign-in)."""
+
+    seat: str
+    agent: str
+    username: str
+    name: str
+    since: float
+    by: str
+    cause: Literal["self", "supervisor"]
+
+
+class SignInInterval(BaseModel):
+    """One agent's time at one seat; `until` is null while it lasts."""
+
+    seat: str
+    agent: str
+    username: str
+    name: str
+    since: float
+    by: str
+    cause: Literal["self", "supervisor"]
+    until: float | None
+    until_by: str | None
+    until_cause: SignInCause | None
+
+
+class SignInAnswer(BaseModel):
+    """What a sign-in or sign-out did."""
+
+    signin: SignInOut | None  # the agent's sign-in after it (null after a sign-out)
+    changed: bool  # false: it was so already, nothing was changed or published
+    moved_from: str | None = None  # the seat the agent was signed out of (cause moved)
+    replaced: SignInInterval | None = None  # the agent a supervisor's sign-in signed out
+    ended: SignInInterval | None = None  # a sign-out: the interval it ended
+    changes: dict[str, str] = {}  # seat -> the id of its seat/{seat}/agent message
+    # the broker took every change (seat/{seat}/agent); false: stored, and published when
+    # the broker is back
+    published: bool
+    message: str  # for the person at the desk
+
+
+class MySignIn(BaseModel):
+    signin: SignInOut | None
+    last_signout: SignInInterval | None  # the latest ended one (a move, a supervisor...)
+
+
+class MyDesk(BaseModel):
+    """An agent's own page: where it is signed in, its seat's state, its KPIs against the
+    site's targets and the open alerts of its seat."""
+
+    username: str
+    full_name: str
+    agent: str | None
+    signin: SignInOut | None
+    last_signout: SignInInterval | None
+    seat: Seat | None  # the seat's live state, when the floor knows the seat
+    kpis: dict[str, Any] | None  # the core's live kpi/agent/<agent id>, when there is one
+    targets: dict[str, float]
+    alerts: list[dict[str, Any]]  # the open alerts of the seat signed in at
+
+
+class SignInHistory(BaseModel):
+    day: date
+    timezone: str
+    signins: list[SignInInterval]  # every interval that overlaps the local day
+
+
+class DeskLink(BaseModel):
+    seat: str
+    url: str  # the desk's page, to print on the desk's label (or as a QR code)

@@ -58,6 +58,16 @@ MATRIX: dict[tuple[str, str], set[Role] | None] = {
     ("POST", "/compliance/dnc"): EVERYONE,
     ("POST", "/firmware/updates"): DEVICES,
     ("GET", "/firmware/jobs"): FLOOR,
+    # agents at seats (issue 19): an agent signs itself in and reads its own page only
+    ("GET", "/me/signin"): {G},
+    ("POST", "/me/signin"): {G},
+    ("DELETE", "/me/signin"): {G},
+    ("GET", "/me/desk"): {G},
+    ("GET", "/signins"): FLOOR,
+    ("GET", "/signins/history"): STAFF,
+    ("PUT", "/signins/{seat}"): STAFF,
+    ("DELETE", "/signins/{seat}"): STAFF,
+    ("GET", "/desk/links"): DEVICES,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/health"): PUBLIC,
 }
@@ -88,6 +98,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/reports/daily.html"): {"params": {"day": "2026-01-05"}},
     ("POST", "/compliance/dnc"): {"json": {"number": "not a number"}},
     ("POST", "/auth/token"): {"data": {"username": USERS[F][0], "password": PASSWORD}},
+    ("POST", "/me/signin"): {"json": {"seat": "not a seat"}},
+    ("PUT", "/signins/{seat}"): {"json": {"username": "nobody.here"}},
+    ("GET", "/signins/history"): {"params": {"day": "2026-01-05"}},
 }
 
 

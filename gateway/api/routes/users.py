@@ -84,14 +84,18 @@ async def get_user(request: Request, username: str,
 @router.patch("/users/{username}", response_model=UserOut, responses=_REFUSED)
 async def update_user(request: Request, username: str, body: UserUpdate,
                       session: Annotated[Session, Depends(require(ADMIN))]) -> UserOut:  # fmt: skip
-    """Change name, role, agent id, or disable (ends the user's sessions)."""
+    """Change name, role, agent id, or disable (ends the user's sessions). An agent signed
+    in at a seat that is disabled, loses the agent role or its agent id is signed out
+    (cause `account`)."""
     accounts = services(request).accounts
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         raise HTTPException(400, "nothing to change: give full_name, role, agent or disabled")
     user: User = await _account_call(
         request, session, "user_update", username, {k: str(v) for k, v in changes.items()},
-        lambda: accounts.update_user(username, **changes))
+        lambda: accounts.update_user(username, **changes, by=session.username))
+    # a disabled agent, or one that is no agent any more, was signed out of its seat
+    await services(request).seat_agents.publish_pending()
     return _user(user)
 
 
