@@ -370,3 +370,26 @@ def test_the_wallboard_judges_against_the_sites_targets(tmp_path: Path, mqtt_bro
         expect(row.locator('[data-kpi="avg_acw_s"]')).to_have_attribute("data-verdict", "met")
         expect(row.locator('[data-kpi="service_level"]')).to_have_attribute("data-verdict",
                                                                             "met")  # fmt: skip
+
+
+def test_the_agent_signed_in_shows_on_the_seat_tile(api: LiveApi, page: Any) -> None:
+    """Issue 19: the name of the agent signed in at a seat (seat/{seat}/agent) is on its tile,
+    and goes with the sign-out."""
+    from playwright.sync_api import expect
+
+    for seat in ("s1", "s2"):
+        _online(api, seat)
+        _state(api, seat, state="logged_out")
+    wait_until(lambda: len(api.floor.seats) == 2)
+    _login(page, api, Role.SUPERVISOR)
+    tile = page.locator('[data-seat="s1"]')
+    expect(tile).to_have_attribute("data-state", "logged_out")
+    expect(tile.locator(".agent")).to_have_count(0)
+    with api.client(Role.AGENT) as agent:
+        assert agent.post("/me/signin", json={"seat": "s1"}).status_code == 200
+        expect(tile.locator(".agent")).to_have_text(USERS[Role.AGENT][1], timeout=WAIT_MS)
+        expect(tile).to_have_attribute("data-agent", USERS[Role.AGENT][2] or "")
+        expect(page.locator('[data-seat="s2"] .agent')).to_have_count(0)
+        assert agent.delete("/me/signin").status_code == 200
+    expect(tile.locator(".agent")).to_have_count(0, timeout=WAIT_MS)
+    expect(tile).not_to_have_attribute("data-agent", _regex(".*"))

@@ -436,10 +436,13 @@
     return el(
       "li",
       { class: classes.join(" "), "data-seat": seat.seat, "data-state": state,
-        "data-online": seat.online ? "true" : "false", "data-help": seat.help ? "true" : "false" },
+        "data-online": seat.online ? "true" : "false", "data-help": seat.help ? "true" : "false",
+        "data-agent": seat.agent || null },
       el("div", { class: "lamp-row" },
         lamp,
         el("h3", { class: "seat-id", text: seat.seat })),
+      // who is signed in at the seat (seat/{seat}/agent): nobody, no line
+      seat.agent_name ? el("p", { class: "agent", text: seat.agent_name, title: `agent ${seat.agent}` }) : null,
       el("p", { class: "state", text: label }),
       details,
       flags.childNodes.length ? flags : null,
