@@ -16,6 +16,10 @@ What it keeps:
 - `rejected`: bad input, one row per distinct message (topic + payload; a redelivery of the
   same bad message is counted again but stored once), with the reason, a readable detail and
   the payload truncated to `RAW_LIMIT` characters. Bad input never reaches `event`.
+- `sign_in`: every change of who is signed in at a seat (`seat/{seat}/agent`, issue 19) once,
+  by its id, with the payload as received: the sign-in intervals that book each seat event
+  to an agent (docs/kpi.md, Keys). Append-only like `event`; read with `sign_ins()`, followed
+  with `sign_in_tail()`. The API's retained copy handed over again is a repeat by id.
 - `schema_version`: the migrations applied (`MIGRATIONS`, applied at open, one transaction
   each). A database newer than this code is refused before anything is written.
 
@@ -57,7 +61,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from gateway.contract.payloads import SCHEMA_VERSION, CallEvent, SeatEvent, seat_event_n
+from gateway.contract.payloads import (
+    SCHEMA_VERSION,
+    CallEvent,
+    SeatAgent,
+    SeatEvent,
+    seat_event_n,
+)
 from gateway.contract.topics import ID_PATTERN, Parsed, TopicError, Topics
 from gateway.db_url import parse_db_url, without_password
 from gateway.seatlink.codec import MAX_SEQ, NUMBER_MAX, EventCode
@@ -78,6 +88,7 @@ __all__ = [
     "Reject",
     "StoreError",
     "StoredEvent",
+    "StoredSignIn",
     "open_store",
 ]
 
@@ -227,6 +238,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             *_postgresql_append_only("alert_action"),
         ),
     ),
+    Migration(
+        3,
+        "sign_in: who is signed in at each seat, every change once, append-only (issue 19)",
+        common=(
+            """CREATE TABLE sign_in (
+                id TEXT{collate_c} PRIMARY KEY,
+                seat TEXT NOT NULL,
+                agent TEXT,
+                t DOUBLE PRECISION NOT NULL,
+                received DOUBLE PRECISION NOT NULL,
+                payload TEXT NOT NULL
+            )""",
+            "CREATE INDEX sign_in_by_seat ON sign_in (seat, t)",
+            "CREATE INDEX sign_in_by_t ON sign_in (t)",
+        ),
+        sqlite=_sqlite_append_only("sign_in"),
+        postgresql=(
+            "ALTER TABLE sign_in ADD COLUMN n BIGINT GENERATED ALWAYS AS IDENTITY",
+            "CREATE UNIQUE INDEX sign_in_by_n ON sign_in (n)",
+            *_postgresql_append_only("sign_in"),
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -260,18 +293,39 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredSignIn:
+    """One row of `sign_in`: from `t` on, `agent` (None: nobody) is signed in at `seat`."""
+
+    id: str
+    seat: str
+    agent: str | None
+    t: float  # the API's clock
+    received: float
+    payload: str
+
+    def model(self) -> SeatAgent:
+        return SeatAgent.model_validate_json(self.payload, strict=True)
+
+
+@dataclass(frozen=True, slots=True)
 class IngestResult:
     """What became of one batch: every message is in exactly one of the counts."""
 
-    stored: int = 0
+    stored: int = 0  # events and sign-in changes
     duplicates: int = 0  # ids already stored (or earlier in the batch) with the same content
     not_events: int = 0  # contract topics that carry no events (seat state, health, ...)
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     new: tuple[StoredEvent, ...] = ()  # the events stored, in batch order
+    new_sign_ins: tuple[StoredSignIn, ...] = ()  # the sign-in changes stored
 
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _NewSignIn:
+    row: tuple[str, str, str | None, float, float, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +336,8 @@ class _Rejection:
 
 
 _Row = tuple[str, str, str | None, int | None, int, str, float, float, str]
+_SignInRow = tuple[str, str, str | None, float, float, str]  # id seat agent t received payload
+_SIGN_IN_COLUMNS = "id, seat, agent, t, received, payload"
 _COLUMNS = "id, kind, seat, call, seq, type, t, received, payload"
 _INSERT_EVENT = (
     f"INSERT INTO event ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
@@ -459,7 +515,7 @@ class _Postgres:
 
     def table_names(self) -> set[str]:
         # the tables the unqualified names resolve to (search_path), as the migrations see them
-        names = ["schema_version", "event", "rejected", "alert", "alert_action"]
+        names = ["schema_version", "event", "rejected", "alert", "alert_action", "sign_in"]
         rows = self._conn.execute("SELECT name FROM unnest(%s::text[]) AS name "
                                   "WHERE to_regclass(name) IS NOT NULL", (names,))  # fmt: skip
         return {str(name) for (name,) in rows}
@@ -652,12 +708,24 @@ class EventStore:
         rejects: list[tuple[_Rejection, str, bytes]] = []
         origin: dict[str, tuple[str, bytes]] = {}  # id -> (topic, payload) of a new row
         not_events = 0
+        sign_ins: list[_SignInRow] = []
+        first_sign_in: dict[str, str] = {}  # id -> payload, of this batch's sign-in changes
+        sign_ins_again: list[tuple[_SignInRow, str, bytes]] = []
+        origin_s: dict[str, tuple[str, bytes]] = {}
         for topic, payload in batch:
             outcome = self._check(topics, topic, payload, now)
             if outcome is None:
                 not_events += 1
             elif isinstance(outcome, _Rejection):
                 rejects.append((outcome, topic, payload))
+            elif isinstance(outcome, _NewSignIn):
+                row_s = outcome.row
+                if row_s[0] in first_sign_in:
+                    sign_ins_again.append((row_s, topic, payload))
+                else:
+                    first_sign_in[row_s[0]] = row_s[5]
+                    origin_s[row_s[0]] = (topic, payload)
+                    sign_ins.append(row_s)
             elif outcome[0] in first:
                 again.append((outcome, topic, payload))
             else:
@@ -679,6 +747,27 @@ class EventStore:
                         conflict = _Rejection(Reject.ID_CONFLICT, f"id {row[0]} is stored with "
                                               "other content", row[0])  # fmt: skip
                         rejects.append((conflict, topic, payload))
+                fresh_sign_ins: list[_SignInRow] = []
+                if sign_ins:
+                    ids = [r[0] for r in sign_ins]
+                    held = {str(i): str(p) for i, p in self._db.query(
+                        f"SELECT id, payload FROM sign_in WHERE id IN "
+                        f"({', '.join('?' * len(ids))})", ids)}  # fmt: skip
+                    fresh_sign_ins = [r for r in sign_ins if r[0] not in held]
+                    if fresh_sign_ins:
+                        self._db.execute_many(
+                            f"INSERT INTO sign_in ({_SIGN_IN_COLUMNS}) VALUES "
+                            "(?, ?, ?, ?, ?, ?)", fresh_sign_ins)  # fmt: skip
+                    # the retained copy handed over again after a reconnect: a repeat
+                    seen_s = [(r, *origin_s[r[0]]) for r in sign_ins if r[0] in held]
+                    for row_s, topic, payload in seen_s + sign_ins_again:
+                        if _same(held.get(row_s[0], first_sign_in[row_s[0]]), row_s[5]):
+                            duplicates += 1
+                        else:
+                            conflict = _Rejection(Reject.ID_CONFLICT, f"sign-in change id "
+                                                  f"{row_s[0]} is stored with other content",
+                                                  row_s[0])  # fmt: skip
+                            rejects.append((conflict, topic, payload))
                 if rejects:
                     self._db.execute_many(
                         "INSERT INTO rejected (digest, reason, detail, topic, event_id, raw, "
@@ -691,16 +780,19 @@ class EventStore:
                 f"{self._db.where}: a batch of {len(batch)} messages was not stored: {exc}"
             ) from exc
         rejected = Counter(str(r.reason) for r, _, _ in rejects)
-        self._stored += len(fresh)
+        stored = len(fresh) + len(fresh_sign_ins)
+        self._stored += stored
         self._duplicates += duplicates
         self._not_events += not_events
         self._rejected.update(rejected)
-        return IngestResult(stored=len(fresh), duplicates=duplicates, not_events=not_events,
+        return IngestResult(stored=stored, duplicates=duplicates, not_events=not_events,
                             rejected=dict(rejected),
-                            new=tuple(StoredEvent(*r) for r in fresh))  # type: ignore[arg-type]  # fmt: skip
+                            new=tuple(StoredEvent(*r) for r in fresh),  # type: ignore[arg-type]
+                            new_sign_ins=tuple(StoredSignIn(*r)
+                                               for r in fresh_sign_ins))  # fmt: skip
 
     def _check(self, topics: Topics, topic: str, payload: bytes,
-               now: float) -> _Row | _Rejection | None:  # fmt: skip
+               now: float) -> _Row | _NewSignIn | _Rejection | None:  # fmt: skip
         """The row to store, why not, or None for a contract topic that is no event."""
         parsed = self._topic_cache.get(topic)
         if parsed is None:
@@ -714,13 +806,15 @@ class EventStore:
         if isinstance(parsed, str):
             return _Rejection(Reject.UNKNOWN_TOPIC, parsed)
         name = parsed.spec.name
+        if name == "seat_agent":
+            return self._sign_in(parsed, payload, now)
         if name not in ("seat_event", "call_event"):
             return None
         if len(payload) > PAYLOAD_LIMIT:
             return _Rejection(Reject.TOO_LARGE, f"{len(payload)} bytes, more than "
                               f"{PAYLOAD_LIMIT}")  # fmt: skip
         cls = SeatEvent if name == "seat_event" else CallEvent
-        model: SeatEvent | CallEvent | _Rejection | None = None
+        model: SeatEvent | CallEvent | SeatAgent | _Rejection | None = None
         if b"NaN" not in payload and b"Infinity" not in payload:  # JSON has no NaN: see _parse
             try:
                 model = cls.model_validate_json(payload, strict=True)
@@ -730,6 +824,7 @@ class EventStore:
             model = _parse(cls, payload)
         if isinstance(model, _Rejection):
             return model
+        assert not isinstance(model, SeatAgent)  # an event's model was asked for
         if "v" not in model.model_fields_set:  # the model's default is no version given
             return _Rejection(Reject.WRONG_VERSION, f"no payload version: this store reads v "
                               f"{SCHEMA_VERSION}", model.id)  # fmt: skip
@@ -740,6 +835,44 @@ class EventStore:
         if isinstance(model, SeatEvent):
             return self._seat_row(parsed, model, text, now)
         return self._call_row(parsed, model, text, now)
+
+    def _sign_in(self, parsed: Parsed, payload: bytes, now: float) -> _NewSignIn | _Rejection:
+        """A change of who is signed in at a seat, checked like an event."""
+        if len(payload) > PAYLOAD_LIMIT:
+            return _Rejection(Reject.TOO_LARGE, f"{len(payload)} bytes, more than "
+                              f"{PAYLOAD_LIMIT}")  # fmt: skip
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _Rejection(Reject.NOT_JSON, f"not UTF-8: {exc}")
+        model = _parse(SeatAgent, payload)
+        if isinstance(model, _Rejection):
+            return model
+        assert isinstance(model, SeatAgent)
+        if "v" not in model.model_fields_set:
+            return _Rejection(Reject.WRONG_VERSION, f"no payload version: this store reads v "
+                              f"{SCHEMA_VERSION}", model.id)  # fmt: skip
+        for what, value in (("seat", model.seat), ("agent", model.agent),
+                            ("previous", model.previous)):  # fmt: skip
+            if value is not None and not ID_PATTERN.fullmatch(value):
+                return _Rejection(Reject.SCHEMA, f"{what} {value!r} is not 1-64 characters of "
+                                  "A-Z a-z 0-9 _ . -", model.id)  # fmt: skip
+        if not math.isfinite(model.t) or model.t < 0:
+            return _Rejection(Reject.SCHEMA, f"t {model.t} is not a time", model.id)
+        seat = parsed.ids["seat"]
+        if model.seat != seat:
+            return _Rejection(Reject.TOPIC_MISMATCH, f"seat {model.seat!r} on the topic of "
+                              f"seat {seat!r}", model.id)  # fmt: skip
+        if self.known_seats is not None and seat not in self.known_seats:
+            return _Rejection(Reject.UNKNOWN_SEAT, f"seat {seat!r} is not a known seat",
+                              model.id)  # fmt: skip
+        # Ahead of the clock only: an agent signed in for weeks is handed over again, retained,
+        # with its old t, and it is the truth still (a repeat, not a clock never set).
+        if model.t > now + self.max_skew_s:
+            return _Rejection(Reject.CLOCK_SKEW, f"t {model.t:.3f} is {model.t - now:.1f} s "
+                              f"ahead of the store's clock (at most {self.max_skew_s:g} s)",
+                              model.id)  # fmt: skip
+        return _NewSignIn((model.id, seat, model.agent, model.t, now, text))
 
     def _seat_row(self, parsed: Parsed, m: SeatEvent, text: str,
                   now: float) -> _Row | _Rejection:  # fmt: skip
@@ -855,6 +988,40 @@ class EventStore:
             last = rows[-1]
             after = (last[6], last[4], last[0])
 
+    def sign_ins(self, *, since: float | None = None, until: float | None = None,
+                 seat: str | None = None) -> list[StoredSignIn]:
+        """The sign-in changes with t < until in (seat, t, id) order; with `since`, those
+        from `since` on and each seat's last before it (who was signed in at `since`)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if until is not None:
+            where.append("t < ?")
+            args.append(until)
+        if seat is not None:
+            where.append("seat = ?")
+            args.append(seat)
+        base = " AND ".join(where) if where else "1 = 1"
+        sql = f"SELECT {_SIGN_IN_COLUMNS} FROM sign_in WHERE {base}"
+        if since is not None:
+            sql += (" AND (t >= ? OR NOT EXISTS (SELECT 1 FROM sign_in l WHERE l.seat = "
+                    "sign_in.seat AND l.t < ? AND (l.t, l.id) > (sign_in.t, sign_in.id)))")
+            args += [since, since]
+        rows = self._db.query(sql + " ORDER BY seat, t, id", args)
+        return [StoredSignIn(*r) for r in rows]
+
+    def sign_in_tail(self, after: int = 0, *,
+                     limit: int = PAGE) -> list[tuple[int, StoredSignIn]]:  # fmt: skip
+        """Sign-in changes in the order they were stored, after position `after`."""
+        col = self._db.order_column
+        rows = self._db.query(f"SELECT {col}, {_SIGN_IN_COLUMNS} FROM sign_in WHERE {col} > ? "
+                              f"ORDER BY {col} LIMIT ?", (after, limit))  # fmt: skip
+        return [(int(r[0]), StoredSignIn(*r[1:])) for r in rows]
+
+    def sign_in_position(self) -> int:
+        col = self._db.order_column
+        ((n,),) = self._db.query(f"SELECT coalesce(max({col}), 0) FROM sign_in")
+        return int(n)
+
     def tail(self, after: int = 0, *, limit: int = PAGE) -> list[tuple[int, StoredEvent]]:
         """Events in the order they were stored, after position `after` (0: from the first):
         (position, event). What every core worker follows, whichever of them stored it."""
@@ -958,6 +1125,7 @@ class EventStore:
         distinct rejected messages by reason)."""
         kinds = dict(self._db.query("SELECT kind, count(*) FROM event GROUP BY kind"))
         reasons = dict(self._db.query("SELECT reason, count(*) FROM rejected GROUP BY reason"))
+        ((sign_ins,),) = self._db.query("SELECT count(*) FROM sign_in")
         return {
             "session": {
                 "stored": self._stored,
@@ -970,6 +1138,7 @@ class EventStore:
                 "events": sum(int(n) for n in kinds.values()),
                 "seat_events": int(kinds.get("seat", 0)),
                 "call_events": int(kinds.get("call", 0)),
+                "sign_ins": int(sign_ins),
                 "rejected": {str(k): int(v) for k, v in sorted(reasons.items())},
                 "rejected_total": sum(int(n) for n in reasons.values()),
             },
@@ -983,8 +1152,8 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse(cls: type[SeatEvent] | type[CallEvent],
-           payload: bytes) -> SeatEvent | CallEvent | _Rejection:  # fmt: skip
+def _parse(cls: type[SeatEvent] | type[CallEvent] | type[SeatAgent],
+           payload: bytes) -> SeatEvent | CallEvent | SeatAgent | _Rejection:  # fmt: skip
     """The slow path, for a payload the fast one refused: why, or the model after all."""
     try:
         obj = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)

@@ -101,6 +101,8 @@ def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
         "rejected": sql(url, "SELECT * FROM rejected ORDER BY digest"),
         "alert": sql(url, "SELECT * FROM alert ORDER BY id"),
         "alert_action": sql(url, "SELECT * FROM alert_action ORDER BY alert, action"),
+        "sign_in": sql(url, "SELECT id, seat, agent, t, received, payload FROM sign_in "
+                            "ORDER BY id"),
     }
 
 
@@ -119,7 +121,8 @@ def test_an_empty_database_is_migrated_to_the_latest_version(store_url: str) -> 
         assert store.schema_version() == LATEST_VERSION
         assert list(store.events()) == []
         assert store.counts()["db"] == {"events": 0, "seat_events": 0, "call_events": 0,
-                                        "rejected": {}, "rejected_total": 0}  # fmt: skip
+                                        "sign_ins": 0, "rejected": {},
+                                        "rejected_total": 0}  # fmt: skip
     rows = sql(store_url, "SELECT version, summary FROM schema_version ORDER BY version")
     assert rows == [(m.version, m.summary) for m in MIGRATIONS]
 
