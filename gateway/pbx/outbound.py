@@ -11,6 +11,9 @@ Design requirements:
   so the drop rate counts exactly what subscribers saw.
 - The simulated callee answers with `answer_p` within `answer_rings`, else never (the PBX
   hangs up after the campaign's ring limit, 6 by default: seed 003).
+- A campaign number is dialled once, across restarts: it is claimed in the store
+  (`CampaignProgress`) before the gate is asked, and a restarted PBX goes on with the numbers
+  not claimed (issue 19).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from gateway.contract.payloads import (
     DialCommand,
 )
 from gateway.pbx.acd import Acd, AcdError
-from gateway.pbx.campaign import Campaign, load_campaign
+from gateway.pbx.campaign import Campaign, CampaignNumber, load_campaign
 from gateway.pbx.compliance import (
     AuthorisationCodes,
     BlockedEntry,
@@ -39,8 +42,9 @@ from gateway.pbx.compliance import (
     Decision,
     DoNotCallList,
 )
-from gateway.pbx.dialer import DecisionStore, DialLedger, Outcome, decision_message
+from gateway.pbx.dialer import DecisionStore, DialLedger, Outcome, decision_message, mask
 from gateway.pbx.pacing import Pacer
+from gateway.pbx.progress import CampaignProgress, ClaimState, count
 from gateway.pbx.settings import Callees, Compliance, parse_code_hash
 
 log = logging.getLogger("seatlink.pbx.dialer")
@@ -58,8 +62,8 @@ class Denied(AcdError):
 class _Run:
     campaign: Campaign
     pacer: Pacer
-    next: int = 0
-    dialled: int = 0
+    pending: deque[CampaignNumber]  # not claimed yet, in the file's order
+    dialled: int = 0  # claimed and not denied, this run and earlier ones
     denied: int = 0
     lines: set[int] = field(default_factory=set)  # calls still ringing
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=50))  # live: dropped?
@@ -92,6 +96,9 @@ class Outbound:
         self.region = compliance.home_region
         self.publish = publish
         self.wall = wall
+        # Opened first: a store that cannot be read stops the start with the progress's
+        # message, before any campaign could be dialled from the top again.
+        self.progress = CampaignProgress(store)
         self.dnc = DoNotCallList(compliance.dnc, region=compliance.home_region)
         self.gate = build_gate(compliance, dnc=self.dnc, clock=wall)
         self.decisions = DecisionStore(store)
@@ -103,12 +110,41 @@ class Outbound:
                 raise ValueError(f"campaign {c.name} ({path}): no queue {c.queue!r}")
             if c.name in self.runs:
                 raise ValueError(f"campaign {c.name} twice ({path})")
-            self.runs[c.name] = _Run(c, Pacer(target_drop_rate, max_ratio=c.max_ratio))
+            self.runs[c.name] = self._resume(c, Pacer(target_drop_rate, max_ratio=c.max_ratio))
+
+    def _resume(self, c: Campaign, pacer: Pacer) -> _Run:
+        """The campaign with the numbers its earlier runs claimed left out, and said so."""
+        claims = self.progress.claims(c.name)
+        by_state = count(claims.values())
+        pending = deque(n for n in c.numbers if n.e164 not in claims)
+        run = _Run(c, pacer, pending, dialled=by_state[ClaimState.DIALLING]
+                   + by_state[ClaimState.DIALLED], denied=by_state[ClaimState.DENIED])  # fmt: skip
+        if claims:
+            taken = len(c.numbers) - len(pending)
+            log.info("campaign %s: %d of %d numbers already taken in %s, not dialled again "
+                     "(%d dialled, %d denied, %d claimed with no dial recorded); %d left",
+                     c.name, taken, len(c.numbers), self.progress.path,
+                     by_state[ClaimState.DIALLED], by_state[ClaimState.DENIED],
+                     by_state[ClaimState.DIALLING], len(pending))  # fmt: skip
+            if by_state[ClaimState.DIALLING]:
+                # Write-ahead: the PBX stopped between the claim and the dial's record. The
+                # call may or may not have been placed; it is not placed again either way.
+                log.warning("campaign %s: %d numbers were claimed but no dial was recorded "
+                            "(the PBX stopped in between); they are not dialled again",
+                            c.name, by_state[ClaimState.DIALLING])  # fmt: skip
+            if len(claims) > taken:
+                log.info("campaign %s: %d claimed numbers are no longer in %s", c.name,
+                         len(claims) - taken, c.source)  # fmt: skip
+        else:
+            log.info("campaign %s: no progress in %s, starting with its first number (%d)",
+                     c.name, self.progress.path, len(c.numbers))  # fmt: skip
+        return run
 
     def close(self) -> None:
         self.dnc.close()
         self.decisions.close()
         self.ledger.close()
+        self.progress.close()
 
     # --- dialling -----------------------------------------------------------------------
 
@@ -163,7 +199,7 @@ class Outbound:
         wall = self.wall()
         for run in self.runs.values():
             c = run.campaign
-            if run.next >= len(c.numbers):
+            if not run.pending:
                 continue
             drops, live = self.ledger.drop_counts(c.name, at=wall)
             rate = drops / live if live else 0.0
@@ -172,19 +208,28 @@ class Outbound:
             lines = run.pacer.lines_to_dial(len(ready), len(run.lines), rate, recent,
                                             live_answers_30d=live)  # fmt: skip
             for _ in range(lines):
-                if run.next >= len(c.numbers):
+                if not run.pending:
                     break
                 self._dial_next(run, at=at, reserve=run.pacer.reserve_agent)
 
     def _dial_next(self, run: _Run, *, at: float, reserve: bool) -> None:
         c = run.campaign
-        entry = c.numbers[run.next]
-        run.next += 1
+        entry = run.pending.popleft()
+        # Write-ahead, before the gate and the dial: from here on this number is never
+        # dialled again by this campaign, even if the PBX stops on the next line.
+        if not self.progress.claim(c.name, entry.e164, at=self.wall()):
+            # Only another writer of the same store (a second PBX running this campaign)
+            # gets here: its claim stands, whatever became of it.
+            log.warning("campaign %s: %s (%s) was claimed meanwhile by another writer of %s; "
+                        "not dialled", c.name, entry.where, mask(entry.e164),
+                        self.progress.path)  # fmt: skip
+            return
         decision, row = self._decide(entry.e164, caller_id=c.caller_id,
                                      authorisation=c.authorisation, campaign=c.name,
                                      seat=None)  # fmt: skip
         if not decision.allowed:
             run.denied += 1
+            self.progress.denied(c.name, entry.e164)
             self.ledger.record(c.name, -row, Outcome.DENIED, decision.at)
             self._announce(decision, row, campaign=c.name, seat=None, call=None,
                            caller_id=c.caller_id)  # fmt: skip
@@ -199,6 +244,7 @@ class Outbound:
                              talk_s=talk, at=at)  # fmt: skip
         run.dialled += 1
         run.lines.add(call)
+        self.progress.dialled(c.name, entry.e164, call)
         self.decisions.attach_call(row, call)
         self._announce(decision, row, campaign=c.name, seat=seat, call=call,
                        caller_id=c.caller_id)  # fmt: skip
@@ -231,5 +277,5 @@ class Outbound:
                 dialled=run.dialled, denied=run.denied, answered=counts["answered"],
                 no_answer=counts["no_answer"], dropped=counts["drop"],
                 drop_rate_30d=round(self.ledger.drop_rate(name, at=wall), 5),
-                ratio=run.pacer.ratio, remaining=len(run.campaign.numbers) - run.next)
+                ratio=run.pacer.ratio, remaining=len(run.pending))
         return out
