@@ -83,7 +83,8 @@ def sql(url: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any,
 
 
 TABLES = ("account_schema_version", "account_users", "account_sessions",
-          "account_delegations", "account_audit")  # fmt: skip
+          "account_delegations", "account_audit", "account_seat_agents",
+          "account_signins")  # fmt: skip
 
 
 def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
