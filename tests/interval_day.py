@@ -1,7 +1,8 @@
 """A small stored day for the per-queue and per-agent intervals (issue 18): two queues,
 two agents, calls across two hours, on Asia/Shanghai's clock, so the buckets are local.
 
-2026-01-16, seats `a1` (the agent account's agent id in tests/api) and `s2`:
+2026-01-16, seats `a1` and `s2`, where the agents of the same ids are signed in from 09:00
+(`a1` is the agent account's agent id in tests/api):
 
 | call | queue | seat | enters | wait_s | rings | talk_s | hold | ACW |
 |---|---|---|---|---|---|---|---|---|
@@ -85,12 +86,21 @@ def events() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return calls, seat_events
 
 
+def sign_ins() -> list[dict[str, Any]]:
+    """Who is signed in where (seat/{seat}/agent payloads): agent a1 at seat a1, s2 at s2."""
+    return [{"v": 1, "id": f"api-{seat}", "seat": seat, "agent": seat, "name": None,
+             "t": at("09:00"), "by": "sup", "cause": "self", "previous": None}
+            for seat in ("a1", "s2")]  # fmt: skip
+
+
 def fill(store_url: str | Path) -> None:
     """Store the day as the core would."""
     topics = Topics(site=SITE)
     calls, seats = events()
     messages = [(topics.topic("call_event", call=str(e["call"])), json.dumps(e).encode())
                 for e in calls]  # fmt: skip
+    messages += [(topics.topic("seat_agent", seat=c["seat"]), json.dumps(c).encode())
+                 for c in sign_ins()]  # fmt: skip
     messages += [(topics.seat_event(e["seat"]), json.dumps(e).encode()) for e in seats]
     with open_store(store_url, topics=topics, clock=lambda: DAY_END) as store:
         result = store.ingest(messages)

@@ -624,7 +624,8 @@ AlertStatus = Literal["raised", "acknowledged", "resolved", "cleared"]
 
 
 class AlertMessage(Payload):
-    """seat/{seat}/alert: a policy alert and what just happened to it (docs/alerts.md)."""
+    """seat/{seat}/alert: a policy alert and what just happened to it (docs/alerts.md).
+    `agent`: who was signed in at the seat (the window rules: whose samples they are)."""
 
     id: str
     rule: str
@@ -643,6 +644,7 @@ class AlertMessage(Payload):
     t: float  # when this change happened
     who: str | None = None  # acknowledged / resolved: the person; cleared: null
     note: str = ""  # a person's note, or why the condition ended
+    agent: str | None = None  # the agent signed in at the seat (its id), null: nobody
 
 
 class AlertsOpen(Payload):
@@ -709,10 +711,11 @@ class CoreHealth(Payload):
 
 
 class KpiLive(Payload):
-    """kpi/{scope}/{key} (retained): `scope` site, queue or agent. Each window holds the
-    docs/kpi.md figures by name; null where there is no sample."""
+    """kpi/{scope}/{key} (retained): `scope` site, queue, agent (key: the agent id) or seat
+    (key: the seat id, whoever sat there). Each window holds the docs/kpi.md figures by
+    name; null where there is no sample."""
 
-    scope: Literal["site", "queue", "agent"]
+    scope: Literal["site", "queue", "agent", "seat"]
     key: str
     t: float
     windows: dict[str, dict[str, Any]]  # rolling_15min, current_15min, today

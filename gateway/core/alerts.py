@@ -7,8 +7,14 @@ availability (`seat/{seat}/availability`) and ticks of its own clock; each call 
 `AlertChange`s (raised, cleared) that the input caused. Storage, publishing, acknowledge
 and manual resolve are the service's: the engine never hears of them.
 
-- The agent key is the seat id (as in kpi.py): the agent at a desk is known only once
-  accounts exist (issue 6).
+- Agents sign in to seats (`seat/{seat}/agent`, issue 19; `sign_in()`). Each alert names
+  the seat and the agent signed in there when its condition started (a leg's hold: when
+  the hold started). The rules over a window (average ACW and talk, frequent Not Ready,
+  repeated no-answer) count the agent's own samples, wherever the agent sat: a seat's
+  windows are the agent's signed in there at the time of each input, and go with the agent
+  to the next seat. When an agent leaves a seat and no other seat took its windows, its
+  window alerts are cleared ("signed out"). With nobody signed in the seat keeps windows of
+  its own.
 - Every input moves the engine's clock (`now`, the latest time seen) forward, never back, so
   a rule that fires on elapsed time (a hold still going at 30 s) fires at the first input
   after its threshold, a tick or an event of any seat.
@@ -34,6 +40,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, get_args
 
 from gateway.contract.payloads import CallEvent, ReasonName, SeatEvent, StateName
+from gateway.core.kpi import SignIns
 
 Severity = Literal["info", "warning", "critical"]
 Change = Literal["raised", "cleared"]
@@ -253,6 +260,7 @@ class Alert:
     unit: str
     severity: Severity
     message: str  # one line for a supervisor
+    agent: str | None = None  # signed in at the seat (None: nobody)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +298,18 @@ class _Spell:
 
 
 @dataclass(slots=True)
+class _Windows:
+    """The samples of the rules over a window, and their open alerts: an agent's, wherever
+    it sits, or a seat's own while nobody is signed in there."""
+
+    acw_samples: list[tuple[float, float]] = field(default_factory=list)  # (t, s), by t
+    talk_samples: list[tuple[float, float]] = field(default_factory=list)
+    nr_starts: list[tuple[float, float]] = field(default_factory=list)  # (t, 1)
+    no_answers: list[tuple[float, float]] = field(default_factory=list)  # (t, call)
+    windowed: dict[str, Alert] = field(default_factory=dict)  # open window-rule alerts
+
+
+@dataclass(slots=True)
 class _Seat:
     id: str
     state: str | None = None  # None: not known yet
@@ -306,12 +326,39 @@ class _Seat:
     leg_hold: dict[int, float] = field(default_factory=dict)  # call -> hold s in this leg
     answered: dict[int, float] = field(default_factory=dict)  # call -> answer t
     outbound: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_CALLS))
-    acw_samples: list[tuple[float, float]] = field(default_factory=list)  # (t, s), by t
-    talk_samples: list[tuple[float, float]] = field(default_factory=list)
-    nr_starts: list[tuple[float, float]] = field(default_factory=list)  # (t, 1)
-    no_answers: list[tuple[float, float]] = field(default_factory=list)  # (t, call)
-    windowed: dict[str, Alert] = field(default_factory=dict)  # open window-rule alerts
+    own: _Windows = field(default_factory=_Windows)  # while nobody is signed in here
+    agent: str | None = None  # whose windows `w` is (None: the seat's own)
+    w: _Windows | None = None
     recent_ids: dict[str, deque[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.w is None:
+            self.w = self.own
+
+    @property
+    def win(self) -> _Windows:
+        assert self.w is not None
+        return self.w
+
+    @property
+    def acw_samples(self) -> list[tuple[float, float]]:
+        return self.win.acw_samples
+
+    @property
+    def talk_samples(self) -> list[tuple[float, float]]:
+        return self.win.talk_samples
+
+    @property
+    def nr_starts(self) -> list[tuple[float, float]]:
+        return self.win.nr_starts
+
+    @property
+    def no_answers(self) -> list[tuple[float, float]]:
+        return self.win.no_answers
+
+    @property
+    def windowed(self) -> dict[str, Alert]:
+        return self.win.windowed
 
     @property
     def logged_in(self) -> bool:
@@ -365,6 +412,14 @@ class AlertEngine:
         self._touched: set[str] = set()  # seats an input changed: their deadlines move
         self._holders: dict[int, str] = {}  # call -> the seat holding it
         self._cleared: Counter[str] = Counter()
+        self.sign_ins = SignIns()  # who is signed in at each seat, when
+        self._agents: dict[str, _Windows] = {}  # agent -> its windows
+        self._sat: dict[str, str] = {}  # agent -> the seat holding its windows
+
+    def sign_in(self, seat: str, agent: str | None, t: float, id: str) -> None:
+        """A change of who is signed in at a seat; give it before the seat's events after
+        it. It takes effect at the seat's next input."""
+        self.sign_ins.add(seat, agent, t, id)
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -390,6 +445,7 @@ class AlertEngine:
         if not self._take(e.id, e.t, self._seen_seat, out):
             return out
         seat = self._seat(e.seat)
+        self._follow(seat, e.t, out)
         d = e.data
         if e.type == "hello":  # a booted board is logged out and has forgotten help
             self._set_state(seat, "logged_out", None, None, e.t, e.t, out)
@@ -446,6 +502,7 @@ class AlertEngine:
             self._bad += 1
             return out
         seat = self._seat(e.seat)
+        self._follow(seat, e.t, out)
         if e.type == "answer":
             seat.answered[e.call] = e.t
             seat.leg_hold[e.call] = 0.0
@@ -806,17 +863,49 @@ class AlertEngine:
             del seat.windowed[rule]
             self._clear(alert, t, float(n), f"{n} in the last {_duration(window)}", out)
 
+    # --- agents -------------------------------------------------------------------------------
+
+    def _follow(self, seat: _Seat, t: float, out: list[AlertChange]) -> None:
+        """The seat's windows become those of the agent signed in there at `t`."""
+        agent = self.sign_ins.agent_at(seat.id, t)
+        if agent == seat.agent:
+            return
+        old = seat.agent
+        if old is not None and self._sat.get(old) == seat.id:
+            # the agent left and sits nowhere else: what its windows said is over here
+            del self._sat[old]
+            for rule, alert in list(seat.windowed.items()):
+                del seat.windowed[rule]
+                self._clear(alert, t, alert.measured, f"{old} signed out of {seat.id}", out)
+        if agent is None:
+            seat.agent, seat.w = None, seat.own
+            return
+        before = self._sat.get(agent)
+        if before is not None and before != seat.id:  # moved here: its windows come along
+            other = self._seats[before]
+            other.agent, other.w = None, other.own
+        self._sat[agent] = seat.id
+        w = self._agents.get(agent)
+        if w is None:
+            w = self._agents[agent] = _Windows()
+        seat.agent, seat.w = agent, w
+
     # --- alerts -------------------------------------------------------------------------------
 
     def _raise(self, seat: _Seat, rule: str, *, since: float, t: float, measured: float,
                threshold: float, call: int | None, out: list[AlertChange], message: str,
                unit: str | None = None) -> Alert:  # fmt: skip
         r = RULES[rule]
+        # a window's alert is the agent's whose samples they are; any other, the agent's
+        # signed in when its condition started
+        agent = seat.agent if rule in _WINDOW_RULES else self.sign_ins.agent_at(seat.id, since)
         alert = Alert(id=self._id(seat, rule, since), rule=rule, seed=r.seed,
                       rule_text=r.text, seat=seat.id, call=call, t=t, since=since,
                       measured=measured, threshold=threshold,
                       unit=unit or _UNITS[rule], severity=r.severity,
-                      message=message)  # fmt: skip
+                      message=message if agent is None else message.replace(
+                          f"{seat.id}:", f"{seat.id} ({agent}):", 1),
+                      agent=agent)  # fmt: skip
         self._raised[rule] += 1
         out.append(AlertChange("raised", alert, t, measured))
         return alert
@@ -865,6 +954,7 @@ def _next_due(seat: _Seat, s: AlertSettings) -> float | None:
     return min(times, default=None)
 
 
+_WINDOW_RULES: Final = frozenset({"avg_acw", "avg_talk", "frequent_not_ready", "no_answer"})
 _UNITS: Final = {"avg_acw": "s", "avg_talk": "s", "hold": "s", "late_answer": "rings",
                  "long_not_ready": "s", "long_acw": "s", "after_shift": "s", "help": "s",
                  "offline": "s", "no_answer": "ring-no-answers",

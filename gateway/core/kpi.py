@@ -12,12 +12,15 @@ same figures, whatever order or how many times the events arrived. Three steps:
    site. Each figure is attributed to a window by the time of the event that decides it
    (docs/kpi.md lists which); a figure without a sample is None, never a division by zero.
 
-The agent key is the seat id: seats are desks, and the agent at a desk is known only once
-accounts exist (issue 6).
+Agents sign in to seats with their accounts (`seat/{seat}/agent`, issue 19): `SignIns`
+holds who was signed in at each seat when, and `kpis(..., by="agent", sign_ins=...)` books
+each seat's events to the agent signed in at that moment (docs/kpi.md, Keys). `by="seat"`
+is the desk's own view, whoever sat at it.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -26,9 +29,10 @@ from itertools import pairwise
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from gateway.contract.payloads import CallEvent, SeatEvent, seat_event_n
+from gateway.contract.payloads import CallEvent, SeatAgent, SeatEvent, seat_event_n
 
-By = Literal["agent", "queue", "site"]
+By = Literal["agent", "seat", "queue", "site"]
+BYS: tuple[By, ...] = ("agent", "seat", "queue", "site")
 
 STATES = frozenset({"logged_out", "ready", "not_ready", "ringing", "talking", "hold", "acw"})
 BUSY = frozenset({"talking", "hold", "acw"})  # occupancy's numerator
@@ -220,6 +224,84 @@ def clip(intervals: Iterable[StateInterval], window: Window) -> list[StateInterv
     return out
 
 
+# --- who is signed in where ------------------------------------------------------------------
+
+
+SignInLike = SeatAgent | Mapping[str, Any] | tuple[str, str | None, float, str]
+
+
+class SignIns:
+    """Who was signed in at each seat, when: the `seat/{seat}/agent` changes (SeatAgent
+    models, dicts, or (seat, agent, t, id) tuples). A change holds from its `t` until the
+    seat's next one; before a seat's first change nobody is signed in there. A repeat (the
+    same id) counts once; changes at the same instant are taken in id order, so the
+    outcome does not depend on the order they came in."""
+
+    def __init__(self, changes: Iterable[SignInLike] = ()) -> None:
+        self._seats: dict[str, list[tuple[float, str, str | None]]] = {}  # (t, id, agent)
+        self._ids: set[str] = set()
+        for change in changes:
+            if isinstance(change, tuple):
+                self.add(*change)
+            else:
+                m = change if isinstance(change, SeatAgent) else SeatAgent.model_validate(change)
+                self.add(m.seat, m.agent, m.t, m.id)
+
+    def add(self, seat: str, agent: str | None, t: float, id: str) -> bool:
+        """Take one change; False if its id was taken already."""
+        if id in self._ids:
+            return False
+        self._ids.add(id)
+        bisect.insort(self._seats.setdefault(seat, []), (t, id, agent))
+        return True
+
+    def agent_at(self, seat: str | None, t: float) -> str | None:
+        """The agent signed in at `seat` at `t` (a change at `t` holds already), or None."""
+        changes = self._seats.get(seat or "")
+        if not changes:
+            return None
+        i = bisect.bisect_right(changes, (t, "\U0010ffff"))
+        return changes[i - 1][2] if i else None
+
+    def split(self, seat: str, start: float,
+              end: float) -> list[tuple[float, float, str | None]]:  # fmt: skip
+        """[start, end) at `seat` cut where the agent signed in changes: (start, end, agent)."""
+        changes = self._seats.get(seat)
+        if not changes or end <= start:
+            return [(start, end, None)] if end > start else []
+        out: list[tuple[float, float, str | None]] = []
+        t, agent = start, self.agent_at(seat, start)
+        for at, _, who in changes[bisect.bisect_right(changes, (start, "\U0010ffff")):]:
+            if at >= end:
+                break
+            if who != agent:
+                if at > t:
+                    out.append((t, at, agent))
+                t, agent = at, who
+        out.append((t, end, agent))
+        return out
+
+    def unattributed(self, seen: _Seen) -> bool:
+        """A sample at a seat with nobody signed in (for its agent's time)."""
+        return seen.seat is not None and self.agent_at(seen.seat, seen.owner_t) is None
+
+    def last_change(self, seat: str) -> float | None:
+        changes = self._seats.get(seat)
+        return changes[-1][0] if changes else None
+
+    def forget_before(self, t: float) -> None:
+        """Forget the changes older than each seat's last one before `t` (memory)."""
+        for changes in self._seats.values():
+            i = bisect.bisect_right(changes, (t, ""))
+            if i > 1:
+                for _, id, _ in changes[: i - 1]:
+                    self._ids.discard(id)
+                del changes[: i - 1]
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._seats.values())
+
+
 # --- the figures ------------------------------------------------------------------------------
 
 
@@ -256,15 +338,24 @@ class Kpis:
     available_s: float | None  # seat time Ready or ringing
     occupancy: float | None  # busy / (busy + available)
     not_ready_s: Mapping[str, float] = field(default_factory=dict)  # reason -> seat time
+    # booked to no agent (nobody signed in at the seat): seat and site, with sign-ins given
+    unattributed_handled: int = 0  # legs (inbound and outbound) answered at such a seat
+    unattributed_s: float | None = None  # seat time logged in at such a seat
 
 
 @dataclass(frozen=True, slots=True)
 class _Seen:
-    """Something counted at `t`, for `seat` (an agent key) and `queue`."""
+    """Something counted at `t`, for `seat` and `queue`; its agent is the one signed in at
+    the seat at `at` (the answer of the leg it belongs to), or at `t` when None."""
 
     t: float
     seat: str | None
     queue: str | None
+    at: float | None = field(default=None, kw_only=True)
+
+    @property
+    def owner_t(self) -> float:
+        return self.t if self.at is None else self.at
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,9 +461,11 @@ def _one_call(key: tuple[str, int], events: list[CallEvent], facts: CallFacts) -
             consulted = e.detail == CONSULTATION or (
                 leg.transfer_from is not None and leg.transfer_from in legs
             )
+            # the leg is the agent's who answered it, even one signed out before its end
             facts.legs.append(_Leg(e.t, e.seat, e.queue, call=key,
                                    talk_s=max(0.0, length - leg.hold_s), hold_s=leg.hold_s,
-                                   outbound=not inbound, consultation=consulted))  # fmt: skip
+                                   outbound=not inbound, consultation=consulted,
+                                   at=leg.answered_at))  # fmt: skip
 
 
 def _end_hold(leg: _OpenLeg, e: CallEvent, held: float | None, inbound: bool,
@@ -382,7 +475,7 @@ def _end_hold(leg: _OpenLeg, e: CallEvent, held: float | None, inbound: bool,
     leg.hold_since = None
     leg.hold_s += held
     if inbound:
-        facts.holds.append(_Timed(e.t, e.seat, e.queue, held))
+        facts.holds.append(_Timed(e.t, e.seat, e.queue, held, at=leg.answered_at))
 
 
 TALK = frozenset({"talking", "hold"})  # a seat's part of a call before its release
@@ -476,6 +569,8 @@ class Totals:
     hold_max: float | None = None
     rona: int = 0
     transfers: int = 0
+    unattributed_handled: int = 0  # legs answered at a seat with nobody signed in
+    unattributed_s: float = 0.0  # logged-in seat time with nobody signed in
     time: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     not_ready: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
@@ -547,6 +642,7 @@ class Totals:
 
     def add_seconds_of(self, other: Totals) -> None:
         """Another Totals' seat time only."""
+        self.unattributed_s += other.unattributed_s
         for state, seconds in other.time.items():
             self.time[state] += seconds
         for reason, seconds in other.not_ready.items():
@@ -557,10 +653,11 @@ class Totals:
 
     # --- figures ---
 
-    def result(self, *, by: By,
-               extra_time: Iterable[tuple[str, str | None, float]] = ()) -> Kpis:  # fmt: skip
+    def result(self, *, by: By, extra_time: Iterable[tuple[str, str | None, float]] = (),
+               extra_unattributed_s: float = 0.0, attributing: bool = True) -> Kpis:  # fmt: skip
         """The figures; `extra_time`: seat time to count beside this Totals' own (a state
-        still open), without changing it."""
+        still open), without changing it, and `extra_unattributed_s` the part of it with
+        nobody signed in. `attributing`: sign-ins were given (else no unattributed_s)."""
         seat_time = by != "queue"
         time, not_ready = self.time, self.not_ready
         if extra_time:
@@ -602,6 +699,9 @@ class Totals:
             available_s=available if seat_time else None,
             occupancy=_ratio(busy, busy + available) if seat_time else None,
             not_ready_s=dict(sorted(not_ready.items())) if seat_time else {},
+            unattributed_handled=self.unattributed_handled,
+            unattributed_s=self.unattributed_s + extra_unattributed_s
+            if attributing and by in ("seat", "site") else None,
         )
 
 
@@ -619,35 +719,66 @@ def kpis(
     ring_limit: int = 3,
     sl_threshold_s: float = 20.0,
     site: str = "site",
+    sign_ins: SignIns | None = None,
 ) -> dict[str, Kpis]:
-    """The figures of every agent (seat id), queue or the site (key `site`) with anything
-    in the window, sorted by key. The site is always there, all None and 0 when empty.
+    """The figures of every agent (agent id), seat, queue or the site (key `site`) with
+    anything in the window, sorted by key. The site is always there, all None and 0 when
+    empty.
+
+    `by="agent"` needs `sign_ins`: each sample is booked to the agent signed in at its seat
+    (docs/kpi.md, Keys); what happened at a seat with nobody signed in is no agent's, and is
+    counted in the seat's and the site's `unattributed_handled` and `unattributed_s` (only
+    when `sign_ins` is given: without them those stay 0 and None).
 
     Give every event of the calls that touch the window (the legs, holds and transfers
     around it are needed) and the seats' intervals unclipped (ACW after a release in the
     window may run past its end); the figures take from them what the window holds."""
-    if by not in ("agent", "queue", "site"):
-        raise ValueError(f"by {by!r}: agent, queue or site")
+    if by not in BYS:
+        raise ValueError(f"by {by!r}: agent, seat, queue or site")
+    if by == "agent" and sign_ins is None:
+        raise ValueError("by agent needs sign_ins: who was signed in at each seat, when")
     facts = call_facts(call_events)
     spans = list(intervals)
     groups: dict[str, Totals] = defaultdict(Totals)
 
+    def key_of(seen: _Seen) -> str | None:
+        if by == "agent":
+            assert sign_ins is not None
+            return None if seen.seat is None else sign_ins.agent_at(seen.seat, seen.owner_t)
+        return seen.seat if by == "seat" else seen.queue if by == "queue" else site
+
     def totals_for(seen: _Seen) -> tuple[Totals, ...]:
         if seen.t not in window:
             return ()
-        k = seen.seat if by == "agent" else seen.queue if by == "queue" else site
+        k = key_of(seen)
         return () if k is None else (groups[k],)
 
-    add_facts(facts, acw_by_leg(facts.legs, spans), totals_for, agent=by == "agent",
-              ring_limit=ring_limit, threshold=sl_threshold_s)  # fmt: skip
+    unattributed = None if sign_ins is None else sign_ins.unattributed
+    add_facts(facts, acw_by_leg(facts.legs, spans), totals_for,
+              agent=by in ("agent", "seat"), ring_limit=ring_limit, threshold=sl_threshold_s,
+              unattributed=unattributed)  # fmt: skip
     if by != "queue":
         for iv in spans:
-            seconds = window.overlap(iv.start, iv.end)
-            if seconds > 0 and iv.state != "logged_out":
-                groups[iv.seat if by == "agent" else site].add_time(iv.state, iv.reason, seconds)
+            if iv.state == "logged_out" or window.overlap(iv.start, iv.end) <= 0:
+                continue
+            pieces = [(iv.start, iv.end, iv.seat)] if sign_ins is None else \
+                sign_ins.split(iv.seat, iv.start, iv.end)  # fmt: skip
+            for start, end, agent in pieces:
+                seconds = window.overlap(start, end)
+                if seconds <= 0:
+                    continue
+                if by == "agent":
+                    if agent is not None:
+                        groups[agent].add_time(iv.state, iv.reason, seconds)
+                    continue
+                tot = groups[iv.seat if by == "seat" else site]
+                tot.add_time(iv.state, iv.reason, seconds)
+                if sign_ins is not None and agent is None:
+                    tot.unattributed_s += seconds
     if by == "site" and site not in groups:
         groups[site] = Totals()  # the site is listed even when nothing happened
-    return {k: groups[k].result(by=by) for k in sorted(groups)}
+    return {k: groups[k].result(by=by, attributing=sign_ins is not None)
+            for k in sorted(groups)}  # fmt: skip
 
 
 def add_facts(
@@ -659,6 +790,7 @@ def add_facts(
     ring_limit: int,
     threshold: float,
     part: Literal["all", "arrival", "end"] = "all",
+    unattributed: Callable[[_Seen], bool] | None = None,
 ) -> None:
     """Add calls' samples to the Totals `totals_for(sample)` names (none: not counted).
     `agent`: the Totals are agents', whose one-stop is their own (no transfer after their
@@ -666,7 +798,8 @@ def add_facts(
 
     `part`, for the live core: `arrival` adds what one event decides by itself (offered,
     answered with its wait and rings, abandoned, RONA, transfers), from the facts of that
-    one event; `end` adds the rest from the whole call (one-stop, holds, legs with ACW)."""
+    one event; `end` adds the rest from the whole call (one-stop, holds, legs with ACW).
+    `unattributed(leg)`: whether a leg is no agent's (counted in `unattributed_handled`)."""
     early, late = part != "end", part != "arrival"
     for seen in (facts.offers if agent else facts.entered) if early else ():
         for tot in totals_for(seen):
@@ -696,8 +829,10 @@ def add_facts(
                 tot.add_hold(hold.seconds)
     for leg, leg_acw in zip(facts.legs, acw, strict=True):
         if not leg.consultation:
+            nobody = unattributed is not None and unattributed(leg)
             for tot in totals_for(leg):
                 tot.add_leg(leg.talk_s, leg.hold_s, leg_acw, outbound=leg.outbound)
+                tot.unattributed_handled += nobody
 
 
 def _ratio(part: float, whole: float) -> float | None:

@@ -35,6 +35,7 @@ from gateway.core.kpi import (
     By,
     CallFacts,
     Kpis,
+    SignIns,
     StateInterval,
     Totals,
     Window,
@@ -51,7 +52,6 @@ __all__ = ["GRANULARITIES", "Granularity", "LiveKpis"]
 Granularity = Literal["minute", "15min", "hour", "day"]
 GRANULARITIES: dict[str, int] = {"minute": 60, "15min": 900, "hour": 3600, "day": 86400}
 _KEPT = (60, 900, 86400)  # bucket sizes kept; an hour is four quarters
-_BYS: tuple[By, ...] = ("agent", "queue", "site")
 _TERMINAL = frozenset({"abandon", "no_answer", "drop"})
 _EPS = 1e-6  # seconds: what retraction leaves of a state's time is rounding, not time
 
@@ -140,6 +140,8 @@ class LiveKpis:
         self._seen: set[str] = set()
         self._seen_order: deque[tuple[float, str]] = deque()  # arrival order: about t order
         self.counts: dict[str, int] = defaultdict(int)
+        # who is signed in at each seat, when: seat events and calls are booked by it
+        self.sign_ins = SignIns()
         self._floor = -math.inf  # the start of the oldest day kept (advance moves it)
 
     # --- input ----------------------------------------------------------------------------
@@ -162,6 +164,18 @@ class LiveKpis:
             else:
                 self._call_event(e)
         self._arrived = None
+
+    def sign_in(self, seat: str, agent: str | None, t: float, id: str) -> None:
+        """A change of who is signed in at a seat (`seat/{seat}/agent`). Take it before the
+        seat's events after it: what was counted already stays booked as it was (counted in
+        `late_sign_ins`; the report, from the store, books it right)."""
+        if not self.sign_ins.add(seat, agent, t, id):
+            self.counts["sign_in_duplicates"] += 1
+            return
+        self.counts["sign_ins"] += 1
+        known = self._seats.get(seat)
+        if known is not None and known.changes and known.changes[-1].start > t:
+            self.counts["late_sign_ins"] += 1
 
     @property
     def event_now(self) -> float:
@@ -214,20 +228,24 @@ class LiveKpis:
         groups = [g[by] for start, g in self._tot[60].items()
                   if win.start <= start < win.end and by in g]  # fmt: skip
         time: dict[str, Totals] = {}
-        if by == "agent":  # agents' minutes hold no seat time: their recent intervals do
+        if by in ("agent", "seat"):  # their minutes hold no seat time: recent intervals do
             for name, seat in self._seats.items():
-                if by == "agent" and key is not None and name != key:
+                if by == "seat" and key is not None and name != key:
                     continue
-                into = name if by == "agent" else self.site
                 for iv in reversed(seat.recent):
                     if iv.end <= win.start:
                         break
-                    seconds = min(iv.end, win.end) - max(iv.start, win.start)
-                    if seconds > 0:
+                    lo, hi = max(iv.start, win.start), min(iv.end, win.end)
+                    for a, b, agent in self.sign_ins.split(name, lo, hi):
+                        into = name if by == "seat" else agent
+                        if into is None or (key is not None and into != key) or b <= a:
+                            continue
                         tot = time.get(into)
                         if tot is None:
                             tot = time[into] = Totals()
-                        tot.add_time(iv.state, iv.reason, seconds)
+                        tot.add_time(iv.state, iv.reason, b - a)
+                        if agent is None:
+                            tot.unattributed_s += b - a
         return win, self._figures(groups, by, win, time, key)
 
     def open_calls(self) -> int:
@@ -314,12 +332,23 @@ class LiveKpis:
             lo = max(iv.start, self._floor if size != 60 else self.now - 60 * (
                 self.keep_minutes + 1))  # fmt: skip
             for start, end in self._spans(size, lo, iv.end):
-                seconds = sign * (min(end, iv.end) - max(start, lo))
-                if size != 60:
-                    _add_seconds(self._totals(size, start, "agent", iv.seat), iv.state,
-                                 iv.reason, seconds)  # fmt: skip
-                _add_seconds(self._totals(size, start, "site", self.site), iv.state,
-                             iv.reason, seconds)  # fmt: skip
+                a, b = max(start, lo), min(end, iv.end)
+                seconds = sign * (b - a)
+                site = self._totals(size, start, "site", self.site)
+                seat = None if size == 60 else self._totals(size, start, "seat", iv.seat)
+                if seat is not None:
+                    _add_seconds(seat, iv.state, iv.reason, seconds)
+                _add_seconds(site, iv.state, iv.reason, seconds)
+                # the agent's: the time each agent was signed in at the seat
+                for x, y, agent in self.sign_ins.split(iv.seat, a, b):
+                    piece = sign * (y - x)
+                    if agent is None:
+                        site.unattributed_s += piece
+                        if seat is not None:
+                            seat.unattributed_s += piece
+                    elif size != 60:
+                        _add_seconds(self._totals(size, start, "agent", agent), iv.state,
+                                     iv.reason, piece)  # fmt: skip
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -385,7 +414,10 @@ class LiveKpis:
                 keys: list[tuple[By, str]] = []
                 if agent:
                     if seen.seat is not None:
-                        keys.append(("agent", seen.seat))
+                        keys.append(("seat", seen.seat))
+                        who = self.sign_ins.agent_at(seen.seat, seen.owner_t)
+                        if who is not None:
+                            keys.append(("agent", who))
                 else:
                     keys.append(("site", self.site))
                     if seen.queue is not None:
@@ -398,7 +430,8 @@ class LiveKpis:
                         yield self._totals(size, start, b, k)
 
             add_facts(facts, acw, totals_for, agent=agent, ring_limit=self.ring_limit,
-                      threshold=self.sl_threshold_s, part=part)  # fmt: skip
+                      threshold=self.sl_threshold_s, part=part,
+                      unattributed=self.sign_ins.unattributed)  # fmt: skip
 
     # --- buckets --------------------------------------------------------------------------
 
@@ -459,7 +492,7 @@ class LiveKpis:
                  time: dict[str, Totals], only: str | None) -> dict[str, Kpis]:  # fmt: skip
         """The keys' figures (or only one's): one bucket's Totals as they are, several
         merged, plus seat time given (`time`) and that of states still open."""
-        open_time = self._open_time(by, win, only)
+        open_time, open_nobody = self._open_time(by, win, only)
         if only is not None:
             keys = {only}
         else:
@@ -482,26 +515,40 @@ class LiveKpis:
                     tot.add_seconds_of(time[key])
             extra = open_time.get(key, ())
             if by == "site" or extra or not tot.empty():
-                out[key] = tot.result(by=by, extra_time=extra)
+                out[key] = tot.result(by=by, extra_time=extra,
+                                      extra_unattributed_s=open_nobody.get(key, 0.0))  # fmt: skip
         return out
 
-    def _open_time(self, by: By, win: Window,
-                   only: str | None) -> dict[str, list[tuple[str, str | None, float]]]:  # fmt: skip
+    def _open_time(self, by: By, win: Window, only: str | None
+                   ) -> tuple[dict[str, list[tuple[str, str | None, float]]],
+                              dict[str, float]]:  # fmt: skip
+        """The seat time of the states still open, per key, and the part of it with nobody
+        signed in."""
         out: dict[str, list[tuple[str, str | None, float]]] = defaultdict(list)
+        nobody: dict[str, float] = defaultdict(float)
         if by == "queue":
-            return out
+            return out, nobody
         end = min(win.end, self.now)
         seats: Iterable[tuple[str, _Seat]] = self._seats.items()
-        if by == "agent" and only is not None:
+        if by == "seat" and only is not None:
             seats = [(only, self._seats[only])] if only in self._seats else []
         for name, seat in seats:
             cur = seat.fold.cur
             if cur is None or cur.state == "logged_out":
                 continue
-            seconds = end - max(cur.start, win.start)
-            if seconds > 0:
-                out[name if by == "agent" else self.site].append((cur.state, cur.reason, seconds))
-        return out
+            lo = max(cur.start, win.start)
+            if end <= lo:
+                continue
+            if by != "agent":
+                into = name if by == "seat" else self.site
+                out[into].append((cur.state, cur.reason, end - lo))
+            for a, b, agent in self.sign_ins.split(name, lo, end):
+                if by != "agent":
+                    if agent is None:
+                        nobody[name if by == "seat" else self.site] += b - a
+                elif agent is not None and (only is None or agent == only):
+                    out[agent].append((cur.state, cur.reason, b - a))
+        return out, nobody
 
     def _starts(self, size: int, start: float) -> list[float]:
         edges = self._day_edges(size, start)
@@ -527,6 +574,7 @@ class LiveKpis:
         seen_floor = self.now - 60 * self.keep_minutes
         while self._seen_order and self._seen_order[0][0] < seen_floor:
             self._seen.discard(self._seen_order.popleft()[1])
+        self.sign_ins.forget_before(day_floor)
         while self._counted_order and self._counted_order[0][0] < day_floor:
             self._counted.discard(self._counted_order.popleft()[1])
         # the states of calls never counted (their events lost, or late past their count)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.contract.payloads import CallEvent, SeatEvent
 from gateway.core.attendance import AgentMonth, monthly, report_start
-from gateway.core.kpi import By, Kpis, Window, state_intervals
+from gateway.core.kpi import By, Kpis, SignIns, Window, state_intervals
 from gateway.core.report import (
     BUCKETS,
     DailyReport,
@@ -32,19 +32,19 @@ def daily_report(store_url: str, day: date, tz: ZoneInfo, *, site: str, targets:
     ring limit and service-level T define figures, so there is no default to fall back on."""
     d = _read_day(store_url, day, tz, now=now, alerts=True)
     return build_daily(d.calls, d.seats, day, tz, site=site, targets=targets, until=d.until,
-                       alerts=d.alerts, rejected=d.rejected)  # fmt: skip
+                       alerts=d.alerts, rejected=d.rejected, sign_ins=d.sign_ins)  # fmt: skip
 
 
 def interval_kpis(store_url: str, day: date, tz: ZoneInfo, *, by: By, size_s: int,
                   site: str, targets: Targets, now: float | None = None
                   ) -> list[tuple[Window, dict[str, Kpis]]]:  # fmt: skip
-    """One scope's figures (site, each queue or each agent) per bucket of the day, 900 or
+    """One scope's figures (site, each queue, agent or seat) per bucket of the day, 900 or
     3600 s, from the store: the same figures as the daily report's (read as it reads)."""
     if size_s not in BUCKETS.values():
         raise ValueError(f"bucket of {size_s} s: 900 or 3600")
     d = _read_day(store_url, day, tz, now=now, alerts=False)
     return day_intervals(d.calls, d.seats, day, tz, by=by, size_s=size_s, site=site,
-                         targets=targets, until=d.until)  # fmt: skip
+                         targets=targets, until=d.until, sign_ins=d.sign_ins)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,7 @@ class _StoredDay:
     until: float
     alerts: list[tuple[str, int]]
     rejected: dict[str, int]
+    sign_ins: SignIns
 
 
 def _read_day(store_url: str, day: date, tz: ZoneInfo, *, now: float | None,
@@ -65,6 +66,9 @@ def _read_day(store_url: str, day: date, tz: ZoneInfo, *, now: float | None,
     with open_store(store_url) as store:
         # a call that began before midnight, and a seat idle overnight, belong to the day
         events = list(store.events(since=window.start - 12 * 3600, until=until))
+        # who was signed in where: from each seat's last change before the events read
+        sign_ins = SignIns((c.seat, c.agent, c.t, c.id) for c in store.sign_ins(
+            since=window.start - 12 * 3600, until=until))  # fmt: skip
         if alerts:
             raised.update(a["alert"].get("rule", "?") for a in store.alerts(since=window.start)
                           if a["alert"].get("raised", window.start) < window.end)  # fmt: skip
@@ -72,7 +76,8 @@ def _read_day(store_url: str, day: date, tz: ZoneInfo, *, now: float | None,
     models = [e.model() for e in events]
     return _StoredDay(calls=[m for m in models if isinstance(m, CallEvent)],
                       seats=[m for m in models if isinstance(m, SeatEvent)], until=until,
-                      alerts=sorted(raised.items()), rejected=rejected)  # fmt: skip
+                      alerts=sorted(raised.items()), rejected=rejected,
+                      sign_ins=sign_ins)  # fmt: skip
 
 
 def parse_month(text: str) -> tuple[int, int]:

@@ -34,6 +34,7 @@ from gateway.core.kpi import (
     NO_REASON,
     By,
     Kpis,
+    SignIns,
     StateInterval,
     Window,
     buckets,
@@ -106,7 +107,7 @@ class DailyReport:
     tz: ZoneInfo
     site_kpis: Kpis  # the whole day
     queues: Mapping[str, Kpis]
-    agents: Mapping[str, Kpis]  # by seat id until accounts exist (docs/kpi.md, Keys)
+    agents: Mapping[str, Kpis]  # by agent id, from the sign-ins (docs/kpi.md, Keys)
     quarters: Sequence[tuple[Window, Kpis]]
     hours: Sequence[tuple[Window, Kpis]]
     targets: Targets = Targets()
@@ -118,6 +119,7 @@ class DailyReport:
     queue_quarters: Series = ()
     agent_hours: Series = ()
     agent_quarters: Series = ()
+    seats: Mapping[str, Kpis] = field(default_factory=dict)  # the desks' view, whoever sat
 
     @property
     def window(self) -> Window:
@@ -142,6 +144,7 @@ def build_daily(
     until: float | None = None,
     alerts: Sequence[tuple[str, int]] | None = None,
     rejected: Mapping[str, int] | None = None,
+    sign_ins: SignIns | None = None,
 ) -> DailyReport:
     """The day's report computed with kpi.py from the events (docs/kpi.md, Inputs).
 
@@ -149,10 +152,11 @@ def build_daily(
     counts given), not an error: one bad frame must not cost the site its report. Give the
     events after the day too when there are any: the ACW of a call released before midnight
     runs past it. The seats' last states run to `until`, by default the later of the day's
-    end and the last seat event."""
+    end and the last seat event. `sign_ins`: who was signed in at each seat, when (the
+    agents' figures; none given: nobody was, and every seat's events are unattributed)."""
     refused: Counter[str] = Counter(rejected or {})
     d = _Day(call_events, seat_events, day, tz, site=site, targets=targets, until=until,
-             refused=refused)  # fmt: skip
+             refused=refused, sign_ins=sign_ins)  # fmt: skip
 
     def site_of(size_s: int) -> list[tuple[Window, Kpis]]:
         return [(w, k[site]) for w, k in d.series("site", size_s)]
@@ -164,7 +168,8 @@ def build_daily(
                        queue_hours=d.series("queue", 3600),
                        queue_quarters=d.series("queue", 900),
                        agent_hours=d.series("agent", 3600),
-                       agent_quarters=d.series("agent", 900))  # fmt: skip
+                       agent_quarters=d.series("agent", 900),
+                       seats=d.figures(d.whole, "seat"))  # fmt: skip
 
 
 def day_intervals(
@@ -178,13 +183,14 @@ def day_intervals(
     site: str = "site",
     targets: Targets = Targets(),
     until: float | None = None,
+    sign_ins: SignIns | None = None,
 ) -> list[tuple[Window, dict[str, Kpis]]]:
     """One scope's figures per bucket of the day (`size_s` 900 or 3600): every bucket of
     the local day, each with the keys that had something in it, as `kpis(..., by=by)` gives
     them over `buckets(...)`, with the targets' ring limit and T. The same input rules as
     `build_daily`; invalid events are left out."""
     d = _Day(call_events, seat_events, day, tz, site=site, targets=targets, until=until,
-             refused=Counter())  # fmt: skip
+             refused=Counter(), sign_ins=sign_ins)  # fmt: skip
     return d.series(by, size_s)
 
 
@@ -194,7 +200,7 @@ class _Day:
     def __init__(self, call_events: Iterable[CallEvent | Mapping[str, Any]],
                  seat_events: Iterable[SeatEvent | Mapping[str, Any]], day: date,
                  tz: ZoneInfo, *, site: str, targets: Targets, until: float | None,
-                 refused: Counter[str]) -> None:  # fmt: skip
+                 refused: Counter[str], sign_ins: SignIns | None) -> None:  # fmt: skip
         calls = _valid(call_events, CallEvent, "call event", refused)
         seats = _valid(seat_events, SeatEvent, "seat event", refused)
         self.tz, self.site, self.targets = tz, site, targets
@@ -202,12 +208,14 @@ class _Day:
         end = until if until is not None else max([self.whole.end, *(e.t for e in seats)])
         self.calls = _CallIndex(calls)
         self.seats = _SeatIndex(state_intervals(seats, until=end))
+        self.sign_ins = SignIns() if sign_ins is None else sign_ins
 
     def figures(self, w: Window, by: By) -> dict[str, Kpis]:
         events = self.calls.touching(w)
         return kpis(events, self.seats.for_window(w, {e.call for e in events}), window=w,
                     by=by, site=self.site, ring_limit=self.targets.ring_limit,
-                    sl_threshold_s=self.targets.sl_threshold_s)  # fmt: skip
+                    sl_threshold_s=self.targets.sl_threshold_s,
+                    sign_ins=self.sign_ins)  # fmt: skip
 
     def series(self, by: By, size_s: int) -> list[tuple[Window, dict[str, Kpis]]]:
         return [
@@ -297,6 +305,7 @@ def report_rows(report: DailyReport) -> list[Row]:
     rows: list[Row] = [(day, "site", report.site, report.site_kpis)]
     rows += [(day, "queue", key, k) for key, k in report.queues.items()]
     rows += [(day, "agent", key, k) for key, k in report.agents.items()]
+    rows += [(day, "seat", key, k) for key, k in report.seats.items()]
     rows += [(w, "site", report.site, k) for w, k in report.hours]
     rows += [(w, "site", report.site, k) for w, k in report.quarters]
     for by, series in (
@@ -341,7 +350,7 @@ WINDOW_COLUMNS = ("start", "end", "by", "key")
 
 def kpi_csv(rows: Iterable[Row], tz: ZoneInfo) -> str:
     """One CSV line per (interval, by, key): the interval's start and end as local ISO times
-    with their UTC offset, `by` (site, queue, agent), the key, then every Kpis field. A
+    with their UTC offset, `by` (site, queue, agent, seat), the key, then every Kpis field. A
     mapping field (not_ready_s) is one column per reason, `not_ready_s:<reason>`, over the
     reasons of all rows. None is an empty cell; ratios stay 0..1, plain decimals."""
     rows = list(rows)
@@ -802,17 +811,25 @@ def daily_html(report: DailyReport) -> str:
         _keyed_table(r.queues, QUEUE_COLUMNS, t, "Queue", "No queue had calls this day."),
         "</section>",
         '<section id="agents">',
-        "<h2>Per agent (seat)</h2>",
-        _keyed_table(r.agents, AGENT_COLUMNS, t, "Seat", "No seat was logged in this day."),
-        '<p class="note">\u2717 marks a figure that missed its target. Agents are seats '
-        "until agent accounts exist; offered is the queue calls rung at the seat.</p>",
+        "<h2>Per agent</h2>",
+        _keyed_table(r.agents, AGENT_COLUMNS, t, "Agent", "No agent was signed in this day."),
+        '<p class="note">\u2717 marks a figure that missed its target. Each seat event is the '
+        "agent's signed in at the seat at the time, a call the agent's who answered it; "
+        "offered is the queue calls rung at the agent.</p>",
+        "</section>",
+        '<section id="seats">',
+        "<h2>Per seat</h2>",
+        _keyed_table(r.seats, AGENT_COLUMNS, t, "Seat", "No seat was logged in this day."),
+        f'<p class="note">Whoever sat at each desk. With nobody signed in: '
+        f"{r.site_kpis.unattributed_handled} calls handled, "
+        f"{_hms(r.site_kpis.unattributed_s or 0.0)} logged in (unattributed).</p>",
         "</section>",
         '<section id="queue-intervals">',
         "<h2>Per queue through the day</h2>",
         _queue_intervals(r, changed),
         "</section>",
         '<section id="agent-intervals">',
-        "<h2>Per agent (seat) through the day</h2>",
+        "<h2>Per agent through the day</h2>",
         _agent_intervals(r, changed),
         "</section>",
         '<section id="not-ready">',
@@ -1047,7 +1064,7 @@ def _not_ready_table(r: DailyReport) -> str:
         return "<p>No Not Ready time this day.</p>"
     known = [x for x in REASON_ORDER if x in reasons]
     order = known + sorted(reasons - set(known))
-    out = ['<div class="scroll"><table><thead><tr><th class="key">Seat</th>']
+    out = ['<div class="scroll"><table><thead><tr><th class="key">Agent</th>']
     out += [f"<th>{_e(x)}</th>" for x in order]
     out.append("<th>Total</th><th>Share of logged-in time</th></tr></thead><tbody>")
     for name, k in [*seats, (f"{r.site} (all seats)", r.site_kpis)]:

@@ -107,6 +107,7 @@ class CoreService:
         self.store: EventStore | None = None
         self.leader = False
         self.position = 0  # of the store's tail, followed up to here
+        self.sign_in_position = 0  # ... and of its sign-in changes
         self.newest_t: float | None = None
         self.online = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="core-store")
@@ -210,6 +211,11 @@ class CoreService:
         self.live.now = now
         since = self.live.day_floor() - 4 * 3600  # calls and ACW across the first midnight
         start = await self._db(store.position)
+        # who was signed in where first: the events replayed are booked as they were live
+        sign_in_start = await self._db(store.sign_in_position)
+        for c in await self._db(partial(store.sign_ins, since=since)):
+            self._sign_in(c.seat, c.agent, c.t, c.id)
+        self.sign_in_position = sign_in_start
         rows = store.events(since=since)  # a generator of pages, advanced on the store thread
         while page := await self._db(lambda: [(e.model(), e.received)
                                               for e in islice(rows, 5000)]):  # fmt: skip
@@ -244,7 +250,9 @@ class CoreService:
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         s, t = self.settings, self.topics
         share = f"$share/{s.share_group}/"
-        for name in ("seat_event", "call_event", "alert_cmd"):
+        # seat_agent too: each sign-in change stored once, by one worker; the retained copy
+        # handed over again on a reconnect is a repeat by id, dropped by the store
+        for name in ("seat_event", "call_event", "seat_agent", "alert_cmd"):
             await client.subscribe(share + t.subscription(name), qos=1)
         await client.subscribe(t.subscription("seat_availability"), qos=1)
         await client.subscribe(t.subscription("gateway_status"), qos=1)
@@ -346,6 +354,14 @@ class CoreService:
         assert self.store is not None
         store = self.store
         while True:
+            # sign-in changes before the events stored with or after them: an event is
+            # booked to the agent signed in at its seat at its time
+            changes = await self._db_retry(partial(store.sign_in_tail, self.sign_in_position),
+                                           "reading the store's sign-ins")  # fmt: skip
+            if changes:
+                self.sign_in_position = changes[-1][0]
+                for _, c in changes:
+                    self._sign_in(c.seat, c.agent, c.t, c.id)
             rows = await self._db_retry(partial(self._read_tail, store, self.position),
                                         "reading the store's tail")  # fmt: skip
             if rows:
@@ -381,6 +397,14 @@ class CoreService:
         if changes:
             self._alert_changes(changes)
 
+    def _sign_in(self, seat: str, agent: str | None, t: float, id: str) -> None:
+        try:
+            self.live.sign_in(seat, agent, t, id)
+            self.alerts.sign_in(seat, agent, t, id)
+        except Exception:  # a stored change no code foresaw: counted, never a stop
+            self.stats.bad_events += 1
+            log.exception("sign-in change %s could not be taken into the live state", id)
+
     def _availability(self, payload: Any) -> None:
         try:
             a = SeatAvailability.model_validate_json(_bytes(payload))
@@ -412,7 +436,12 @@ class CoreService:
                 self._alert_changes(self.alerts.on_availability(seat, False, t))
 
     def _shift_end(self, seat: str, t: float) -> float | None:
-        shift = None if self.schedule is None else self.schedule.shift_at(seat, t)
+        """The end of the shift of the agent signed in at the seat (the schedule names
+        agents); nobody signed in: no shift."""
+        if self.schedule is None:
+            return None
+        agent = self.alerts.sign_ins.agent_at(seat, t)
+        shift = None if agent is None else self.schedule.shift_at(agent, t)
         return None if shift is None else shift.end
 
     # --- alerts ---------------------------------------------------------------------------
@@ -513,7 +542,7 @@ class CoreService:
                     await self._publish_open_alerts(now)
                     next_kpis = now + s.kpi_interval_s
                 if now >= next_agents:
-                    self._publish_kpis(("agent",), now)
+                    self._publish_kpis(("agent", "seat"), now)
                     next_agents = now + s.agent_kpi_interval_s
             await asyncio.sleep(self.TICK_S)
 
@@ -527,7 +556,7 @@ class CoreService:
             keys = sorted({k for figures in windows.values() for k in figures})
             for key in keys:
                 body = {name: _figures(figures.get(key)) for name, figures in windows.items()}
-                if self._published_kpis.get((by, key)) == body and by == "agent":
+                if self._published_kpis.get((by, key)) == body and by in ("agent", "seat"):
                     continue  # 5,000 agents: only those whose figures moved
                 self._published_kpis[(by, key)] = body
                 message = KpiLive(scope=by, key=key, t=round(now, 3), windows=body)
@@ -594,7 +623,8 @@ def _message(a: Alert, status: Literal["raised", "cleared"], t: float,
     return AlertMessage(id=a.id, rule=a.rule, seed=a.seed, rule_text=a.rule_text, seat=a.seat,
                         call=a.call, since=a.since, raised=a.t, measured=a.measured,
                         threshold=a.threshold, unit=a.unit, severity=str(a.severity),
-                        message=a.message, status=status, t=t, note=note)  # fmt: skip
+                        message=a.message, status=status, t=t, note=note,
+                        agent=a.agent)  # fmt: skip
 
 
 LIVE_DECIMALS = 4  # every fractional figure on kpi/{scope}/{key} (docs/core.md)

@@ -13,7 +13,7 @@ import pytest
 from api_support import LiveApi
 
 from gateway.api.accounts import Role
-from gateway.core.kpi import By, buckets, kpis, state_intervals
+from gateway.core.kpi import By, SignIns, buckets, kpis, state_intervals
 from gateway.core.report import Targets, day_window
 from tests import interval_day
 
@@ -37,7 +37,8 @@ def expected(by: By, size_s: int, site: str, targets: Targets | None = None
     spans = state_intervals(seats, until=interval_day.DAY_END)
     return [{k: dataclasses.asdict(v) for k, v in kpis(
                 calls, spans, window=w, by=by, site=site, ring_limit=targets.ring_limit,
-                sl_threshold_s=targets.sl_threshold_s).items()}
+                sl_threshold_s=targets.sl_threshold_s,
+                sign_ins=SignIns(interval_day.sign_ins())).items()}
             for w in buckets(day.start, day.end, size_s, tz=interval_day.TZ)]  # fmt: skip
 
 
@@ -106,7 +107,7 @@ def test_an_agent_reads_its_own_intervals_only(live: LiveApi) -> None:
     ({"day": "16/01/2026"}, "day", "date"),
     ({"day": "0001-01-01"}, "day", "a day from 1970-01-01 to 2999-12-31"),
     ({}, "day", "Field required"),
-    ({"day": DAY, "scope": "team"}, "scope", "'site', 'queue' or 'agent'"),
+    ({"day": DAY, "scope": "team"}, "scope", "'site', 'queue', 'agent' or 'seat'"),
     ({"day": DAY, "bucket": 30}, "bucket", "15 or 60 minutes"),
     ({"day": DAY, "bucket": "hour"}, "bucket", "integer"),
     ({"day": DAY, "scope": "queue", "key": "q" * 65}, "key", "at most 64 characters"),

@@ -3,6 +3,7 @@ day (12 seats, 08:00-12:00 in Shanghai): the same figures the core's own reports
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,13 @@ def _fill(store_path: Path) -> int:
     topics = Topics(site="hq")
     messages = [(topics.seat_event(i) if k == "seat" else topics.topic("call_event", call=i), b)
                 for k, i, b in trace.encoded]  # fmt: skip
+    # agents a1 and a2 at the first two seats (the schedule's), at the others one each of
+    # the seat's own id, signed in from before the day (issue 19: KPIs are by agent)
+    for n, seat in enumerate(sorted({i for k, i, _ in trace.encoded if k == "seat"}), 1):
+        agent = {1: "a1", 2: "a2"}.get(n, seat)
+        change = {"v": 1, "id": f"api-{n}", "seat": seat, "agent": agent, "name": None,
+                  "t": DAY_START, "by": "sup", "cause": "self", "previous": None}
+        messages.append((topics.topic("seat_agent", seat=seat), json.dumps(change).encode()))
     with open_store(store_path, topics=topics, clock=lambda: DAY_START + 86400) as store:
         assert store.ingest(messages).stored == len(messages)
     return sum(b'"type":"answer"' in b for _, b in messages)

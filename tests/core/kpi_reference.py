@@ -5,9 +5,13 @@ the events are read as plain dicts, every figure of every window is a loop over 
 day's records, and nothing is clever. tests/core/test_kpi_reference.py holds the core's
 answers (the daily report from the store, the live KPIs on MQTT) against it.
 
-`Day(call_events, seat_events, until)` reads the day once (repeats dropped, each call in
-step order, each seat's timeline); `day.kpis(start, end, by=..., ring_limit=L,
-sl_threshold_s=T)` gives `{key: {figure: value}}` for the window [start, end).
+`Day(call_events, seat_events, until, sign_ins)` reads the day once (repeats dropped, each
+call in step order, each seat's timeline, who was signed in where); `day.kpis(start, end,
+by=..., ring_limit=L, sl_threshold_s=T)` gives `{key: {figure: value}}` for the window
+[start, end), `by` site, queue, seat (whoever sat there) or agent (docs/kpi.md, Keys: an
+event is the agent's signed in at its seat at its time, a leg and its holds the agent's
+signed in when it was answered; what was nobody's is `unattributed_*` of the seat, the
+queue (calls) and the site).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ FIGURES = (
     "within_ring_limit", "service_level", "service_level_abandoned", "handled", "avg_talk_s",
     "max_talk_s", "holds", "avg_hold_s", "max_hold_s", "avg_acw_s", "aht_s",
     "outbound_handled", "rona", "transfers", "one_stop_rate", "logged_in_s", "busy_s",
-    "available_s", "occupancy", "not_ready_s",
+    "available_s", "occupancy", "not_ready_s", "unattributed_handled", "unattributed_s",
 )  # fmt: skip
 
 
@@ -45,6 +49,7 @@ class Hold:
     start_step: int
     end_t: float  # the unhold's or the release's time
     length: float
+    answer_t: float  # its leg's answer: the agent signed in then holds it
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Leg:
     answer_step: int
     release_step: int
     release_t: float
+    answer_t: float
     talk_s: float  # release.talk_s
     consultation: bool
     holds: list[Hold] = field(default_factory=list)
@@ -85,8 +91,14 @@ def _n(event: Mapping[str, Any]) -> int:
 
 class Day:
     def __init__(self, call_events: Iterable[Mapping[str, Any]],
-                 seat_events: Iterable[Mapping[str, Any]], until: float) -> None:  # fmt: skip
+                 seat_events: Iterable[Mapping[str, Any]], until: float,
+                 sign_ins: Iterable[Mapping[str, Any]] = ()) -> None:  # fmt: skip
         self.until = until
+        self.sign_ins: dict[str, list[tuple[float, str, str | None]]] = {}
+        for c in {c["id"]: c for c in sign_ins}.values():
+            self.sign_ins.setdefault(c["seat"], []).append((c["t"], c["id"], c["agent"]))
+        for changes in self.sign_ins.values():
+            changes.sort()
         self.calls: dict[int, list[Mapping[str, Any]]] = {}
         seen: set[str] = set()
         for e in call_events:
@@ -113,6 +125,20 @@ class Day:
         self._acw()
 
     # --- seats ------------------------------------------------------------------------------
+
+    def agent_at(self, seat: str | None, t: float) -> str | None:
+        """The last change at the seat at or before t; none: nobody."""
+        agent = None
+        for at, _, who in self.sign_ins.get(seat or "", []):
+            if at <= t:
+                agent = who
+        return agent
+
+    def pieces(self, iv: Interval) -> list[tuple[float, float, str | None]]:
+        """The interval cut where the agent signed in at its seat changes."""
+        cuts = sorted({iv.start, iv.end} | {t for t, _, _ in self.sign_ins.get(iv.seat, [])
+                                            if iv.start < t < iv.end})  # fmt: skip
+        return [(a, b, self.agent_at(iv.seat, a)) for a, b in zip(cuts, cuts[1:], strict=False)]
 
     def _timeline(self, seat: str, events: list[Mapping[str, Any]]) -> list[Interval]:
         events = sorted(events, key=lambda e: (e["t"], e["boot"], _n(e)))
@@ -156,8 +182,10 @@ class Day:
                     if later["seat"] == e["seat"] and later["type"] in ("unhold", "release"):
                         length = later["hold_s"] if later["type"] == "unhold" \
                             else later["t"] - e["t"]  # fmt: skip
+                        answered = [a["t"] for a in steps[:i] if a["type"] == "answer"
+                                    and a["seat"] == e["seat"]]  # fmt: skip
                         hold = Hold(e["call"], e["seat"], later["queue"], e["step"],
-                                    later["t"], length)  # fmt: skip
+                                    later["t"], length, answered[-1])  # fmt: skip
                         if inbound:
                             self.holds.append(hold)
                         break
@@ -177,7 +205,7 @@ class Day:
                 if not released:  # the sender still holds the call
                     consultation = True
             leg = Leg(e["call"], e["seat"], e["queue"], inbound, answer["step"], e["step"],
-                      e["t"], e["talk_s"], consultation)  # fmt: skip
+                      e["t"], answer["t"], e["talk_s"], consultation)  # fmt: skip
             self.legs.append(leg)
 
     def _acw(self) -> None:
@@ -218,20 +246,33 @@ class Day:
         def inside(t: float) -> bool:
             return start <= t < end
 
-        def key_of(seat: str | None, queue: str | None) -> str | None:
-            return {"agent": seat, "queue": queue, "site": site}[by]
+        def key_of(seat: str | None, queue: str | None, t: float) -> str | None:
+            if by == "agent":
+                return self.agent_at(seat, t) if seat is not None else None
+            return {"seat": seat, "queue": queue, "site": site}[by]
 
         keys: set[str] = {site} if by == "site" else set()
         for e in self.events:
             if inside(e["t"]):
-                k = key_of(e["seat"], e["queue"])
+                k = key_of(e["seat"], e["queue"], e["t"])
                 if k is not None:
                     keys.add(k)
-        if by in ("agent", "site"):
+        # a leg or a hold ending at a seat its agent has left since
+        for seat, queue, t, answer_t in [(x.seat, x.queue, x.release_t, x.answer_t)
+                                         for x in self.legs if not x.consultation] + \
+                [(h.seat, h.queue, h.end_t, h.answer_t) for h in self.holds]:  # fmt: skip
+            if inside(t):
+                k = key_of(seat, queue, answer_t)
+                if k is not None:
+                    keys.add(k)
+        if by in ("agent", "seat", "site"):
             for seat, intervals in self.intervals.items():
                 for iv in intervals:
-                    if iv.state != "logged_out" and min(iv.end, end) > max(iv.start, start):
-                        keys.add(seat if by == "agent" else site)
+                    for a, b, agent in self.pieces(iv):
+                        if iv.state != "logged_out" and min(b, end) > max(a, start):
+                            k = agent if by == "agent" else seat if by == "seat" else site
+                            if k is not None:
+                                keys.add(k)
         # what the window holds, then each key's part of it
         events = [e for e in self.events if inside(e["t"])]
         legs = [leg for leg in self.legs if inside(leg.release_t)]
@@ -243,9 +284,9 @@ class Day:
                  window_holds: list[Hold], key_of: Any, start: float, end: float, by: str,
                  ring_limit: int, sl_threshold_s: float) -> dict[str, Any]:  # fmt: skip
         f: dict[str, Any] = {}
-        mine = [e for e in events if key_of(e["seat"], e["queue"]) == key]
+        mine = [e for e in events if key_of(e["seat"], e["queue"], e["t"]) == key]
         inbound = [e for e in mine if e["direction"] == "inbound"]
-        if by == "agent":
+        if by in ("agent", "seat"):
             offered = [e for e in inbound if e["type"] == "offer" and e["target"] is None]
         else:
             offered = [e for e in inbound if e["type"] == "enter_queue"]
@@ -264,12 +305,12 @@ class Day:
         ab_waits = [e["wait_s"] for e in abandons if e["wait_s"] is not None]
         f["service_level_abandoned"] = _ratio(
             sum(1 for w in waits + ab_waits if w <= sl_threshold_s), len(waits) + len(ab_waits))
-        legs = [leg for leg in window_legs if key_of(leg.seat, leg.queue) == key]
+        legs = [leg for leg in window_legs if key_of(leg.seat, leg.queue, leg.answer_t) == key]
         handled = [leg for leg in legs if leg.inbound and not leg.consultation]
         f["handled"] = len(handled)
         f["avg_talk_s"] = _mean([leg.talk for leg in handled])
         f["max_talk_s"] = max((leg.talk for leg in handled), default=None)
-        holds = [h for h in window_holds if key_of(h.seat, h.queue) == key]
+        holds = [h for h in window_holds if key_of(h.seat, h.queue, h.answer_t) == key]
         f["holds"] = len(holds)
         f["avg_hold_s"] = _mean([h.length for h in holds])
         f["max_hold_s"] = max((h.length for h in holds), default=None)
@@ -282,35 +323,46 @@ class Day:
         one_stop = 0
         for a in answers:
             steps = self.calls[a["call"]]
-            if by == "agent":
+            if by in ("agent", "seat"):
                 transferred = any(s["type"] == "transfer" and s["seat"] == a["seat"]
                                   and s["step"] > a["step"] for s in steps)  # fmt: skip
             else:
                 transferred = any(s["type"] == "transfer" for s in steps)
             one_stop += not transferred
         f["one_stop_rate"] = _ratio(one_stop, len(answers))
+        f["unattributed_handled"] = 0 if by == "agent" else sum(
+            1 for leg in legs if not leg.consultation and self.agent_at(leg.seat, leg.answer_t)
+            is None)  # fmt: skip
+        f["unattributed_s"] = None
         if by == "queue":
             f.update(logged_in_s=None, busy_s=None, available_s=None, occupancy=None,
                      not_ready_s={})  # fmt: skip
             return f
-        logged_in = busy = available = 0.0
+        logged_in = busy = available = nobody = 0.0
         not_ready: dict[str, float] = {}
         for seat, intervals in self.intervals.items():
-            if by == "agent" and seat != key:
+            if by == "seat" and seat != key:
                 continue
-            for iv in intervals:
-                length = min(iv.end, end) - max(iv.start, start)
-                if length <= 0:
-                    continue
-                if iv.state != "logged_out":
-                    logged_in += length
-                if iv.state in BUSY:
-                    busy += length
-                if iv.state in AVAILABLE:
-                    available += length
-                if iv.state == "not_ready":
-                    reason = iv.reason or "none"
-                    not_ready[reason] = not_ready.get(reason, 0.0) + length
+            for whole in intervals:
+                for a, b, agent in self.pieces(whole):
+                    if by == "agent" and agent != key:
+                        continue
+                    iv = Interval(seat, a, b, whole.state, whole.reason, whole.call)
+                    length = min(iv.end, end) - max(iv.start, start)
+                    if length <= 0:
+                        continue
+                    if iv.state != "logged_out" and agent is None:
+                        nobody += length
+                    if iv.state != "logged_out":
+                        logged_in += length
+                    if iv.state in BUSY:
+                        busy += length
+                    if iv.state in AVAILABLE:
+                        available += length
+                    if iv.state == "not_ready":
+                        reason = iv.reason or "none"
+                        not_ready[reason] = not_ready.get(reason, 0.0) + length
         f.update(logged_in_s=logged_in, busy_s=busy, available_s=available,
-                 occupancy=_ratio(busy, busy + available), not_ready_s=not_ready)  # fmt: skip
+                 occupancy=_ratio(busy, busy + available), not_ready_s=not_ready,
+                 unattributed_s=None if by == "agent" else nobody)  # fmt: skip
         return f

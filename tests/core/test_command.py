@@ -74,7 +74,7 @@ def test_the_daily_report_is_written_from_the_store(tmp_path: Path) -> None:
            and r["end"].startswith("2026-01-17T00:00")]  # fmt: skip
     assert len(day) == 1 and int(day[0]["answered"]) == answered > 50
     assert f">{answered}<" in html.replace(",", "")
-    assert {r["by"] for r in rows} == {"site", "queue", "agent"}
+    assert {r["by"] for r in rows} == {"site", "queue", "seat"}
     # the day before has nothing: a report that says so, not an error
     done = seatlink("-c", str(config(tmp_path)), "--report", "2026-01-15", "--out",
                     str(tmp_path / "out"))  # fmt: skip

@@ -208,7 +208,7 @@ def test_site_figures_of_the_main_trace() -> None:
 
 
 def test_agent_figures_of_the_main_trace() -> None:
-    got = main(by="agent")
+    got = main(by="seat")
     assert sorted(got) == ["s1", "s2"]
     s1, s2 = got["s1"], got["s2"]
     # s1: queue offers of calls 1, 2, 4, 7; answers 1, 2, 7; call 4 abandoned while ringing
@@ -304,7 +304,7 @@ def test_repeats_and_any_order_give_the_same_figures() -> None:
     rng.shuffle(seats)
     intervals = state_intervals(seats, until=UNTIL)
     assert intervals == state_intervals(seat_events(), until=UNTIL)
-    views: tuple[By, ...] = ("agent", "queue", "site")
+    views: tuple[By, ...] = ("seat", "queue", "site")
     for by in views:
         assert kpis(calls, intervals, window=BUCKET, by=by) == main(by=by)
     # models or dicts alike
@@ -323,10 +323,10 @@ def test_an_empty_window_gives_none_not_an_error() -> None:
                  "max_hold_s", "avg_acw_s", "aht_s", "one_stop_rate", "occupancy"):  # fmt: skip
         assert getattr(k, name) is None, name
     assert (k.logged_in_s, k.busy_s, k.available_s) == (0.0, 0.0, 0.0)
-    assert kpis([], [], window=BUCKET, by="agent") == {}
+    assert kpis([], [], window=BUCKET, by="seat") == {}
     assert kpis([], [], window=BUCKET, by="queue") == {}
     # events on both sides of a window with nothing in it
-    quiet = main(Window(T0 + 2000, T0 + 2100), by="agent")
+    quiet = main(Window(T0 + 2000, T0 + 2100), by="seat")
     assert quiet == {}  # no seat state is known past UNTIL either
     zero = kpis([], [], window=Window(T0, T0), by="site")["site"]
     assert zero.offered == 0 and zero.occupancy is None
@@ -404,7 +404,7 @@ def test_transfers_consultations_and_holds_per_leg() -> None:
     assert site.transfers == 4
     assert site.rona == 1  # the transfer offer that rang out at s2
     assert site.answered == 4 and site.one_stop_rate == pytest.approx(0.0)
-    agents = kpis(events, [], window=BUCKET, by="agent")
+    agents = kpis(events, [], window=BUCKET, by="seat")
     s1, s2 = agents["s1"], agents["s2"]
     assert (s1.answered, s1.handled, s1.transfers, s1.one_stop_rate) == (4, 4, 4, 0.0)
     # s2 answered no queue call: transfer offers are not "offered", its one leg is handled
@@ -425,7 +425,7 @@ def test_agent_one_stop_is_about_the_agent_s_own_transfers() -> None:
               ("unhold", 25, seat="s3", hold_s=5.0)
               ("release", 25, seat="s3", talk_s=21.0, detail="transferred")
               ("release", 85, seat="s2", talk_s=60.0))  # fmt: skip
-    got = kpis(kept.events + passed.events, [], window=BUCKET, by="agent")
+    got = kpis(kept.events + passed.events, [], window=BUCKET, by="seat")
     assert got["s1"].one_stop_rate == pytest.approx(1.0)  # 1 of 1
     assert got["s3"].one_stop_rate == pytest.approx(0.0)  # 0 of 1
     assert got["s2"].one_stop_rate is None  # answered no queue call
@@ -460,7 +460,7 @@ def test_outbound_calls_count_only_as_outbound_legs_and_in_seat_time() -> None:
             .state(20, "hold", call=40).state(30, "talking", call=40)
             .state(72, "acw", call=40).state(92, "ready"))  # fmt: skip
     intervals = state_intervals(seat.events, until=T0 + 100)
-    k = kpis(out.events, intervals, window=Window(T0, T0 + 100), by="agent")["s1"]
+    k = kpis(out.events, intervals, window=Window(T0, T0 + 100), by="seat")["s1"]
     assert (k.offered, k.answered, k.handled, k.holds, k.outbound_handled) == (0, 0, 0, 0, 1)
     assert k.asa_s is None and k.aht_s is None and k.avg_rings is None
     # seat time: ready 12 + 8 = 20; talking 8 + 42 = 50, hold 10, acw 20: busy 80
@@ -636,7 +636,7 @@ def test_a_zero_length_acw_does_not_hand_the_next_leg_s_acw_to_the_first() -> No
     assert (first.handled, first.avg_acw_s) == (1, 0.0)
     assert (second.handled, second.avg_acw_s) == (1, 30.0)
     # the agent's own figures were never in doubt: 2 legs, 30 s of ACW between them
-    s1 = kpis(calls, intervals, window=day, by="agent")["s1"]
+    s1 = kpis(calls, intervals, window=day, by="seat")["s1"]
     assert (s1.handled, s1.avg_acw_s) == (2, 15.0)
 
 

@@ -6,9 +6,14 @@ PBX and the edge gateway publish it (docs/mqtt.md), out of order and with repeat
 a real core worker (gateway/core/service.py) into a real SQLite store. Its answers, the
 daily report and the interval figures read from that store (gateway/core/queries.py) and
 the live `today` figures it publishes on `kpi/{scope}/{key}`, are held, figure by figure,
-per site, queue and agent and per day, hour and 15 minutes, against
+per site, queue, seat and agent and per day, hour and 15 minutes, against
 tests/core/kpi_reference.py: docs/kpi.md implemented the plainest way, from the events
-alone. A difference names the figure, the key, the bucket and both values."""
+alone. A difference names the figure, the key, the bucket and both values.
+
+Agents sign in to the seats as the API publishes it (`seat/{seat}/agent`, retained; issue
+19): they move between seats during the day, one signs in at a seat mid-call (the call stays
+with who answered it), and one seat has nobody for part of the day (its calls and time are
+no agent's: `unattributed_*`)."""
 
 from __future__ import annotations
 
@@ -211,6 +216,34 @@ def transfers_and_more() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return [e for c in calls for e in c.events], x1.events + x2.events
 
 
+def sign_ins(seats: list[str]) -> list[dict[str, Any]]:
+    """Who is signed in where, as the API publishes it (SeatAgent payloads), in time order.
+
+    - The trace's seats: agent ag<i> at seat i from 08:00; at 11:30 every agent moves one
+      seat on (the last seat's agent to the first), while calls and states go on; the second
+      seat has nobody from 13:00.
+    - x1: ann from 08:00; at x1's call 9006, after its answer and before its hold, bob signs
+      in at x1 and ann moves to x2 (call 9006's leg at x1, its hold and ACW stay ann's, the
+      seat's time from then on is bob's). x2 has nobody until then: its calls are no agent's.
+    """
+    b = MIDNIGHT + 10 * 3600 + 50 * 60
+    changes: list[tuple[str, str | None, float, str]] = []
+    n = len(seats)
+    for i, seat in enumerate(seats):
+        changes.append((seat, f"ag{i}", MIDNIGHT + 8 * 3600, "self"))
+        changes.append((seat, f"ag{(i - 1) % n}", MIDNIGHT + 11.5 * 3600, "moved"))
+    changes.append((seats[1], None, MIDNIGHT + 13 * 3600, "supervisor"))
+    changes.append(("x1", "ann", MIDNIGHT + 8 * 3600, "self"))
+    changes.append(("x1", "bob", b + 1110, "self"))
+    changes.append(("x2", "ann", b + 1110, "self"))
+    out = []
+    for k, (seat, agent, t, cause) in enumerate(sorted(changes, key=lambda c: c[2])):
+        out.append({"v": 1, "id": f"api-{k + 1}", "seat": seat, "agent": agent,
+                    "name": None if agent is None else agent.title(), "t": t, "by": "sup.li",
+                    "cause": cause, "previous": None})  # fmt: skip
+    return out
+
+
 def the_day() -> tuple[list[tuple[str, dict[str, Any]]], float]:
     """(kind, payload) in time order, and the end of the day's events."""
     trace = generate(seats=6, queues=3, start=START, hours=6, seed=18)
@@ -232,6 +265,7 @@ class Answers:
 
 
 async def _through_the_core(broker: Any, store: str, events: list[tuple[str, dict[str, Any]]],
+                            changes: list[dict[str, Any]],
                             reference: Day) -> tuple[float, dict[str, Any], list[str]]:  # fmt: skip
     site = "ref" + uuid.uuid4().hex[:8]
     topics = Topics(site=site)
@@ -250,7 +284,7 @@ async def _through_the_core(broker: Any, store: str, events: list[tuple[str, dic
     unique = len({p["id"] for _, p in events})
     repeats = random.Random(5).sample(events, 12)
     mixed = list(shuffled(events + repeats, within=20, seed=4))
-    live: dict[str, dict[str, Any]] = {"site": {}, "queue": {}, "agent": {}}
+    live: dict[str, dict[str, Any]] = {"site": {}, "queue": {}, "agent": {}, "seat": {}}
     async with CoreService(cfg, clock=clock) as core, \
             aiomqtt.Client(broker.host, broker.port, identifier=f"watch-{site}") as watch, \
             aiomqtt.Client(broker.host, broker.port, identifier=f"edge-{site}") as edge, \
@@ -264,6 +298,14 @@ async def _through_the_core(broker: Any, store: str, events: list[tuple[str, dic
                 live[body["scope"]][body["key"]] = body["windows"]["today"]
 
         follower = asyncio.create_task(follow())
+        # the API's sign-ins first, retained; the last one twice (a reconnect's copy)
+        for c in [*changes, changes[-1]]:
+            await pbx.publish(topics.topic("seat_agent", seat=c["seat"]), json.dumps(c),
+                              qos=1, retain=True)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while (await core.health()).store["db"]["sign_ins"] < len(changes):
+            assert time.monotonic() < deadline, "the core did not store the sign-ins"
+            await asyncio.sleep(0.1)
         for kind, p in mixed:  # as the edge gateway and the PBX publish them
             if kind == "seat":
                 await edge.publish(topics.seat_event(p["seat"]), json.dumps(p), qos=1)
@@ -280,7 +322,7 @@ async def _through_the_core(broker: Any, store: str, events: list[tuple[str, dic
         # the reference, or 30 s; what differs then is the difference
         want = {by: reference.kpis(MIDNIGHT, MIDNIGHT + 86400, by=by, ring_limit=RING_LIMIT,
                                    sl_threshold_s=SL_T, site=site)
-                for by in ("site", "queue", "agent")}  # fmt: skip
+                for by in ("site", "queue", "agent", "seat")}  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
             diffs = [d for by in want for d in live_differences(by, live[by], want[by])]
@@ -289,6 +331,12 @@ async def _through_the_core(broker: Any, store: str, events: list[tuple[str, dic
             await asyncio.sleep(0.5)
         follower.cancel()
         now = clock()
+        # the retained copy handed over again is a repeat, not a change
+        assert core.live.counts["sign_ins"] == len(changes)
+        assert health.store["db"]["sign_ins"] == len(changes)
+        for c in changes:  # the retained sign-ins must not outlive the test's site
+            await pbx.publish(topics.topic("seat_agent", seat=c["seat"]), b"", qos=1,
+                              retain=True)  # fmt: skip
     return now, {"site": site}, diffs
 
 
@@ -311,22 +359,23 @@ def _rounded(v: Any) -> Any:
 @pytest.fixture(scope="module")
 def answers(mqtt_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Answers:
     events, _ = the_day()
+    changes = sign_ins(sorted({p["seat"] for k, p in events if k == "seat"} - {"x1", "x2"}))
     store = f"sqlite:///{tmp_path_factory.mktemp('reference')}/core.db"
     # the reference needs `until` before the core has answered: all seats are logged out
     # hours before it, so the time after the last event changes no figure
     reference0 = Day([p for k, p in events if k == "call"], [p for k, p in events if k == "seat"],
-                     until=NOW)  # fmt: skip
-    now, info, live_diffs = run(lambda: _through_the_core(mqtt_broker, store, events,
+                     until=NOW, sign_ins=changes)  # fmt: skip
+    now, info, live_diffs = run(lambda: _through_the_core(mqtt_broker, store, events, changes,
                                                           reference0), timeout=150)  # fmt: skip
     site = info["site"]
     targets = Targets(ring_limit=RING_LIMIT, sl_threshold_s=SL_T)
     report = daily_report(store, DAY, TZ, site=site, targets=targets, now=now)
-    scopes: tuple[By, ...] = ("site", "queue", "agent")
+    scopes: tuple[By, ...] = ("site", "queue", "agent", "seat")
     intervals = {(by, size): interval_kpis(store, DAY, TZ, by=by, size_s=size,
                                            site=site, targets=targets, now=now)
                  for by in scopes for size in (900, 3600)}  # fmt: skip
     reference = Day([p for k, p in events if k == "call"], [p for k, p in events if k == "seat"],
-                    until=min(now, MIDNIGHT + 86400 + 3600))  # fmt: skip
+                    until=min(now, MIDNIGHT + 86400 + 3600), sign_ins=changes)  # fmt: skip
     return Answers(reference, report, intervals, live_diffs)
 
 
@@ -422,12 +471,26 @@ def test_the_day_has_what_the_reference_must_cover(answers: Answers) -> None:
     assert day["avg_acw_s"] is not None and day["not_ready_s"]
     queues = answers.reference.kpis(MIDNIGHT, MIDNIGHT + 86400, by="queue", site=site)
     assert set(queues) == {"q1", "q2", "q3", "renewals"}
+    # what a supervisor reads per agent: ann's day is x1's morning and x2's afternoon, ag0
+    # worked two seats; x2's early calls and the second seat's last hours were nobody's
+    agents = answers.report.agents
+    assert {"ann", "bob", "ag0", "ag5"} <= set(agents) and "x1" not in agents
+    seats = answers.report.seats
+    assert agents["ann"].handled > 0 and agents["bob"].handled >= 0
+    assert agents["ann"].logged_in_s is not None and seats["x1"].logged_in_s is not None
+    ann_x1 = seats["x1"].logged_in_s - (agents["bob"].logged_in_s or 0.0)
+    assert (agents["ann"].logged_in_s or 0.0) > ann_x1 > 0  # x1, then x2
+    assert day["unattributed_handled"] > 0 and day["unattributed_s"] > 0
+    assert answers.report.site_kpis.unattributed_handled == day["unattributed_handled"]
+    assert seats["x2"].unattributed_handled > 0 and seats["x1"].unattributed_handled == 0
+    assert sum(k.handled for k in agents.values()) < answers.report.site_kpis.handled
 
 
-@pytest.mark.parametrize("by", ["site", "queue", "agent"])
+@pytest.mark.parametrize("by", ["site", "queue", "agent", "seat"])
 def test_the_daily_report_s_day_is_the_reference_s(answers: Answers, by: str) -> None:
     r = answers.report
-    got = {"site": {r.site: r.site_kpis}, "queue": r.queues, "agent": r.agents}[by]
+    got = {"site": {r.site: r.site_kpis}, "queue": r.queues, "agent": r.agents,
+           "seat": r.seats}[by]
     if (r.window.start, r.window.end) != (MIDNIGHT, MIDNIGHT + 86400):
         pytest.fail(f"the report's day is {r.window}, not the local day")
     want = answers.reference.kpis(MIDNIGHT, MIDNIGHT + 86400, by=by, ring_limit=RING_LIMIT,
@@ -445,7 +508,7 @@ def test_the_daily_report_s_intervals_are_the_reference_s(answers: Answers, by: 
 
 
 @pytest.mark.parametrize("size", [3600, 900], ids=["hour", "15min"])
-@pytest.mark.parametrize("by", ["site", "queue", "agent"])
+@pytest.mark.parametrize("by", ["site", "queue", "agent", "seat"])
 def test_interval_kpis_are_the_reference_s(answers: Answers, by: By, size: int) -> None:
     fail_on(series_differences("interval_kpis", by, size, answers.intervals[(by, size)],
                                answers.reference, answers.report.site))  # fmt: skip

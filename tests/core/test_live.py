@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.contract.payloads import CallEvent, SeatEvent
-from gateway.core.kpi import By, Kpis, Window, buckets, kpis, state_intervals
+from gateway.core.kpi import By, Kpis, SignIns, Window, buckets, kpis, state_intervals
 from gateway.core.live import LiveKpis
 from tools.trace import Trace, generate, shuffled
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 TZ = ZoneInfo("Asia/Shanghai")
-BYS: tuple[By, ...] = ("agent", "queue", "site")
+BYS: tuple[By, ...] = ("seat", "agent", "queue", "site")
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,31 @@ def models(events: Any) -> list[SeatEvent | CallEvent]:
             for k, p in events]  # fmt: skip
 
 
+def sign_ins(seats: list[str]) -> list[tuple[str, str | None, float, str]]:
+    """Agents at the trace's seats: one each from before the day, except every fourth seat
+    (nobody: its events are no agent's); at T0 + 1.5 h every agent moves one seat on, calls
+    and states going on (seat time splits there, a call stays with who answered it); at
+    T0 + 2 h the first seat's agent signs out."""
+    n = len(seats)
+    out: list[tuple[str, str | None, float, str]] = []
+    for i, seat in enumerate(seats):
+        out.append((seat, None if i % 4 == 3 else f"a{i}", T0 - 7200, f"in-{seat}"))
+        out.append((seat, None if i % 4 == 2 else f"a{(i + 1) % n}", T0 + 5400,
+                    f"move-{seat}"))  # fmt: skip
+    out.append((seats[0], None, T0 + 7200, f"out-{seats[0]}"))
+    return out
+
+
+def trace_sign_ins(trace: Trace) -> list[tuple[str, str | None, float, str]]:
+    return sign_ins(sorted({p["seat"] for p in trace.seat_events()}))
+
+
 def fed(events: Any, *, now: float, settle_s: float = 10.0) -> LiveKpis:
     live = LiveKpis(tz=TZ)
     live.settle_s = settle_s
+    seats = sorted({p["seat"] for kind, p in events if kind == "seat"})
+    for change in sign_ins(seats):
+        live.sign_in(*change)
     for e in models(events):
         live.feed([e])
         live.advance(e.t)
@@ -46,7 +68,8 @@ def fed(events: Any, *, now: float, settle_s: float = 10.0) -> LiveKpis:
 def batch(trace: Trace, granularity: str, *, by: By) -> dict[float, dict[str, Kpis]]:
     size = {"15min": 900, "hour": 3600, "day": 86400}[granularity]
     intervals = state_intervals(trace.seat_events(), until=trace.end)
-    return {w.start: kpis(trace.call_events(), intervals, window=w, by=by)
+    signed = SignIns(trace_sign_ins(trace))
+    return {w.start: kpis(trace.call_events(), intervals, window=w, by=by, sign_ins=signed)
             for w in buckets(trace.start, trace.end, size, tz=TZ)}  # fmt: skip
 
 
@@ -81,6 +104,11 @@ def test_in_order_the_live_figures_are_the_batch_figures(trace: Trace) -> None:
     assert live.open_calls() == 0
     day = live.window("day", T0, by="site")[1]["site"]
     assert day.answered > 100 and day.abandoned > 0 and day.rona > 0 and day.holds > 0
+    # the agents' figures, and what was nobody's: seats without an agent handled calls
+    agents = live.window("day", T0, by="agent")[1]
+    assert day.unattributed_handled > 0 and day.unattributed_s
+    assert sum(k.handled + k.outbound_handled for k in agents.values()) + \
+        day.unattributed_handled == day.handled + day.outbound_handled  # fmt: skip
 
 
 def test_any_order_and_repeats_give_the_same_figures(trace: Trace) -> None:
@@ -219,9 +247,11 @@ def test_a_backlog_hours_old_loses_no_call(day: Trace, chunk: int, tick_s: float
     assert (got.avg_talk_s, got.avg_hold_s, got.avg_acw_s, got.aht_s, got.one_stop_rate) == \
         pytest.approx((expected.avg_talk_s, expected.avg_hold_s, expected.avg_acw_s,
                        expected.aht_s, expected.one_stop_rate))  # fmt: skip
+    nobody = SignIns()  # nobody signed in anywhere: every event is no agent's
     for by in BYS:
         same(live.window("day", DAY0, by=by)[1],
-             kpis(day.call_events(), intervals, window=whole, by=by), by)  # fmt: skip
+             kpis(day.call_events(), intervals, window=whole, by=by, sign_ins=nobody),
+             by)  # fmt: skip
 
 
 def test_a_call_that_never_ends_is_closed_when_the_events_move_4_hours_past_it() -> None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.core.kpi import Kpis, Window, buckets, kpis, state_intervals
+from gateway.core.kpi import Kpis, SignIns, Window, buckets, kpis, state_intervals
 from gateway.core.report import (
     DASH,
     DailyReport,
@@ -129,7 +129,17 @@ def seat_events(s1: str = "s1", s2: str = "s2") -> list[dict[str, Any]]:
     return one.events + two.events
 
 
+def desks(*seats: str) -> SignIns:
+    """Each seat's agent of the same name, signed in from long before the day: the agents'
+    figures are then the seats' (the attribution itself: test_attribution.py)."""
+    return SignIns([(seat, seat, 0.0, f"desk-{seat}") for seat in seats])
+
+
+DESKS = desks("s1", "s2")
+
+
 def report(**kw: Any) -> DailyReport:
+    kw.setdefault("sign_ins", DESKS)
     return build_daily(call_events(), seat_events(), DAY, BERLIN, site="Plant 7", **kw)
 
 
@@ -286,7 +296,7 @@ def test_tables_per_hour_queue_agent_and_not_ready() -> None:
     assert by_seat["s2"]["Avg ACW"] == "50.0 s"  # (70 + 30) / 2
     assert by_seat["s1"]["Logged in"] == "9:00:00"
     not_ready = {r[0]: r for r in section(root, "not-ready").rows()}
-    assert not_ready["Seat"][1:3] == ["break", "meal"]  # the seeds' order of reasons
+    assert not_ready["Agent"][1:3] == ["break", "meal"]  # the seeds' order of reasons
     assert not_ready["s1"][1:5] == ["0:30:00", "0:00:00", "0:30:00", "5.6 %"]  # 1800 / 32400
     assert not_ready["Plant 7 (all seats)"][3] == "1:30:00"
 
@@ -389,6 +399,7 @@ def test_hostile_names_are_escaped() -> None:
     evil_site = "A&B <Site>"
     r = build_daily(call_events(support=evil_queue, s1=evil_seat),
                     seat_events(s1=evil_seat), DAY, BERLIN, site=evil_site,
+                    sign_ins=desks(evil_seat, "s2"),
                     alerts=[("<b>hold</b> too long", 2)],
                     rejected={"<i>bad</i>": 1})  # fmt: skip
     page = daily_html(r)
@@ -421,12 +432,14 @@ def test_build_daily_gives_what_kpis_gives_over_the_buckets() -> None:
     calls, intervals = call_events(), state_intervals(seat_events(), until=r.window.end)
     day = day_window(DAY, BERLIN)
     assert day == Window(at("00:00:00"), at("00:00:00") + 86400)
-    assert r.site_kpis == kpis(calls, intervals, window=day, by="site", site="Plant 7")["Plant 7"]
-    assert r.agents == kpis(calls, intervals, window=day, by="agent")
-    assert r.queues == kpis(calls, intervals, window=day, by="queue")
+    assert r.site_kpis == kpis(calls, intervals, window=day, by="site", site="Plant 7",
+                               sign_ins=DESKS)["Plant 7"]  # fmt: skip
+    assert r.agents == kpis(calls, intervals, window=day, by="agent", sign_ins=DESKS)
+    assert r.queues == kpis(calls, intervals, window=day, by="queue", sign_ins=DESKS)
     assert [w for w, _ in r.quarters] == buckets(day.start, day.end, 900, tz=BERLIN)
     for w, k in [*r.hours, *r.quarters]:
-        assert k == kpis(calls, intervals, window=w, by="site", site="Plant 7")["Plant 7"]
+        assert k == kpis(calls, intervals, window=w, by="site", site="Plant 7",
+                         sign_ins=DESKS)["Plant 7"]  # fmt: skip
 
 
 # --- per queue and per agent, through the day (issue 18) ------------------------------------
@@ -441,11 +454,11 @@ def test_queues_and_agents_per_hour_and_quarter_are_kpis_over_the_buckets() -> N
         windows = buckets(day.start, day.end, size, tz=BERLIN)
         assert [w for w, _ in queues] == windows == [w for w, _ in agents]
         for (w, q), (_, a) in zip(queues, agents, strict=True):
-            assert q == kpis(calls, intervals, window=w, by="queue"), w
-            assert a == kpis(calls, intervals, window=w, by="agent"), w
+            assert q == kpis(calls, intervals, window=w, by="queue", sign_ins=DESKS), w
+            assert a == kpis(calls, intervals, window=w, by="agent", sign_ins=DESKS), w
         for by, series in (("queue", queues), ("agent", agents)):
             assert day_intervals(calls, seat_events(), DAY, BERLIN, by=by,
-                                 size_s=size) == series  # fmt: skip
+                                 size_s=size, sign_ins=DESKS) == series  # fmt: skip
     # and by hand: support's 09:00 hour holds calls 1 and 2
     support = dict(per_key(r.queue_hours)["support"])
     assert [w.start for w in support] == [at("09:00:00"), at("16:00:00")]
@@ -521,8 +534,9 @@ def test_the_csv_has_each_queue_and_agent_by_hour_and_quarter() -> None:
     assert set(rows) == {("site", "Plant 7"), ("queue", "support"), ("agent", "s1"),
                          ("agent", "s2")}  # fmt: skip
     assert rows[("queue", "support")] == kpis(calls, intervals, window=quarter,
-                                              by="queue")["support"]  # fmt: skip
-    assert rows[("agent", "s2")] == kpis(calls, intervals, window=quarter, by="agent")["s2"]
+                                              by="queue", sign_ins=DESKS)["support"]  # fmt: skip
+    assert rows[("agent", "s2")] == kpis(calls, intervals, window=quarter, by="agent",
+                                         sign_ins=DESKS)["s2"]  # fmt: skip
     hours = [(w, key) for w, by, key, _ in table if by == "agent" and w.seconds == 3600]
     assert len(hours) == 19 and (Window(at("08:00:00"), at("09:00:00")), "s2") in hours
 
@@ -553,11 +567,11 @@ def test_csv_round_trip_none_is_an_empty_cell() -> None:
     rows.append((Window(at("09:00:00"), at("09:15:00")), "agent", 's,9 "x"', odd))
     text = kpi_csv(rows, BERLIN)
     table = list(csv.DictReader(io.StringIO(text, newline="")))
-    # the day: site, 2 queues, 2 seats; the site's 24 hours and 96 quarters; the queues'
+    # the day: site, 2 queues, 2 agents, 2 seats; the site's 24 hours and 96 quarters; the queues'
     # hours (support 09, 16; sales 10, 14) and quarters (support 09:00, 09:30, 16:00; sales
-    # 10:15, 14:00); the seats' logged-in hours (s1 08-17: 9, s2 08:30-17:30: 10) and
+    # 10:15, 14:00); the agents' logged-in hours (s1 08-17: 9, s2 08:30-17:30: 10) and
     # quarters (36 each); the hand-made row
-    assert len(table) == len(rows) == 1 + 2 + 2 + 24 + 96 + 4 + 5 + 19 + 72 + 1
+    assert len(table) == len(rows) == 1 + 2 + 2 + 2 + 24 + 96 + 4 + 5 + 19 + 72 + 1
     assert table[0]["start"] == "2026-06-10T00:00:00+02:00"
     assert table[0]["end"] == "2026-06-11T00:00:00+02:00"
     assert (table[0]["by"], table[0]["key"]) == ("site", "Plant 7")

@@ -19,8 +19,8 @@ from gateway.api.models import ReportDay
 from gateway.core.store import StoreError
 
 router = APIRouter(prefix="/kpis", tags=["kpis"])
-Scope = Literal["site", "queue", "agent"]
-KEY_MAX = 64  # a queue name or seat id, as the topics allow them
+Scope = Literal["site", "queue", "agent", "seat"]
+KEY_MAX = 64  # a queue name, agent id or seat id, as the topics allow them
 _KEY = r"^[A-Za-z0-9_.-]+$"
 
 
@@ -41,7 +41,8 @@ async def live(request: Request,
 async def daily(request: Request, _: Annotated[Session, Depends(require(STAFF))],
                 day: Annotated[ReportDay, Query(description="YYYY-MM-DD, the site's local day")]
                 ) -> dict[str, Any]:  # fmt: skip
-    """The day's KPIs for the site, each queue and each agent, from the core's store."""
+    """The day's KPIs for the site, each queue, each agent (by agent id, from the sign-ins)
+    and each seat, from the core's store."""
     from gateway.core.queries import daily_report
 
     svc = services(request)
@@ -53,7 +54,8 @@ async def daily(request: Request, _: Annotated[Session, Depends(require(STAFF))]
         raise HTTPException(503, f"the core's store cannot be read: {exc}") from None
     return {"day": day.isoformat(), "site": _kpis(report.site_kpis),
             "queues": {k: _kpis(v) for k, v in report.queues.items()},
-            "agents": {k: _kpis(v) for k, v in report.agents.items()}}  # fmt: skip
+            "agents": {k: _kpis(v) for k, v in report.agents.items()},
+            "seats": {k: _kpis(v) for k, v in report.seats.items()}}  # fmt: skip
 
 
 _INTERVALS: Responses = {
@@ -75,10 +77,10 @@ async def intervals(
     request: Request,
     session: Annotated[Session, Depends(require(STAFF | {Role.AGENT}))],
     day: Annotated[ReportDay, Query(description="YYYY-MM-DD, the site's local day")],
-    scope: Annotated[Scope, Query(description="site, queue or agent")] = "site",
+    scope: Annotated[Scope, Query(description="site, queue, agent or seat")] = "site",
     key: Annotated[str | None, Query(min_length=1, max_length=KEY_MAX, pattern=_KEY,
-                                     description="one queue or agent (seat id); none: all "
-                                     "(an agent: its own agent id)")] = None,
+                                     description="one queue, agent (agent id) or seat; none: "
+                                     "all (an agent: its own agent id)")] = None,
     bucket: Annotated[int, Query(description="minutes: 15 or 60", json_schema_extra={
         "enum": [15, 60]}), AfterValidator(_bucket)] = 60,
 ) -> dict[str, Any]:  # fmt: skip
