@@ -57,10 +57,11 @@ def create_app(settings: ApiSettings, *, accounts: AccountStore | None = None) -
         floor = Floor(topics=Topics(site=settings.site, root=settings.root),
                       broker=settings.broker, client_id=f"seatlink-api-{settings.site}-"
                       f"{settings.api}", feed_queue_max=settings.ws_queue_max)  # fmt: skip
-        metrics.watch(floor)
+        seat_agents = SeatAgentPublisher(store, floor)
+        metrics.watch(floor, seat_agents)
         app.state.services = Services(settings=settings, accounts=store, floor=floor,
                                       metrics=metrics, targets=targets,
-                                      seat_agents=SeatAgentPublisher(store, floor))  # fmt: skip
+                                      seat_agents=seat_agents)  # fmt: skip
         try:
             async with floor:
                 yield

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from gateway.api.floor import Floor
+    from gateway.api.signins import SeatAgentPublisher
 
 
 class ApiMetrics:
@@ -23,10 +24,12 @@ class ApiMetrics:
         self.logins = Counter("seatlink_api_logins", "login attempts by outcome", ["outcome"],
                               registry=self.registry)  # fmt: skip
         self._floor: Floor | None = None
+        self._seat_agents: SeatAgentPublisher | None = None
         self.registry.register(_FloorCollector(self))
 
-    def watch(self, floor: Floor) -> None:
+    def watch(self, floor: Floor, seat_agents: SeatAgentPublisher | None = None) -> None:
         self._floor = floor
+        self._seat_agents = seat_agents
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -99,3 +102,10 @@ class _FloorCollector(Collector):
                                "connected")  # fmt: skip
         up.add_metric([], 1 if floor.connected else 0)
         yield up
+        publisher = self._owner._seat_agents
+        if publisher is not None:
+            pending = GaugeMetricFamily("seatlink_api_seat_agents_unpublished", "seats whose "
+                                        "latest sign-in change the broker has not taken yet "
+                                        "(published at the next connect)")  # fmt: skip
+            pending.add_metric([], publisher.pending)
+            yield pending

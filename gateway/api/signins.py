@@ -40,6 +40,8 @@ class SeatAgentPublisher:
         self.floor = floor
         self._lock = asyncio.Lock()
         self.failures = 0  # publishes the broker did not take (published again later)
+        # seats whose latest change the broker has not taken yet (a metric)
+        self.pending = len(accounts.seat_agents(unpublished_only=True))
         floor.on_connect(self.publish_all)
 
     async def publish_pending(self) -> set[str]:
@@ -72,4 +74,6 @@ class SeatAgentPublisher:
                     await run_in_threadpool(self.accounts.mark_published, record.seat,
                                             record.change)  # fmt: skip
                 taken.add(record.seat)
+            self.pending = len(await run_in_threadpool(
+                lambda: self.accounts.seat_agents(unpublished_only=True)))
         return taken

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as paho
 import pytest
 from api_support import PASSWORD, USERS, LiveApi, seat_state
@@ -81,8 +82,6 @@ def add_agent(api: LiveApi, username: str = OTHER[0], name: str = OTHER[1],
 
 
 def login(api: LiveApi, username: str) -> Any:
-    import httpx
-
     r = httpx.post(api.url + "/auth/token", data={"username": username, "password": PASSWORD})
     assert r.status_code == 200, r.text
     return api.client(token=r.json()["access_token"])
@@ -399,10 +398,14 @@ def test_a_sign_in_while_the_broker_is_away_reaches_it_when_back(tmp_path: Path,
         assert "when the broker is back" in answer["message"]
         change = answer["changes"]["s1"]
         assert not api.accounts.seat_agent("s1").published  # type: ignore[union-attr]
+        with api.client() as c:
+            assert "seatlink_api_seat_agents_unpublished 1.0" in c.get("/metrics").text
         own_broker.restart()
         # the API publishes it again on its reconnect, and notes when the broker took it
         wait(lambda: api.accounts.seat_agent("s1").published,  # type: ignore[union-attr]
              "the broker to take the change", timeout=20)  # fmt: skip
+        wait(lambda: "seatlink_api_seat_agents_unpublished 0.0"
+             in httpx.get(api.url + "/metrics").text, "the metric to say so")
         late = Watcher(api)  # a subscriber that comes after: the broker retained it
         try:
             body = late.by_id(change)
