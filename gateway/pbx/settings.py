@@ -161,7 +161,7 @@ class PbxSettings(FileSettings):
     seed: int | None = None  # fixed: the same traffic every run
     dialer: Dialer = Dialer()
     compliance: Compliance = Compliance()
-    store: Path = Path("pbx.db")  # compliance decisions and dial outcomes
+    store: Path = Path("pbx.db")  # decisions, dial outcomes, campaign progress
     ami: AmiSettings | None = None
     health_interval_s: Annotated[float, Field(gt=0)] = 5.0
 
