@@ -1,8 +1,8 @@
 # ESP32 DevKit (ESP32-WROOM-32, current MicroPython). Installed on the board as board.py.
 # Same interface as microbit.py; the link is the UART0 REPL behind the USB bridge.
-# Inputs GPIO32/33/25/26 have internal pull-downs (GPIO34-39 have none); outputs
+# Inputs GPIO32/33/25/26/27 have internal pull-downs (GPIO34-39 have none); outputs
 # GPIO21/22/23. Avoided: strapping 0/2/5/12/15, flash 6-11, UART0 1/3, PSRAM 16/17.
-# Inputs are active high (switch to 3V3); common-cathode RGB LED.
+# Inputs active high (switch to 3V3; hanger 1: headset on it); common-cathode RGB LED.
 import gc
 import random
 import select
@@ -15,10 +15,11 @@ from machine import Pin
 
 NAME = b'esp32'
 STORE = ''
-PINS = {'hook': 32, 'ready': 33, 'wrap': 25, 'help': 26,
+PINS = {'hanger': 32, 'ready': 33, 'wrap': 25, 'help': 26, 'answer': 27,
         'red': 21, 'green': 22, 'blue': 23}
 
-_in = tuple(Pin(PINS[k], Pin.IN, Pin.PULL_DOWN) for k in ('hook', 'ready', 'wrap', 'help'))
+_in = tuple(Pin(PINS[k], Pin.IN, Pin.PULL_DOWN)
+            for k in ('hanger', 'ready', 'wrap', 'help', 'answer'))
 _out = tuple(Pin(PINS[k], Pin.OUT, value=0) for k in ('red', 'green', 'blue'))
 _rx = sys.stdin.buffer
 _tx = sys.stdout.buffer

@@ -1,6 +1,7 @@
 # BBC micro:bit v1 (nRF51822, MicroPython 1.9.2), installed as board.py.
 # Inputs are edge-connector pins (the A/B buttons never read in QEMU), all
-# active high: 1 = off hook / pressed. Outputs drive a common-cathode RGB LED.
+# active high: the hanger 1 with the headset resting on it, a button 1 while
+# pressed. Outputs drive a common-cathode RGB LED.
 import microbit
 import machine
 import random
@@ -11,7 +12,7 @@ import gc
 
 NAME = b'microbit'
 STORE = ''
-PINS = {'hook': 0, 'ready': 1, 'wrap': 2, 'help': 8,
+PINS = {'hanger': 0, 'ready': 1, 'wrap': 2, 'help': 8, 'answer': 12,
         'red': 13, 'green': 14, 'blue': 15}
 
 # The board id: UICR CUSTOMER[0] and [1], most significant byte first, when
@@ -31,7 +32,7 @@ sleep = utime.sleep_ms
 reset = machine.reset
 mem = gc.mem_free
 kbd = micropython.kbd_intr
-_in = (microbit.pin0, microbit.pin1, microbit.pin2, microbit.pin8)
+_in = (microbit.pin0, microbit.pin1, microbit.pin2, microbit.pin8, microbit.pin12)
 _out = (microbit.pin13, microbit.pin14, microbit.pin15)
 _uart = microbit.uart
 _uart.init(115200)
@@ -41,7 +42,8 @@ kbd(-1)  # from here on a 0x03 byte is data, not Ctrl-C
 
 def inputs():
     return (_in[0].read_digital() | _in[1].read_digital() << 1 |
-            _in[2].read_digital() << 2 | _in[3].read_digital() << 3)
+            _in[2].read_digital() << 2 | _in[3].read_digital() << 3 |
+            _in[4].read_digital() << 4)
 
 
 def light(rgb):

@@ -1,8 +1,8 @@
 # Raspberry Pi Pico (RP2040, current MicroPython). Installed on the board as board.py.
 # Same interface as microbit.py; the link is the USB CDC REPL (sys.stdin/stdout).
-# Pins (GPn = header pin): hook GP2=4, ready GP3=5, wrap GP4=6, help GP5=7,
+# Pins (GPn = header pin): hanger GP2=4, ready GP3=5, wrap GP4=6, help GP5=7, answer GP6=9,
 # red GP13=17, green GP14=19, blue GP15=20. UART0 (GP0/GP1) and the LED (GP25) stay free.
-# Inputs are active high (switch to 3V3, internal pull-down); common-cathode RGB LED.
+# Inputs active high (switch to 3V3, pull-down; hanger 1: headset on it); RGB LED.
 import gc
 import random
 import select
@@ -15,10 +15,11 @@ from machine import Pin
 
 NAME = b'pico'
 STORE = ''
-PINS = {'hook': 2, 'ready': 3, 'wrap': 4, 'help': 5,
+PINS = {'hanger': 2, 'ready': 3, 'wrap': 4, 'help': 5, 'answer': 6,
         'red': 13, 'green': 14, 'blue': 15}
 
-_in = tuple(Pin(PINS[k], Pin.IN, Pin.PULL_DOWN) for k in ('hook', 'ready', 'wrap', 'help'))
+_in = tuple(Pin(PINS[k], Pin.IN, Pin.PULL_DOWN)
+            for k in ('hanger', 'ready', 'wrap', 'help', 'answer'))
 _out = tuple(Pin(PINS[k], Pin.OUT, value=0) for k in ('red', 'green', 'blue'))
 _rx = sys.stdin.buffer
 _tx = sys.stdout.buffer

@@ -4,10 +4,10 @@ import cfg
 import seat
 import light
 from seat import S, ST, CALL, READY, NR, RING, TALK, HOLD, RLIM, RMS, SUP, HELPING
-from seat import HELP, HOST
+from seat import HELP, HOST, OUT, AGT, LAST
 from cfg import RING_LIMIT, RING_MS
 OFFER, CANCEL, CONNECTED, HOLDCMD = 79, 67, 75, 80
-RELEASED, SETSTATE, SETTINGS, HELPCMD, MESSAGE = 76, 84, 71, 85, 77
+RELEASED, SETSTATE, SETTINGS, HELPCMD, MESSAGE, AGENT = 76, 84, 71, 85, 77, 78
 
 
 def do(k, f, n):
@@ -30,6 +30,8 @@ def do(k, f, n):
         return call(k, c, f[2] if n > 1 else 1)
     if k == MESSAGE:
         return light.note(c, f[2]) if n > 1 else 501 + n
+    if k == AGENT:
+        return agent(c) if n else 501
     return 100
 
 
@@ -54,6 +56,10 @@ def offer(c, f, n):
 def call(k, c, on):
     # cancel, connected, hold (on: 1 hold, 0 unhold), released of call c
     st = S[ST]
+    if k == CONNECTED and st == OUT:
+        return 200  # nobody to connect: the seat is logged out
+    if k == RELEASED and c > 0 and c == S[LAST] and not (c == S[CALL] and TALK <= st <= HOLD):
+        return 600  # released here already (the agent hung up first): the host's aim holds
     if k == CONNECTED and READY <= st <= NR and c > 0:
         S[CALL] = c  # outbound: a call the seat did not ring for
         seat.go(TALK, 0, HOST)
@@ -84,4 +90,15 @@ def state(c, r):
     elif r < 1 or r > SUP:
         return 402
     seat.want(c, r, HOST)
+    return 0
+
+
+def agent(c):
+    # N: is an agent signed in here (1) or nobody (0); nobody logs the seat out
+    # (pending during a call), and its own login is refused until someone is
+    if c < 0 or c > 1:
+        return 401
+    S[AGT] = c
+    if not c and S[ST] != OUT:
+        seat.want(OUT, 0, HOST)
     return 0

@@ -32,6 +32,7 @@ def boot():
         h[i] = tx.frame.HEX[(u[i // 2] >> (4 - 4 * (i & 1))) & 15]
     tx.UID = h
     seat.emit = link.enq
+    agent.start(board.inputs())
     # a line break first: the host may hold half a line from before the reset, and a
     # UART's start-up glitch (QEMU sends a NUL) must not join the hello's line
     board.write(b'\n', 1)

@@ -8,18 +8,22 @@ from cfg import ACW_S, ACW_STAY_NR
 OUT, READY, NR, RING, TALK, HOLD, ACW = 0, 1, 2, 3, 4, 5, 6
 # Not Ready reasons: 1-6 from the button (break .. coaching), then these
 NOANS, AWAY, WRAP, SUP = 7, 8, 9, 10
-STATE, ANSWER, RONA, RELEASE, HOLDMAX, HELP, PEND, HOOK = 1, 2, 3, 4, 5, 6, 7, 8
-BTN, HK, TMR, HOST = 1, 2, 3, 4  # why a state changed
+STATE, ANSWER, RONA, RELEASE, HOLDMAX, HELP, PEND, HOOK, REFUSED = 1, 2, 3, 4, 5, 6, 7, 8, 9
+# why a state changed: READY/WRAP, the hanger, a timer, the host, the call button, auto-answer
+BTN, HK, TMR, HOST, KEY, AUTO = 1, 2, 3, 4, 5, 6
 # slots of S; T .. ONHOOK are the ms counters timers.tick advances
 ST, RS, CALL, T, IDLE, SINCE, ONHOOK, MISS = 0, 1, 2, 3, 4, 5, 6, 7
 HELPING, OFFHOOK, OVER, RLIM, RMS, DOWN, PST, PRS = 8, 9, 10, 11, 12, 13, 14, 15
 HELD, LOCK = 16, 17  # debounced input levels; ms the inputs stay locked after an edge
 MSG, MSGT = 18, 19  # a supervisor's message: its colour, ms it has left
+# is an agent signed in here (host N): -1 not told since boot, 0 nobody, 1 someone;
+# the call this seat released last, so a late host L for it is not an error
+AGT, LAST = 20, 21
 CAP = 0x20000000  # counters stop here: small ints never allocate
 
-S = [0] * 20
+S = [0] * 22
 S[SINCE] = CAP
-S[DOWN] = S[PST] = -1
+S[DOWN] = S[PST] = S[AGT] = -1
 emit = None
 
 
@@ -64,6 +68,7 @@ def answer(why):
 
 
 def release(why):
+    S[LAST] = S[CALL]
     emit(RELEASE, why, 0)
     if cfg.V[ACW_S]:
         go(ACW, 0, why)

@@ -1,11 +1,11 @@
-# Local timers: ring limit, ACW, hold limit, away on hook, idle logout and
-# the READY long press. They run with or without the host link.
+# Local timers: auto-answer, ring limit, ACW, hold limit, away on the hanger,
+# idle logout and the READY long press. They run with or without the host link.
 import cfg
 import seat
 from seat import S, CAP, T, IDLE, OFFHOOK, ONHOOK, ST, RING, RLIM, RMS, MISS
 from seat import RONA, NR, NOANS, PST, TMR, READY, ACW, HOLD, OVER, HOLDMAX, AWAY, HK
-from seat import OUT, DOWN, BTN, PEND, MSG, MSGT
-from cfg import MISS_LIMIT, ACW_S, HOLD_LIMIT_S, AWAY_S, IDLE_S, LONG_MS
+from seat import OUT, DOWN, BTN, PEND, MSG, MSGT, AUTO
+from cfg import MISS_LIMIT, ACW_S, HOLD_LIMIT_S, AWAY_S, IDLE_S, LONG_MS, AUTO_ANSWER_MS
 
 
 def tick(dt):
@@ -18,7 +18,10 @@ def tick(dt):
     st = S[ST]
     t = S[T]
     if st == RING:
-        if t >= S[RLIM] * S[RMS]:
+        a = V[AUTO_ANSWER_MS]
+        if a and S[OFFHOOK] and t >= a:  # only with the headset on: it answers
+            seat.answer(AUTO)
+        elif t >= S[RLIM] * S[RMS]:
             S[MISS] += 1
             seat.emit(RONA, t, S[MISS])
             if S[MISS] >= V[MISS_LIMIT]:
@@ -49,7 +52,7 @@ def tick(dt):
 
 
 def idle(st, t):
-    # no call: away on hook (Ready), idle logout (Not Ready)
+    # no call: away with the headset on the hanger (Ready), idle logout (Not Ready)
     if st == READY:
         a = cfg.V[AWAY_S] * 1000
         if a and S[ONHOOK] >= a and t >= a:

@@ -302,14 +302,16 @@ class GcStub:
 class FakeBoard:
     """The board interface of boards/*.py, in memory, on a fake millisecond clock.
 
-    Inputs: set `levels` (bit0 hook off-hook, bit1 READY, bit2 WRAP, bit3 HELP) or use
-    press()/release(). Light: `lights` holds (ms, rgb) for every light() call. Serial:
+    Inputs: set `levels` (bit0 HANGER: 1 = the headset rests on it, bit1 READY, bit2 WRAP,
+    bit3 HELP, bit4 ANSWER: 1 = pressed) or use press()/release(). A new board's headset is
+    on its hanger (`levels` 1). Light: `lights` holds (ms, rgb) for every light() call. Serial:
     feed() bytes for read(), `frames` holds (ms, bytes) for every write() and `tx` all of
     them. Files go under a temporary directory (STORE); close() removes it.
     """
 
     PINS: dict[str, int] = {
-        "hook": 0, "ready": 1, "wrap": 2, "help": 8, "red": 13, "green": 14, "blue": 15,
+        "hanger": 0, "ready": 1, "wrap": 2, "help": 8, "answer": 12,
+        "red": 13, "green": 14, "blue": 15,
     }  # fmt: skip
 
     def __init__(
@@ -330,7 +332,7 @@ class FakeBoard:
         self.store_dir = store_dir if store_dir is not None else tempfile.mkdtemp(prefix="seat-")
         self.STORE = os.path.join(self.store_dir, "")
         self.clock = _Clock(start_ms=start_ms, timeout_s=timeout_s)
-        self.levels = 0
+        self.levels = 1  # the headset on its hanger, nothing pressed
         self.lights: list[tuple[int, int]] = []
         self.frames: list[tuple[int, bytes]] = []
         self.tx = bytearray()

@@ -113,7 +113,8 @@ def board(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
 def test_pins_and_init(board: Any) -> None:
     assert board.NAME.decode() in MODERN and board.STORE == ""
     assert 0 <= board.BOOT0 < 1 << 24  # a random start for a board with no boot count kept
-    assert [p.pin for p in board._in] == [board.PINS[k] for k in ("hook", "ready", "wrap", "help")]
+    inputs = ("hanger", "ready", "wrap", "help", "answer")  # bits 0..4 of inputs()
+    assert [p.pin for p in board._in] == [board.PINS[k] for k in inputs]
     assert all(p.mode == FakePin.IN and p.pull == FakePin.PULL_DOWN for p in board._in)
     assert [p.pin for p in board._out] == [board.PINS[k] for k in ("red", "green", "blue")]
     assert board.test_kbd == [-1]  # Ctrl-C off as soon as the board file is imported

@@ -104,6 +104,21 @@ class Hub(Protocol):
 
     def result(self, result: CommandResult) -> None: ...
 
+    def sign_in(self, seat: str) -> SignIn | None:
+        """Who is signed in at the seat, None while the gateway does not know (yet)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """An agent signed in at a seat (`agent` their id), or nobody (`agent` None)."""
+
+    agent: str | None
+
+
+# what a seat's "already" reject (ErrorCode.ALREADY) means, per command: a success
+ALREADY = {Kind.RELEASED: "already released: the seat had released the call itself"}
+
 
 @dataclass(eq=False)
 class Request:
@@ -189,6 +204,7 @@ class SeatLink:
         self._settings_due = False
         # (board, boot, settings) last pushed in full; a seat keeps them in RAM until reboot
         self._configured: tuple[object, ...] | None = None
+        self._told: tuple[object, ...] | None = None  # board, boot, agent: the N last sent
         self._awaiting: dict[int, tuple[Request, float]] = {}  # acked, reject window open
         self._done: collections.OrderedDict[int, Request] = collections.OrderedDict()
         self._reboots = 0
@@ -646,6 +662,10 @@ class SeatLink:
                 self._settings_due = False
                 await self._push_settings()
                 continue
+            told = self._sign_in_due()
+            if told is not None:
+                await self._tell_sign_in(told)
+                continue
             if self._queue:
                 await self._send_request(self._queue.popleft())
                 continue
@@ -708,6 +728,28 @@ class SeatLink:
                 return
         self._configured = (self.board, self.boot, items)
 
+    def _sign_in_due(self) -> SignIn | None:
+        if self.binding is None or self._configured is None or self._configured[:2] != (
+                self.board, self.boot):  # fmt: skip
+            return None  # the settings first: a new boot has them from the gateway first
+        signed = self.hub.sign_in(self.binding.seat)
+        if signed is None or self._told == (self.board, self.boot, signed.agent):
+            return None
+        return signed
+
+    async def _tell_sign_in(self, signed: SignIn) -> None:
+        was = None if self._told is None or self._told[:2] != (self.board, self.boot) else (
+            self._told[2])  # fmt: skip
+        if was is not None and signed.agent is not None:
+            # another agent took the seat over: the one before is logged out first
+            if not await self._send_reliable(messages.agent_signed_in(False)):
+                return
+        if await self._send_reliable(messages.agent_signed_in(signed.agent is not None)):
+            self._told = (self.board, self.boot, signed.agent)
+
+    def sign_in_changed(self) -> None:
+        self._kick.set()
+
     async def _send_request(self, request: Request) -> None:
         if self.clock() >= request.deadline:
             self._result(request, "expired", detail="not delivered before its deadline")
@@ -753,10 +795,17 @@ class SeatLink:
 
     def _rejected(self, reject: Reject) -> Request | None:
         entry = self._awaiting.pop(reject.command_seq, None)
+        already = ALREADY.get(entry[0].command.kind) if entry is not None and (
+            reject.error is ErrorCode.ALREADY) else None  # fmt: skip
+        if entry is not None and already is not None:
+            self._result(entry[0], "done", detail=already)
+            return entry[0]
         if entry is not None:
             self._result(entry[0], "rejected", error=reject.error, field=reject.field)
             return entry[0]
         request = self._done.pop(reject.command_seq, None)
+        if request is not None and reject.error is ErrorCode.ALREADY:
+            return request  # "done" went out already, and that is what it was
         if request is not None:
             self._result(request, "rejected", error=reject.error, field=reject.field,
                          late=True)  # fmt: skip

@@ -38,6 +38,7 @@ from gateway.contract.payloads import (
     OfferCommand,
     Payload,
     Quarantine,
+    SeatAgent,
     SeatAvailability,
     SeatCommand,
     SetStateCommand,
@@ -51,7 +52,7 @@ from gateway.edge.drain import Drainer, DrainStats, bridge, broker_client
 from gateway.edge.drain_process import DrainConfig, DrainProcess
 from gateway.edge.firmware_update import FirmwareUpdates
 from gateway.edge.inventory import InventoryWatcher, SeatBinding
-from gateway.edge.link import LinkTuning, Request, SeatLink
+from gateway.edge.link import LinkTuning, Request, SeatLink, SignIn
 from gateway.edge.outbox import Outbox
 from gateway.edge.settings import EdgeSettings
 from gateway.edge.store import AsyncOutbox
@@ -100,6 +101,9 @@ class EdgeService:
         # in order: a follower sees every step of an update, not only the latest
         self._announce_due: collections.deque[tuple[str, Payload]] = collections.deque(
             maxlen=self.ANNOUNCE_MAX)
+        self.sign_ins: dict[str, SignIn] = {}  # seat -> from seat/{seat}/agent
+        self.sign_in_counts: collections.Counter[str] = collections.Counter()
+        self._sign_ins_from: float | None = None  # monotonic: first subscribed
         self.updates = FirmwareUpdates(gateway=self.gateway, topics=self.topics,
                                        links=self.links, backups=settings.firmware_backups,
                                        announce=self.announce)  # fmt: skip
@@ -124,6 +128,39 @@ class EdgeService:
         self._announced[topic] = payload
         self._announce_due.append((topic, payload))
         self._wake.set()
+
+    def sign_in(self, seat: str) -> SignIn | None:
+        if not self.settings.sign_in:
+            return None
+        known = self.sign_ins.get(seat)
+        if known is not None:
+            return known
+        since = self._sign_ins_from
+        if since is not None and time.monotonic() - since >= self.settings.sign_in_wait_s:
+            return SignIn(agent=None)  # no retained sign-in: nobody ever signed in there
+        return None
+
+    def _is_sign_in(self, topic: str) -> bool:
+        try:
+            return self.topics.parse(topic).spec.name == "seat_agent"
+        except TopicError:
+            return False
+
+    def _take_sign_in(self, topic: str, payload: bytes) -> None:
+        try:
+            seat = self.topics.parse(topic).ids["seat"]
+            change = SeatAgent.model_validate_json(payload)
+            if change.seat != seat:
+                raise ValueError(f"payload names seat {change.seat!r}, the topic {seat!r}")
+        except (TopicError, KeyError, ValueError) as exc:
+            self.sign_in_counts["invalid"] += 1  # nothing changes: the seat keeps what it had
+            log.warning("sign-in on %s refused: %s", topic, str(exc).splitlines()[0])
+            return
+        self.sign_in_counts["taken"] += 1
+        self.sign_ins[seat] = SignIn(agent=change.agent)
+        for link in self.links:
+            if link.seat == seat:
+                link.sign_in_changed()
 
     def result(self, result: CommandResult) -> None:
         self.commands[result.status] += 1
@@ -237,6 +274,11 @@ class EdgeService:
         self._sent.clear()  # everything retained goes out again
         self._quarantine_dirty = True
         await client.subscribe(self.topics.subscription("seat_cmd"), qos=1)
+        if self.settings.sign_in:
+            await client.subscribe(self.topics.subscription("seat_agent"), qos=1)
+            if self._sign_ins_from is None:
+                self._sign_ins_from = time.monotonic()
+                self._spawn(self._sign_in_wait_over(), "sign-in wait")
         await client.subscribe(self.topics.topic("firmware_cmd", gateway=self.gateway), qos=1)
         await self._retain(client, self.topics.gateway_status(self.gateway),
                            GatewayStatus(gateway=self.gateway, status="online",
@@ -369,10 +411,17 @@ class EdgeService:
             reconnects=self.mqtt.reconnects + (drain.reconnects if drain else 0),
             commands=commands, lost_results=self.lost_results,
             inventory_error=self.inventory.error,
-            firmware_updates=dict(sorted(self.updates.counts.items())), t=round(time.time(), 3),
+            firmware_updates=dict(sorted(self.updates.counts.items())),
+            sign_ins={k: self.sign_in_counts.get(k, 0) for k in ("taken", "invalid")},
+            t=round(time.time(), 3),
         )  # fmt: skip
 
     # --- commands ---------------------------------------------------------------------------
+
+    async def _sign_in_wait_over(self) -> None:
+        await asyncio.sleep(self.settings.sign_in_wait_s)
+        for link in self.links:
+            link.sign_in_changed()  # seats with no sign-in known are told "nobody" now
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         firmware_cmd = self.topics.topic("firmware_cmd", gateway=self.gateway)
@@ -380,6 +429,8 @@ class EdgeService:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             if str(message.topic) == firmware_cmd:
                 self.updates.request(payload)
+            elif self._is_sign_in(str(message.topic)):
+                self._take_sign_in(str(message.topic), payload)
             else:
                 self.command(str(message.topic), payload)
 

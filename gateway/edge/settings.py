@@ -64,6 +64,12 @@ class EdgeSettings(FileSettings):
     state_min_interval_s: Annotated[float, Field(ge=0, le=60)] = 0.5  # per seat
     drain_process: bool = True  # publish seat events from a second process (second core)
     answer_unknown_seats: bool = True  # False where several gateways share one site
+    # seats refuse their own login while nobody is signed in there (seat/{seat}/agent);
+    # False: the gateway never tells them, and a seat takes any login (a site without the API)
+    sign_in: bool = True
+    # after subscribing, how long to wait for the retained sign-ins before a seat that has
+    # none is told "nobody": never log out a signed-in agent on a slow broker
+    sign_in_wait_s: Annotated[float, Field(ge=0, le=60)] = 3.0
     results_max: Annotated[int, Field(ge=1)] = 10_000  # kept while the broker is away
 
     @field_validator("gateway", "site", "root")

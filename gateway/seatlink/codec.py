@@ -90,6 +90,7 @@ class Kind(enum.StrEnum):
     SETTINGS = "G"
     HELP = "U"
     MESSAGE = "M"
+    AGENT = "N"
     SYNC = "Q"
     PING = "I"
     EXIT = "Z"
@@ -155,16 +156,19 @@ class EventCode(enum.IntEnum):
     HOLD_OVER_LIMIT = 5  # a = ms on hold
     HELP = 6  # a = 1 asked / 0 cleared
     PENDING = 7  # a = pending state or -1 (none), b = its reason
-    HOOK = 8  # a = 1 off hook / 0 on hook
+    HOOK = 8  # a = 1 headset lifted off its hanger / 0 put back on it
+    LOGIN_REFUSED = 9  # a = 1: nobody is signed in at the seat (host N 0)
 
 
 class Why(enum.IntEnum):
     """What made a state change or a release (event a field)."""
 
-    BUTTON = 1
-    HOOK = 2
+    BUTTON = 1  # READY or WRAP
+    HOOK = 2  # the headset lifted off or put on its hanger
     TIMER = 3
     HOST = 4
+    ANSWER_BUTTON = 5  # the headset's call button (or the desk's)
+    AUTO_ANSWER = 6  # setting auto_answer_ms, with the headset lifted
 
 
 class ErrorCode(enum.IntEnum):
@@ -175,6 +179,7 @@ class ErrorCode(enum.IntEnum):
     OTHER_CALL = 3
     OUT_OF_RANGE = 4
     MISSING = 5
+    ALREADY = 6  # what the command asks holds already (L: released here first); a success
 
 
 class SnapshotFlag(enum.IntFlag):
@@ -212,6 +217,7 @@ class SettingKey(enum.IntEnum):
     DEBOUNCE_MS = 11
     STEP_MS = 12
     LONG_MS = 13
+    AUTO_ANSWER_MS = 14
 
     @property
     def spec(self) -> SettingSpec:
@@ -265,7 +271,7 @@ SETTINGS: dict[SettingKey, SettingSpec] = dict(
         _spec(SettingKey.HOLD_LIMIT_S, 30, 5, 600, "s", "hold over-limit alert",
               "S3 1.6: a single hold at most 30 s"),
         _spec(SettingKey.AWAY_S, 10, 0, 600, "s",
-              "headset on hook while Ready: Not Ready (away), 0 = off",
+              "headset on its hanger while Ready: Not Ready (away), 0 = off",
               "S0 (3): headset hung on the partition when away; grace is a setting"),
         _spec(SettingKey.IDLE_S, 1800, 0, 86400, "s",
               "idle in Not Ready: logged out, 0 = off",
@@ -279,6 +285,9 @@ SETTINGS: dict[SettingKey, SettingSpec] = dict(
               "engineering (button UI), not a seed rule"),
         _spec(SettingKey.LONG_MS, 3000, 1000, 10000, "ms", "READY held this long logs out",
               "engineering (button UI), not a seed rule"),
+        _spec(SettingKey.AUTO_ANSWER_MS, 0, 0, 10000, "ms",
+              "an offer with the headset lifted answers itself after this, 0 = off",
+              "S2 §二.2: the agent answers within three rings; off so the agent does"),
     ]
 )  # fmt: skip
 

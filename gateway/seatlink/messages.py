@@ -48,6 +48,7 @@ __all__ = [
     "cancel",
     "connected",
     "exit_to_repl",
+    "agent_signed_in",
     "help_flag",
     "message",
     "hold",
@@ -463,6 +464,12 @@ def settings(values: Mapping[SettingKey, int]) -> Command:
 def help_flag(on: bool) -> Command:
     """U: raise (True) or clear (False, a supervisor answered) the seat's help flag."""
     return Command(Kind.HELP, (int(on),))
+
+
+def agent_signed_in(signed_in: bool) -> Command:
+    """N: an agent is signed in at the seat (True) or nobody is (False). With nobody, the
+    seat logs out (pending during a call) and refuses its own login (event 9)."""
+    return Command(Kind.AGENT, (int(signed_in),))
 
 
 # a message's colours: the light's RGB bits as firmware/light.py sets them

@@ -11,16 +11,17 @@ from dataclasses import dataclass
 
 from gateway.firmware_host import FakeBoard, SeatSim
 
-# board inputs (bitmask)
-IN_HOOK, IN_READY, IN_WRAP, IN_HELP = 1, 2, 4, 8
+# board inputs (bitmask): HANGER reads 1 with the headset resting on it
+IN_HANGER, IN_READY, IN_WRAP, IN_HELP, IN_ANSWER = 1, 2, 4, 8, 16
 # agent states
 OUT, READY, NR, RING, TALK, HOLD, ACW = 0, 1, 2, 3, 4, 5, 6
 # Not Ready reasons the seat itself sets
 NOANS, AWAY, WRAP, SUP = 7, 8, 9, 10
 # event codes (E frames, first field)
-EV_STATE, EV_ANSWER, EV_RONA, EV_RELEASE, EV_HOLDMAX, EV_HELP, EV_PEND, EV_HOOK = range(1, 9)
+EV_STATE, EV_ANSWER, EV_RONA, EV_RELEASE, EV_HOLDMAX, EV_HELP, EV_PEND, EV_HOOK, EV_REFUSED = (
+    range(1, 10))  # fmt: skip
 # why a state changed
-BTN, HK, TMR, HOST = 1, 2, 3, 4
+BTN, HK, TMR, HOST, KEY, AUTO = 1, 2, 3, 4, 5, 6
 # light colours: bit0 red, bit1 green, bit2 blue
 OFF, R, G, B, Y, M, W = 0, 1, 2, 4, 3, 5, 7
 # slots of tx.L the tests read
@@ -28,8 +29,8 @@ L_COUNT, L_BAD, L_DROP, L_RETX, L_ERR = 1, 9, 10, 11, 12
 # settings keys (G frames)
 K_RING_LIMIT, K_RING_MS, K_MISS_LIMIT, K_ACW_S, K_ACW_STAY_NR = 1, 2, 3, 4, 5
 K_HOLD_REMIND_S, K_HOLD_LIMIT_S, K_AWAY_S, K_IDLE_S, K_HEARTBEAT_S = 6, 7, 8, 9, 10
-K_DEBOUNCE_MS, K_STEP_MS, K_LONG_MS = 11, 12, 13
-DEFAULTS = [0, 3, 5000, 1, 60, 0, 15, 30, 10, 1800, 5, 30, 2000, 3000]
+K_DEBOUNCE_MS, K_STEP_MS, K_LONG_MS, K_AUTO_ANSWER_MS = 11, 12, 13, 14
+DEFAULTS = [0, 3, 5000, 1, 60, 0, 15, 30, 10, 1800, 5, 30, 2000, 3000, 0]
 PASS_MS = 5  # the loop sleeps this long per pass
 
 
@@ -83,15 +84,19 @@ def decode(data: bytes, *, ms: int = 0) -> Frame:
     return Frame(ms, int(parts[0]), parts[1], tuple(parts[2:]))
 
 
-def light_ok(rgb: int, *, base: int, ph: int, pending: bool, helping: bool, up: bool) -> bool:
+def light_ok(rgb: int, *, base: int, ph: int, pending: bool, helping: bool, up: bool,
+             message: int = 0) -> bool:  # fmt: skip
     """The light may show the state's colour, or an overlay only inside its window of the
-    2 s cycle: blue pip (pending change) 0-200 ms, magenta (help) 1000-1300 ms, white (link
-    down) 1600-1700 ms. Later overlays win, so inside a window only its colour or a later
-    one is allowed."""
+    2 s cycle: blue pip (pending change) 0-200 ms, a message's colour (a supervisor's, or red
+    for a refused login) 400-900 ms, magenta (help) 1000-1300 ms, white (link down)
+    1600-1700 ms. Later overlays win, so inside a window only its colour or a later one is
+    allowed."""
     if not up and 1600 <= ph < 1700:
         return rgb == W
     if helping and 1000 <= ph < 1300:
         return rgb == M
+    if message and 400 <= ph < 900:
+        return rgb == message
     if pending and ph < 200:
         return rgb == B
     return rgb == base
@@ -178,7 +183,8 @@ class Seat:
         self.release(bits, after_ms)
 
     def hook(self, off: bool) -> None:
-        (self.press if off else self.release)(IN_HOOK)
+        """off: the agent lifts the headset off its hanger; else hangs it back."""
+        (self.release if off else self.press)(IN_HANGER)
 
     # --- host --------------------------------------------------------------------------
     def send(self, kind: str, *fields: int | str, seq: int | None = None, ms: int = 20) -> int:

@@ -16,7 +16,7 @@ from hypothesis.stateful import (
     rule,
 )
 from seat_helpers import (
-    IN_HOOK,
+    IN_HANGER,
     IN_READY,
     L_COUNT,
     L_ERR,
@@ -31,14 +31,14 @@ from seat_helpers import (
 
 from gateway.firmware_host import FakeBoard
 
-ST, RS, CALL, T, OVER, HELPING, PST = 0, 1, 2, 3, 10, 8, 14
+ST, RS, CALL, T, OVER, HELPING, PST, MSG = 0, 1, 2, 3, 10, 8, 14, 18
 L_NEXT, L_UP = 2, 17
 V_HOLD_REMIND_S, V_HEARTBEAT_S = 6, 10
 QUEUE_SIZE, FRAME_MAX = 10, 96
 
 CALLS = st.sampled_from([1, 7, 4711, 99_999_999])
-# key/value pairs around every setting's range (keys 0 and 14 do not exist)
-SETTING = st.tuples(st.integers(0, 14), st.sampled_from([0, 1, 2, 5, 30, 300, 1000, 5000, 86_400]))
+# key/value pairs around every setting's range (keys 0 and 15 do not exist)
+SETTING = st.tuples(st.integers(0, 15), st.sampled_from([0, 1, 2, 5, 30, 300, 1000, 5000, 86_400]))
 
 
 def host_command() -> st.SearchStrategy[tuple[str, tuple[int, ...]]]:
@@ -54,6 +54,7 @@ def host_command() -> st.SearchStrategy[tuple[str, tuple[int, ...]]]:
         st.tuples(st.just("G"), st.lists(SETTING, min_size=1, max_size=3).map(
             lambda kv: tuple(x for pair in kv for x in pair))),
         st.tuples(st.just("U"), st.tuples(st.integers(0, 1))),
+        st.tuples(st.just("N"), st.tuples(st.integers(0, 2))),  # 2: out of range
         st.tuples(st.just("Q"), st.just(())),
         st.tuples(st.just("Z"), st.tuples(st.integers(0, 24_230))),  # never the real magic
         st.tuples(st.just("J"), st.tuples(st.integers(0, 9))),  # unknown command
@@ -68,7 +69,8 @@ def check_light(board: FakeBoard, seat: Seat) -> None:
     ph = (board.ms - seat.sim.start_ms) % 2000
     base = state_colour(S[ST], S[T], over=bool(S[OVER]), remind_ms=V[V_HOLD_REMIND_S] * 1000)
     up = L[L_UP] < 3000 * V[V_HEARTBEAT_S]
-    ok = light_ok(rgb, base=base, ph=ph, pending=S[PST] >= 0, helping=bool(S[HELPING]), up=up)
+    ok = light_ok(rgb, base=base, ph=ph, pending=S[PST] >= 0, helping=bool(S[HELPING]), up=up,
+                  message=S[MSG])  # fmt: skip
     assert ok, f"light {rgb} at {board.ms} ms (ph {ph}) in state {S[:4]}, base {base}, up {up}"
 
 
@@ -82,8 +84,8 @@ class RandomSeat(RuleBasedStateMachine):
 
     @initialize(login=st.booleans(), headset_on=st.booleans())
     def boot(self, login: bool, headset_on: bool) -> None:
-        if headset_on:
-            self.seat.board.press(IN_HOOK)
+        if headset_on:  # worn: lifted off its hanger
+            self.seat.board.release(IN_HANGER)
             self.seat.sim.advance(50)
         if login:
             self.agent_taps_ready(50, 50)
@@ -95,7 +97,7 @@ class RandomSeat(RuleBasedStateMachine):
     def advance(self, ms: int) -> None:
         self.seat.sim.advance(ms)
 
-    @rule(bits=st.integers(1, 15), hold=st.sampled_from([0, 10, 40, 400, 3100]))
+    @rule(bits=st.integers(1, 31), hold=st.sampled_from([0, 10, 40, 400, 3100]))
     def toggle_inputs(self, bits: int, hold: int) -> None:
         self.seat.board.levels ^= bits
         self.seat.sim.advance(hold)
@@ -109,7 +111,7 @@ class RandomSeat(RuleBasedStateMachine):
 
     @rule(ms=st.sampled_from([50, 1000, 12_000]))
     def agent_toggles_hook(self, ms: int) -> None:
-        self.seat.board.levels ^= IN_HOOK
+        self.seat.board.levels ^= IN_HANGER
         self.seat.sim.advance(ms)
 
     @rule(cmd=host_command())
@@ -129,7 +131,8 @@ class RandomSeat(RuleBasedStateMachine):
         self.seat.send("O", call, *((2, 1000) if short else ()), ms=30)
 
     @rule(kv=st.sampled_from([(4, 0), (4, 3), (5, 1), (5, 0), (3, 2), (7, 5), (8, 0), (8, 2),
-                              (9, 5), (10, 1), (11, 0), (12, 300), (13, 1000)]))
+                              (9, 5), (10, 1), (11, 0), (12, 300), (13, 1000),
+                              (14, 0), (14, 3000)]))
     def host_sets_a_setting_in_range(self, kv: tuple[int, int]) -> None:
         self.seat.send("G", *kv, ms=30)
 

@@ -481,8 +481,8 @@ def test_settings_out_of_range_rejected_naming_the_key_and_nothing_changes(seat:
     # all or nothing: a good key before a bad one is not applied either
     seq2 = seat.send("G", K_RING_LIMIT, 5, K_MISS_LIMIT, 11)
     assert [f.ints for f in seat.of_kind("X")][-1] == (seq2, 4, K_MISS_LIMIT)
-    seq3 = seat.send("G", 14, 1)  # no such key
-    assert [f.ints for f in seat.of_kind("X")][-1] == (seq3, 4, 14)
+    seq3 = seat.send("G", 15, 1)  # no such key
+    assert [f.ints for f in seat.of_kind("X")][-1] == (seq3, 4, 15)
     seq4 = seat.send("G", K_RING_LIMIT)  # a key without its value
     assert [f.ints for f in seat.of_kind("X")][-1] == (seq4, 5, 0)
     assert seat.sim.V == DEFAULTS

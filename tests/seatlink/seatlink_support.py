@@ -74,7 +74,7 @@ class FakeBoard:
         self.STORE = str(store) + "/"
         self.UID = bytes.fromhex("1234abcd")
         self.sock = sock
-        self.pins = 0
+        self.pins = 1  # input levels: the headset on its hanger (bit 0), nothing pressed
         self.lights: list[int] = []
         self.kbd_calls: list[int] = []
         self.written = bytearray()

@@ -77,9 +77,9 @@ def test_states_reasons_events_why_match_seat() -> None:
         Reason.WRAP,
         Reason.SUPERVISOR,
     ]
-    events = ("STATE", "ANSWER", "RONA", "RELEASE", "HOLDMAX", "HELP", "PEND", "HOOK")
+    events = ("STATE", "ANSWER", "RONA", "RELEASE", "HOLDMAX", "HELP", "PEND", "HOOK", "REFUSED")
     assert [SEAT[n] for n in events] == [e.value for e in EventCode]
-    assert [SEAT[n] for n in ("BTN", "HK", "TMR", "HOST")] == [w.value for w in Why]
+    assert [SEAT[n] for n in ("BTN", "HK", "TMR", "HOST", "KEY", "AUTO")] == [w.value for w in Why]
 
 
 def test_kind_letters_match_the_firmware() -> None:
@@ -103,6 +103,7 @@ def test_kind_letters_match_the_firmware() -> None:
         Kind.SETTINGS: host["SETTINGS"],
         Kind.HELP: host["HELPCMD"],
         Kind.MESSAGE: host["MESSAGE"],
+        Kind.AGENT: host["AGENT"],
     }
     assert rx["ACK"] == tx["ACKF"]
     assert {k: chr(v) for k, v in letters.items()} == {k: k.value for k in letters}

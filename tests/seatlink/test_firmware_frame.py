@@ -40,7 +40,7 @@ HANDLED = {
     chr(v)
     for module, names in (("rx", ("ACK", "PING", "SYNC", "EXIT")),
                           ("host", ("OFFER", "CANCEL", "CONNECTED", "HOLDCMD", "RELEASED",
-                                    "SETSTATE", "SETTINGS", "HELPCMD", "MESSAGE")))
+                                    "SETSTATE", "SETTINGS", "HELPCMD", "MESSAGE", "AGENT")))
     for name, v in firmware_constants(module).items() if name in names
 }  # fmt: skip
 

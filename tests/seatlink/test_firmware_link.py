@@ -110,11 +110,11 @@ def test_hook_answers_and_releases(seat: Seat) -> None:
     session.send(messages.set_state(State.READY))
     session.send(messages.offer(7))
     event(session, EventCode.STATE, state=State.RINGING)
-    board.pins = 1  # headset off hook
+    board.pins = 0  # the headset lifted off its hanger
     assert event(session, EventCode.HOOK).on is True
     event(session, EventCode.ANSWERED, call=7)
     event(session, EventCode.STATE, state=State.TALKING, why=Why.HOOK)
-    board.pins = 0
+    board.pins = 1  # and put back
     assert event(session, EventCode.HOOK).on is False
     event(session, EventCode.RELEASED, why=Why.HOOK)
     event(session, EventCode.STATE, state=State.ACW)
@@ -157,7 +157,7 @@ def test_state_asked_for_during_a_call_is_pending(seat: Seat) -> None:
         (Kind.SET_STATE, [2], ErrorCode.OUT_OF_RANGE, 2),  # Not Ready needs a reason
         (Kind.SET_STATE, [3], ErrorCode.OUT_OF_RANGE, 1),
         (Kind.SETTINGS, [4, 45, 1, 99], ErrorCode.OUT_OF_RANGE, 1),  # G: the field is the key
-        (Kind.SETTINGS, [14, 1], ErrorCode.OUT_OF_RANGE, 14),
+        (Kind.SETTINGS, [15, 1], ErrorCode.OUT_OF_RANGE, 15),
         (Kind.SETTINGS, [4], ErrorCode.MISSING, 0),
         (Kind.HELP, [], ErrorCode.MISSING, 1),
         (Kind.EXIT, [1], ErrorCode.UNKNOWN, 0),  # wrong magic: treated as unknown
@@ -243,7 +243,7 @@ def test_garbage_and_oversized_lines_are_counted_bad(seat: Seat) -> None:
 def test_seat_resends_what_is_not_acked(seat: Seat) -> None:
     session = open_session(seat)
     drain(session)
-    seat[1].fw.board.pins = 1  # off hook: an event while the host is not reading
+    seat[1].fw.board.pins = 0  # the headset lifted: an event while the host is not reading
     time.sleep(1.0)  # no reads, no acks: the seat times out and resends (300 ms, then 600)
     event(session, EventCode.HOOK, on=True)
     drain(session)
@@ -273,7 +273,7 @@ def test_queue_overflow_collapses_into_a_snapshot(seat: Seat) -> None:
     board = seat[1].fw.board
     board.link_up = False  # the cable is out: the host hears nothing, acks nothing
     for i in range(12):  # 12 hook events for a queue of 10
-        board.pins = (i + 1) % 2
+        board.pins = i % 2  # lifted, hung up, ...
         time.sleep(0.06)
     assert seat[1].counters["drop"] == 10
     board.link_up = True
@@ -294,7 +294,7 @@ def test_a_host_that_missed_the_hello_learns_the_board_from_a_heartbeat(seat: Se
     while port.read(4096):  # ...and so is what it wrote before
         pass
     for i in range(12):  # the hello, the snapshot and 12 hook events for a queue of 10
-        board.pins = (i + 1) % 2
+        board.pins = i % 2  # lifted, hung up, ...
         time.sleep(0.06)
     assert running.counters["drop"] == 10  # the hello went with the collapse
     board.link_up = True
