@@ -208,6 +208,8 @@ class GatewayHealth(Payload):
     inventory_error: str | None
     # remote updates: jobs taken, invalid jobs, and seats by outcome (done, rolled_back, ...)
     firmware_updates: dict[str, int] = {}
+    # seat/{seat}/agent messages: taken, and invalid (refused, nothing changed)
+    sign_ins: dict[str, int] = {}
     t: float
 
 
