@@ -110,6 +110,13 @@ class Outbound:
                 raise ValueError(f"campaign {c.name} ({path}): no queue {c.queue!r}")
             if c.name in self.runs:
                 raise ValueError(f"campaign {c.name} twice ({path})")
+            if c.ring_limit > acd.outbound_rings:
+                # Refused now, not at the first dial: that dial would fail after its number
+                # was claimed, and each restart would lose one more number the same way.
+                raise ValueError(
+                    f"campaign {c.name} ({path}): ring_limit {c.ring_limit} is above "
+                    f"outbound_rings {acd.outbound_rings} (seed 003)"
+                )
             self.runs[c.name] = self._resume(c, Pacer(target_drop_rate, max_ratio=c.max_ratio))
 
     def _resume(self, c: Campaign, pacer: Pacer) -> _Run:

@@ -169,9 +169,9 @@ def test_seatlink_pbx_refuses_a_damaged_store_before_it_connects(tmp_path: Path)
 # --- the dialer on the store ---------------------------------------------------------------
 
 
-def write_campaign(path: Path, numbers: list[str]) -> Path:
+def write_campaign(path: Path, numbers: list[str], ring_limit: int = 1) -> Path:
     path.write_text('name = "renewals"\ncaller_id = "+862160000000"\nqueue = "sales"\n'
-                    "ring_limit = 1\n" + "".join(f'[[number]]\nnumber = "{n}"\n'
+                    f"ring_limit = {ring_limit}\n" + "".join(f'[[number]]\nnumber = "{n}"\n'
                                                  for n in numbers))  # fmt: skip
     return path
 
@@ -267,3 +267,14 @@ def test_a_denied_number_is_taken_and_the_gate_not_asked_again(tmp_path: Path) -
     assert again.placed == [C]
     asked = [d.decision.number for d in again.out.decisions.recent(10)]
     assert sorted(asked) == [A, B, C]  # one decision each, across the two runs
+
+
+def test_a_campaign_ringing_longer_than_the_pbx_allows_is_refused_at_start(
+        tmp_path: Path) -> None:  # fmt: skip
+    # Else its first dial fails after the claim, and every restart loses one more number.
+    with pytest.raises(ValueError, match="ring_limit 8 is above outbound_rings 6"):
+        Outbound(pbx="p1", acd=Acd(pbx="p1", queues={"sales": ["s1"]}),
+                 compliance=Compliance(dnc=tmp_path / "dnc.db"), callees=Callees(),
+                 campaigns=[write_campaign(tmp_path / "renewals.toml", [A], ring_limit=8)],
+                 store=tmp_path / "pbx.db", rng=random.Random(1),
+                 publish=lambda m: None)  # fmt: skip
