@@ -1,15 +1,18 @@
-"""Attendance from the seats' login periods and the shift schedule (docs/attendance.md).
+"""Attendance from the agents' login periods and the shift schedule (docs/attendance.md).
 
 Pure: no I/O and no clock. Every time is an argument, and the same intervals give the same
 report whatever order or how often the seat events arrived (kpi.state_intervals drops
 repeats and orders them). Three steps:
 
-1. `login_periods(intervals)`: each seat's time logged in (any state but `logged_out`),
-   touching intervals merged.
-2. `attendance(schedule, intervals, start, end, until=...)`: one `ShiftAttendance` per
+1. `agent_intervals(intervals, sign_ins)`: the seats' state intervals as each agent's, the
+   parts of them when the agent was signed in at the seat (`seat/{seat}/agent`, issue 19):
+   an agent who moves seats is one timeline; time with nobody signed in is no one's.
+   `login_periods(...)` of those: each agent's time logged in (any state but
+   `logged_out`), touching intervals merged (a move from seat to seat is one login).
+2. `attendance(schedule, intervals, start, end, sign_ins=..., until=...)`: one `ShiftAttendance` per
    shift: first login, last logout, late and early-leave seconds, gaps, time logged in after
    the end, absence.
-3. `monthly(schedule, intervals, year, month, until=...)`: one `AgentMonth` per agent, with
+3. `monthly(schedule, intervals, year, month, sign_ins=..., until=...)`: one `AgentMonth` per agent, with
    the month's and the year's counts and the rules' flags; `monthly_csv`, `shifts_csv` and
    `monthly_html` write them for HR.
 
@@ -29,7 +32,7 @@ from datetime import date, datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from gateway.core.kpi import StateInterval
+from gateway.core.kpi import SignIns, StateInterval
 from gateway.core.schedule import Agent, Rules, Schedule, Shift
 
 REVIEW = "flag for HR review: "
@@ -40,11 +43,23 @@ _NEVER = float("inf")
 # --- login periods -----------------------------------------------------------------------------
 
 
+def agent_intervals(intervals: Iterable[StateInterval],
+                    sign_ins: SignIns) -> list[StateInterval]:  # fmt: skip
+    """The seats' intervals as the agents': each cut where the agent signed in at its seat
+    changes, `seat` holding the agent id; the parts with nobody signed in are left out."""
+    out: list[StateInterval] = []
+    for iv in intervals:
+        for start, end, agent in sign_ins.split(iv.seat, iv.start, iv.end):
+            if agent is not None and end > start:
+                out.append(StateInterval(agent, iv.state, iv.reason, start, end, iv.call))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class LoginPeriod:
-    """A seat logged in (any state but `logged_out`) over [start, end)."""
+    """An agent (or, given seat intervals, a seat) logged in over [start, end)."""
 
-    seat: str
+    seat: str  # the key of the intervals given: the agent id from agent_intervals
     start: float
     end: float
 
@@ -195,11 +210,13 @@ def attendance(
     start: date,
     end: date,
     *,
+    sign_ins: SignIns,
     until: float | None = None,
     since: float | None = None,
 ) -> list[ShiftAttendance]:
     """Every agent's shifts of the days [start, end) (a shift's day is the day it starts),
-    by agent and start.
+    by agent and start, from the seats' intervals and who was signed in at them
+    (`sign_ins`).
 
     `until`: the time the intervals run to (state_intervals' `until`). Shifts not over by
     then are left out, and a login still going then is open (no logout). None: the
@@ -208,11 +225,11 @@ def attendance(
     earliest start among the intervals (with none, nothing is judged)."""
     spans = list(intervals)
     since = _covered_from(spans) if since is None else since
-    logins = {s: _Logins(p) for s, p in login_periods(spans).items()}
+    logins = {a: _Logins(p) for a, p in login_periods(agent_intervals(spans, sign_ins)).items()}
     out: list[ShiftAttendance] = []
     for agent in sorted(schedule.agents, key=lambda a: a.id):
-        seat = logins.get(agent.seat, _Logins([]))
-        out.extend(_agent_rows(schedule, agent, seat, start, end, until, since))
+        mine = logins.get(agent.id, _Logins([]))
+        out.extend(_agent_rows(schedule, agent, mine, start, end, until, since))
     return out
 
 
@@ -310,7 +327,7 @@ class AgentMonth:
     counts a shift both late and early twice; `shifts` leaves out leave."""
 
     agent: str
-    seat: str
+    seats: str  # the seats the agent was signed in at in the month, space-separated
     name: str
     zone: str  # the schedule's zone: the reports show local times
     year: int
@@ -354,6 +371,7 @@ def monthly(
     year: int,
     month: int,
     *,
+    sign_ins: SignIns,
     until: float | None = None,
     since: float | None = None,
 ) -> list[AgentMonth]:
@@ -365,17 +383,21 @@ def monthly(
     end = date(year + month // 12, month % 12 + 1, 1)
     spans = list(intervals)
     since = _covered_from(spans) if since is None else since
-    logins = {s: _Logins(p) for s, p in login_periods(spans).items()}
+    logins = {a: _Logins(p) for a, p in login_periods(agent_intervals(spans, sign_ins)).items()}
+    tz = schedule.tz
+    month_start = datetime.combine(first, datetime.min.time(), tzinfo=tz).timestamp()
+    month_end = datetime.combine(end, datetime.min.time(), tzinfo=tz).timestamp()
     out = []
     for agent in sorted(schedule.agents, key=lambda a: a.id):
-        seat = logins.get(agent.seat, _Logins([]))
-        rows = _agent_rows(schedule, agent, seat, report_start(year, month), end, until, since)
-        out.append(_agent_month(schedule, agent, rows, first, since))
+        mine = logins.get(agent.id, _Logins([]))
+        rows = _agent_rows(schedule, agent, mine, report_start(year, month), end, until, since)
+        seats = " ".join(sign_ins.seats_of(agent.id, month_start, month_end))
+        out.append(_agent_month(schedule, agent, rows, first, since, seats))
     return out
 
 
 def _agent_month(schedule: Schedule, agent: Agent, rows: list[ShiftAttendance],
-                 first: date, since: float) -> AgentMonth:  # fmt: skip
+                 first: date, since: float, seats: str) -> AgentMonth:  # fmt: skip
     rules, checked = schedule.rules, schedule.arrival_min(agent) is not None
     in_month = [r for r in rows if r.shift.day >= first]
     t = _Tally.of(in_month, rules, checked)
@@ -388,7 +410,7 @@ def _agent_month(schedule: Schedule, agent: Agent, rows: list[ShiftAttendance],
     run = _longest_run(rows, first)
     total = t.absence_days if rules.absent_total_period == "month" else year_absence
     month = AgentMonth(
-        agent=agent.id, seat=agent.seat, name=agent.name, zone=schedule.zone,
+        agent=agent.id, seats=seats, name=agent.name, zone=schedule.zone,
         year=first.year, month=first.month, shifts=t.shifts, attended=t.attended,
         leave=t.leave, absences=t.absences, late=t.late, early=t.early,
         half_days=t.half_days, absence_for_late_early=t.converted,
@@ -459,14 +481,14 @@ def _with_flags(m: AgentMonth, rules: Rules, total: int) -> AgentMonth:
 # --- reports -----------------------------------------------------------------------------------
 
 MONTH_COLUMNS = (
-    "agent", "seat", "name", "year", "month", "shifts", "attended", "leave", "absences",
+    "agent", "seats", "name", "year", "month", "shifts", "attended", "leave", "absences",
     "late", "early", "late_early", "half_days", "absence_for_late_early", "absence_days",
     "year_late_early", "year_absence_days", "longest_absence_run", "overtime_s",
     "forgot_logout", "early_arrival_missed", "flag_year_late_early",
     "flag_consecutive_absence", "flag_total_absence", "flags",
 )  # fmt: skip
 SHIFT_COLUMNS = (
-    "agent", "seat", "name", "day", "start", "end", "leave", "absent", "first_login",
+    "agent", "seats", "name", "day", "start", "end", "leave", "absent", "first_login",
     "last_logout", "late_s", "early_s", "half_days", "gap_s", "gaps", "overtime_s",
     "still_logged_in_after_end", "logged_in_at_until", "carried_over", "early_arrival",
 )  # fmt: skip
@@ -499,7 +521,7 @@ def _shift_record(m: AgentMonth, r: ShiftAttendance, tz: ZoneInfo) -> dict[str, 
 
     gaps = " ".join(f"{iso(g.start)}/{iso(g.end)}" for g in r.gaps)
     return {
-        "agent": m.agent, "seat": m.seat, "name": m.name, "day": r.shift.day.isoformat(),
+        "agent": m.agent, "seats": m.seats, "name": m.name, "day": r.shift.day.isoformat(),
         "start": iso(r.shift.start), "end": iso(r.shift.end), "leave": r.leave,
         "absent": r.absent, "first_login": iso(r.first_login),
         "last_logout": iso(r.last_logout), "late_s": r.late_s, "early_s": r.early_s,
@@ -575,11 +597,11 @@ def _coverage(m: AgentMonth | None) -> str:
 
 
 def _summary(months: Sequence[AgentMonth]) -> str:
-    head = ("Agent", "Seat", "Name", "Shifts", "Attended", "Leave", "Absent", "Late",
+    head = ("Agent", "Seats", "Name", "Shifts", "Attended", "Leave", "Absent", "Late",
             "Early", "Half days", "Absence days", "Year late/early", "Flags")  # fmt: skip
     rows = []
     for m in months:
-        cells = (m.agent, m.seat, m.name, m.shifts, m.attended, m.leave, m.absences, m.late,
+        cells = (m.agent, m.seats, m.name, m.shifts, m.attended, m.leave, m.absences, m.late,
                  m.early, m.half_days, m.absence_days, m.year_late_early, len(m.flags))  # fmt: skip
         rows.append(_tr(cells))
     return "<h2>Summary</h2>" + _table(head, rows)
@@ -587,7 +609,8 @@ def _summary(months: Sequence[AgentMonth]) -> str:
 
 def _agent_section(m: AgentMonth) -> str:
     tz = ZoneInfo(m.zone)
-    label = f"{m.name} ({m.agent}, seat {m.seat})" if m.name else f"{m.agent} (seat {m.seat})"
+    where = f"seats {m.seats}" if m.seats else "signed in at no seat"
+    label = f"{m.name} ({m.agent}, {where})" if m.name else f"{m.agent} ({where})"
     flags = "".join(f'<li class="flag">{_e(f)}</li>' for f in m.flags) or "<li>no flags</li>"
     head = ("Day", "Shift", "First login", "Last logout", "Late", "Early leave", "Gaps",
             "After end", "Notes")  # fmt: skip

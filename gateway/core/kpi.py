@@ -285,6 +285,11 @@ class SignIns:
         """A sample at a seat with nobody signed in (for its agent's time)."""
         return seen.seat is not None and self.agent_at(seen.seat, seen.owner_t) is None
 
+    def seats_of(self, agent: str, start: float, end: float) -> list[str]:
+        """The seats `agent` was signed in at during [start, end), sorted."""
+        return sorted(seat for seat in self._seats
+                      if any(who == agent for _, _, who in self.split(seat, start, end)))
+
     def last_change(self, seat: str) -> float | None:
         changes = self._seats.get(seat)
         return changes[-1][0] if changes else None

@@ -102,5 +102,7 @@ def attendance_months(store_url: str, schedule_path: Path, year: int, month: int
     with open_store(store_url) as store:
         seats = [m for e in store.events(kind="seat", since=start.timestamp() - 86400, until=end)
                  if isinstance(m := e.model(), SeatEvent)]  # fmt: skip
+        sign_ins = SignIns((c.seat, c.agent, c.t, c.id) for c in store.sign_ins(
+            since=start.timestamp() - 86400, until=end))  # fmt: skip
     intervals = state_intervals(seats, until=end)
-    return monthly(schedule, intervals, year, month, until=end)
+    return monthly(schedule, intervals, year, month, sign_ins=sign_ins, until=end)

@@ -1,10 +1,15 @@
-"""The shift schedule: who works at which seat, when, and the attendance rules' settings.
+"""The shift schedule: which agent works when, and the attendance rules' settings.
 
 The schedule file is TOML (docs/attendance.md): the site's time zone, the rules (every one
 optional, seed defaults) and one `[[agent]]` per agent with a weekly pattern and per-date
 changes (another shift, a day off, approved leave). Loading is all or nothing: every problem
 found is listed in one `ScheduleError` naming the agent, date and key, and no schedule is
 returned.
+
+The schedule names agents (their agent ids, the accounts' `agent`), not seats: agents sign in
+at any seat (`seat/{seat}/agent`, issue 19), and an agent's attendance and after-shift alert
+follow the agent. A file of the old format, with a `seat` per agent, is refused, saying so:
+nothing in it is guessed.
 
 Shift times are the site's wall clock: a shift is turned into Unix seconds in the zone, so
 it is as long as the clock says, 23 or 25 hours' days included. A shift that ends at or
@@ -32,7 +37,10 @@ MAX_PROBLEMS_SHOWN = 20
 LOOKBACK_DAYS = 7  # how far back previous_shift looks: a week covers any rota's rest days
 
 _TOP_KEYS = ("zone", "site", "rules", "agent")
-_AGENT_KEYS = ("id", "seat", "name", "hotline", "week", "since", "until", "days")
+_AGENT_KEYS = ("id", "name", "hotline", "week", "since", "until", "days")
+OLD_SEAT = ("seat: the schedule names agents, not seats (issue 19): an agent signs in at any "
+            "seat and its attendance follows it; remove `seat` (the id is the agent id of "
+            "the agent's account)")
 _TIME = re.compile(r"(\d{2}):(\d{2})")
 _SLOT = re.compile(r"\s*(\d{2}:\d{2})\s*-\s*(\d{2}:\d{2})\s*")
 _PATTERN = re.compile(r"\s*(\S+)\s+(.+?)\s*")
@@ -106,10 +114,9 @@ class DayPlan:
 
 @dataclass(frozen=True, slots=True)
 class Agent:
-    """An agent, known by the seat they work at until personal accounts exist (issue 6)."""
+    """An agent, by the agent id of its account (wherever it signs in)."""
 
     id: str
-    seat: str
     name: str = ""
     hotline: bool = False
     week: tuple[tuple[Slot, ...], ...] = ((),) * 7  # Monday first
@@ -131,7 +138,6 @@ class Shift:
     starts on; `leave`: approved leave covers it."""
 
     agent: str
-    seat: str
     day: date
     start: float
     end: float
@@ -152,14 +158,12 @@ class Schedule:
     rules: Rules = Rules()
     site: str = ""
     _by_id: dict[str, Agent] = field(init=False, repr=False, compare=False)
-    _by_seat: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _tz: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # frozen: the lookups are set once, here
         object.__setattr__(self, "_tz", ZoneInfo(self.zone))
         object.__setattr__(self, "_by_id", {a.id: a for a in self.agents})
-        object.__setattr__(self, "_by_seat", {a.seat: a for a in self.agents})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "schedule") -> Schedule:
@@ -190,9 +194,6 @@ class Schedule:
         except KeyError:
             raise KeyError(f"agent {agent_id!r} is not in the schedule") from None
 
-    def agent_at(self, seat: str) -> Agent | None:
-        return self._by_seat.get(seat)
-
     def arrival_min(self, agent: Agent) -> int | None:
         """Minutes a hotline agent arrives before the start (S4 服务热线 13), None when the
         agent is no hotline staff."""
@@ -208,34 +209,33 @@ class Schedule:
             day += timedelta(days=1)
         return sorted(out, key=lambda s: s.start)
 
-    def shift_at(self, seat: str, t: float) -> Shift | None:
-        """The seat's agent's working shift (not leave) going on at `t`, if any."""
-        for shift in self._around(seat, t, 1):
+    def shift_at(self, agent: str, t: float) -> Shift | None:
+        """The agent's working shift (not leave) going on at `t`, if any."""
+        for shift in self._around(agent, t, 1):
             if t in shift and not shift.leave:
                 return shift
         return None
 
-    def shift_end(self, seat: str, t: float) -> float | None:
-        """The end of the working shift the seat is on at `t`, or None: the `shift_end` that
-        core.alerts asks (pass `schedule.shift_end`)."""
-        shift = self.shift_at(seat, t)
+    def shift_end(self, agent: str, t: float) -> float | None:
+        """The end of the working shift the agent is on at `t`, or None."""
+        shift = self.shift_at(agent, t)
         return None if shift is None else shift.end
 
-    def previous_shift(self, seat: str, t: float) -> Shift | None:
-        """The seat's agent's latest working shift over by `t` (a week back at most)."""
-        over = [s for s in self._around(seat, t, LOOKBACK_DAYS) if s.end <= t and not s.leave]
+    def previous_shift(self, agent: str, t: float) -> Shift | None:
+        """The agent's latest working shift over by `t` (a week back at most)."""
+        over = [s for s in self._around(agent, t, LOOKBACK_DAYS) if s.end <= t and not s.leave]
         return max(over, key=lambda s: s.end, default=None)
 
-    def off_shift_since(self, seat: str, t: float) -> float | None:
-        """For an alert on a seat logged in at `t`: when its agent's last shift ended, if no
-        shift is going on at `t`; None during a shift or with no shift in the past week."""
-        if self.shift_at(seat, t) is not None:
+    def off_shift_since(self, agent: str, t: float) -> float | None:
+        """For an alert on an agent logged in at `t`: when its last shift ended, if no shift
+        is going on at `t`; None during a shift or with no shift in the past week."""
+        if self.shift_at(agent, t) is not None:
             return None
-        last = self.previous_shift(seat, t)
+        last = self.previous_shift(agent, t)
         return None if last is None else last.end
 
-    def _around(self, seat: str, t: float, days_back: int) -> list[Shift]:
-        agent = self.agent_at(seat)
+    def _around(self, agent_id: str, t: float, days_back: int) -> list[Shift]:
+        agent = self._by_id.get(agent_id)
         if agent is None:
             return []
         today = datetime.fromtimestamp(t, self.tz).date()
@@ -246,7 +246,7 @@ class Schedule:
         for slot in plan.slots:
             start, end = self._instant(day, slot.start), self._instant(day, slot.end)
             if end > start:  # a shift wholly inside the hour skipped in spring is no time
-                yield Shift(agent.id, agent.seat, day, start, end, plan.leave)
+                yield Shift(agent.id, day, start, end, plan.leave)
 
     def _instant(self, day: date, minutes: int) -> float:
         # fold 0: in the repeated autumn hour the first pass; in the skipped spring hour the
@@ -330,13 +330,11 @@ def _agents(value: Any, rules: Rules, problems: list[str]) -> list[Agent]:
         problems.append("agent must be an array of tables ([[agent]])")
         return []
     agents = [a for i, raw in enumerate(value) if (a := _agent(i, raw, rules, problems))]
-    for attr in ("id", "seat"):
-        seen: set[str] = set()
-        for a in agents:
-            key = getattr(a, attr)
-            if key in seen:
-                problems.append(f"agent {a.id}: {attr} {key!r} is given to another agent too")
-            seen.add(key)
+    seen: set[str] = set()
+    for a in agents:
+        if a.id in seen:
+            problems.append(f"agent {a.id}: id {a.id!r} is given to another agent too")
+        seen.add(a.id)
     return agents
 
 
@@ -344,11 +342,12 @@ def _agent(i: int, raw: Mapping[str, Any], rules: Rules, problems: list[str]) ->
     agent_id = raw.get("id")
     where = f"agent {agent_id}: " if isinstance(agent_id, str) else f"agent #{i + 1}: "
     before = len(problems)
-    _unknown_keys(raw, _AGENT_KEYS, where, problems)
-    for key in ("id", "seat"):
-        v = raw.get(key)
-        if not isinstance(v, str) or not ID_PATTERN.fullmatch(v):
-            problems.append(f"{where}{key} {v!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+    if "seat" in raw:  # the format before agents signed in at seats: said, not guessed
+        problems.append(f"{where}{OLD_SEAT}")
+    _unknown_keys({k: v for k, v in raw.items() if k != "seat"}, _AGENT_KEYS, where, problems)
+    v = raw.get("id")
+    if not isinstance(v, str) or not ID_PATTERN.fullmatch(v):
+        problems.append(f"{where}id {v!r} must be 1-64 of A-Z a-z 0-9 _ . -")
     name = raw.get("name", "")
     if not isinstance(name, str) or len(name) > NAME_MAX:
         problems.append(f"{where}name must be a string of at most {NAME_MAX} characters")
@@ -362,11 +361,11 @@ def _agent(i: int, raw: Mapping[str, Any], rules: Rules, problems: list[str]) ->
     week = _week(raw.get("week", []), where, problems)
     if len(problems) > before:
         return None
-    agent = Agent(raw["id"], raw["seat"], name, hotline, week, since, until)
+    agent = Agent(raw["id"], name, hotline, week, since, until)
     days = _days(raw.get("days", {}), agent, where, problems)
     if len(problems) > before:
         return None
-    agent = Agent(agent.id, agent.seat, name, hotline, week, since, until, days)
+    agent = Agent(agent.id, name, hotline, week, since, until, days)
     _check_overlaps(agent, where, problems)
     return agent if len(problems) == before else None
 

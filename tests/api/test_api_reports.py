@@ -40,11 +40,11 @@ def _fill(store_path: Path) -> int:
 @pytest.fixture
 def reports(tmp_path: Path, mqtt_broker: Any) -> Iterator[tuple[LiveApi, int]]:
     answered = _fill(tmp_path / "core.db")
-    agents = (("a1", "s0001", "08:00-12:00"), ("a2", "s0002", "07:00-12:00"),
-              ("a99", "s0099", "08:00-12:00"))  # fmt: skip
+    # the schedule names agents (a1, a2 signed in at s0001, s0002 by _fill; a99 nowhere)
+    agents = (("a1", "08:00-12:00"), ("a2", "07:00-12:00"), ("a99", "08:00-12:00"))
     (tmp_path / "schedule.toml").write_text('zone = "Asia/Shanghai"\n' + "".join(
-        f'[[agent]]\nid = "{a}"\nseat = "{s}"\n[agent.days]\n2026-01-16 = "{shift}"\n'
-        for a, s, shift in agents))  # fmt: skip
+        f'[[agent]]\nid = "{a}"\n[agent.days]\n2026-01-16 = "{shift}"\n'
+        for a, shift in agents))  # fmt: skip
     with LiveApi(tmp_path, mqtt_broker, timezone="Asia/Shanghai",
                  schedule=tmp_path / "schedule.toml") as api:  # fmt: skip
         yield api, answered

@@ -16,26 +16,38 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.core import attendance as attendance_module
 from gateway.core.attendance import (
     MONTH_COLUMNS,
     SHIFT_COLUMNS,
     AgentMonth,
     Gap,
     ShiftAttendance,
-    attendance,
     login_periods,
-    monthly,
     monthly_csv,
     monthly_html,
     report_start,
     shifts_csv,
 )
-from gateway.core.kpi import StateInterval, state_intervals
+from gateway.core.kpi import SignIns, StateInterval, state_intervals
 from gateway.core.schedule import Schedule
 
 SHANGHAI = "Asia/Shanghai"
 BERLIN = "Europe/Berlin"
-OFFICE = {"id": "a101", "seat": "s101", "name": "Wang Fang", "week": "mon-fri 09:00-18:00"}
+OFFICE = {"id": "a101", "name": "Wang Fang", "week": "mon-fri 09:00-18:00"}
+# where each agent of these tests signs in, all along (test_attendance_by_agent.py has agents
+# moving between seats and sharing one): the seat events below are these seats'
+DESKS = SignIns([(seat, agent, 0.0, f"desk-{seat}") for seat, agent in (
+    ("s101", "a101"), ("s102", "a102"), ("s201", "n1"), ("s301", "e1"), ("s401", "m1"),
+    ("s501", "b1"))])  # fmt: skip
+
+
+def attendance(*args: Any, **kw: Any) -> list[ShiftAttendance]:
+    return attendance_module.attendance(*args, sign_ins=DESKS, **kw)
+
+
+def monthly(*args: Any, **kw: Any) -> list[AgentMonth]:
+    return attendance_module.monthly(*args, sign_ins=DESKS, **kw)
 MARCH_WORKDAYS = [1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 15, 16, 17, 18, 19, 22, 23, 24, 25, 26,
                   29, 30, 31]  # fmt: skip  # 2027-03-01 is a Monday
 
@@ -161,7 +173,7 @@ def test_day_off_is_no_shift() -> None:
 
 
 def test_night_shift_across_midnight_belongs_to_the_start_day() -> None:
-    night = {"id": "n1", "seat": "s201", "week": "sat 22:00-06:00"}
+    night = {"id": "n1", "week": "sat 22:00-06:00"}
     s = make(night)
     seat = logged_in("s201", at("2027-03-06", "21:58"), at("2027-03-07", "06:03"))
     row = one_day(s, seat, "2027-03-06")  # Saturday
@@ -174,7 +186,7 @@ def test_night_shift_across_midnight_belongs_to_the_start_day() -> None:
 
 
 def test_a_shift_ending_at_midnight() -> None:
-    s = make({"id": "e1", "seat": "s301", "week": "mon 16:00-24:00"})
+    s = make({"id": "e1", "week": "mon 16:00-24:00"})
     on_time = logged_in("s301", at("2027-03-01", "15:59"), at("2027-03-02", "00:00"))
     assert not one_day(s, on_time, "2027-03-01").early
     left = logged_in("s301", at("2027-03-01", "15:59"), at("2027-03-01", "23:59:30"))
@@ -183,7 +195,7 @@ def test_a_shift_ending_at_midnight() -> None:
 
 def test_the_local_day_not_the_utc_day_decides_the_month() -> None:
     # 2027-03-01 07:00 in Shanghai is 2027-02-28 23:00 UTC: the shift is March's
-    s = make({"id": "m1", "seat": "s401", "week": "mon-fri 07:00-15:00"})
+    s = make({"id": "m1", "week": "mon-fri 07:00-15:00"})
     seat = logged_in("s401", at("2027-03-01", "06:50"), at("2027-03-01", "15:05"))
     assert datetime.fromtimestamp(at("2027-03-01", "07:00"), ZoneInfo("UTC")).day == 28
     mar = the_month(s, seat, 2027, 3)
@@ -196,7 +208,7 @@ def test_the_local_day_not_the_utc_day_decides_the_month() -> None:
 def test_dst_spring_night_is_seven_hours() -> None:
     # Berlin, Sat 2027-03-27 22:00 CET to Sun 06:00 CEST: 7 h, not 8 h. Logged out 06:03
     # (summer time) is 3 minutes after the end, not 57 minutes before it.
-    s = make({"id": "b1", "seat": "s501", "week": "sat 22:00-06:00"}, zone=BERLIN)
+    s = make({"id": "b1", "week": "sat 22:00-06:00"}, zone=BERLIN)
     seat = logged_in("s501", at("2027-03-27", "21:58", BERLIN), at("2027-03-28", "06:03", BERLIN))
     row = one_day(s, seat, "2027-03-27")
     assert row.shift.seconds == 7 * 3600
@@ -206,7 +218,7 @@ def test_dst_spring_night_is_seven_hours() -> None:
 def test_dst_autumn_night_is_nine_hours() -> None:
     # Berlin, Sat 2027-10-30 22:00 CEST to Sun 06:00 CET: 9 h. Logged out at 05:03 (winter
     # time) is 57 minutes early = 3420 s: a half day.
-    s = make({"id": "b1", "seat": "s501", "week": "sat 22:00-06:00"}, zone=BERLIN)
+    s = make({"id": "b1", "week": "sat 22:00-06:00"}, zone=BERLIN)
     seat = logged_in("s501", at("2027-10-30", "21:58", BERLIN), at("2027-10-31", "05:03", BERLIN))
     row = one_day(s, seat, "2027-10-30")
     assert row.shift.seconds == 9 * 3600
@@ -503,7 +515,7 @@ def test_login_periods_merge_touching_and_repeated_intervals() -> None:
 
 
 def a_month_with_everything() -> list[AgentMonth]:
-    li = {"id": "a102", "seat": "s102", "name": "Li Lei", "week": "mon-fri 09:00-18:00"}
+    li = {"id": "a102", "name": "Li Lei", "week": "mon-fri 09:00-18:00"}
     s = make({**OFFICE, "days": {"2027-03-05": "leave"}}, li)
     seat = march([d for d in MARCH_WORKDAYS if d not in (1, 2, 3, 4, 5, 10)])
     seat += march([1, 2, 3, 4], login="09:20")
@@ -566,7 +578,7 @@ def test_html_is_a_self_contained_page_for_hr() -> None:
     assert "http" not in page and "<script" not in page and "<link" not in page
     assert "<title>Attendance 2027-03</title>" in page
     assert page.count("<section>") == 2  # one per agent
-    assert "Wang Fang (a101, seat s101)" in page
+    assert "Wang Fang (a101, seats s101)" in page
     assert "flag for HR review: 4 late/early this month" in page
     assert "approved leave" in page and "absent" in page
     assert "0:20:00" in page  # 20 min late on 1 March

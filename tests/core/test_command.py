@@ -56,10 +56,17 @@ def fill(store_path: Path) -> int:
     topics = Topics(site="hq")
     messages = [(topics.seat_event(i) if k == "seat" else topics.topic("call_event", call=i), b)
                 for k, i, b in trace.encoded]  # fmt: skip
+    answered = sum(b'"type":"answer"' in b for _, b in messages)
+    # agents a1 and a2 sign in at the first two seats before the day, b<n> at the others
+    for n, seat in enumerate(sorted({i for k, i, _ in trace.encoded if k == "seat"}), 1):
+        change = {"v": 1, "id": f"api-{n}", "seat": seat, "agent": f"a{n}" if n < 3 else
+                  f"b{n}", "name": None, "t": DAY_START, "by": "sup", "cause": "self",
+                  "previous": None}  # fmt: skip
+        messages.append((topics.topic("seat_agent", seat=seat), json.dumps(change).encode()))
     with open_store(store_path, topics=topics, clock=lambda: DAY_START + 86400) as store:
         result = store.ingest(messages)
         assert result.stored == len(messages)
-    return sum(b'"type":"answer"' in b for _, b in messages)
+    return answered
 
 
 def test_the_daily_report_is_written_from_the_store(tmp_path: Path) -> None:
@@ -74,7 +81,7 @@ def test_the_daily_report_is_written_from_the_store(tmp_path: Path) -> None:
            and r["end"].startswith("2026-01-17T00:00")]  # fmt: skip
     assert len(day) == 1 and int(day[0]["answered"]) == answered > 50
     assert f">{answered}<" in html.replace(",", "")
-    assert {r["by"] for r in rows} == {"site", "queue", "seat"}
+    assert {r["by"] for r in rows} == {"site", "queue", "agent", "seat"}
     # the day before has nothing: a report that says so, not an error
     done = seatlink("-c", str(config(tmp_path)), "--report", "2026-01-15", "--out",
                     str(tmp_path / "out"))  # fmt: skip
@@ -84,22 +91,23 @@ def test_the_daily_report_is_written_from_the_store(tmp_path: Path) -> None:
 def test_the_attendance_report_is_written_from_the_store_and_the_schedule(
         tmp_path: Path) -> None:  # fmt: skip
     fill(tmp_path / "core.db")
-    agents = (("a1", "s0001", "08:00-12:00"), ("a2", "s0002", "07:00-12:00"),
-              ("a99", "s0099", "08:00-12:00"))  # fmt: skip
+    # the schedule names agents: a1 and a2 signed in at s0001 and s0002, a99 nowhere
+    agents = (("a1", "08:00-12:00"), ("a2", "07:00-12:00"), ("a99", "08:00-12:00"))
     (tmp_path / "schedule.toml").write_text('zone = "Asia/Shanghai"\n' + "".join(
-        f'[[agent]]\nid = "{a}"\nseat = "{s}"\n[agent.days]\n2026-01-16 = "{shift}"\n'
-        for a, s, shift in agents))  # fmt: skip
+        f'[[agent]]\nid = "{a}"\n[agent.days]\n2026-01-16 = "{shift}"\n'
+        for a, shift in agents))  # fmt: skip
     path = config(tmp_path, 'schedule = "schedule.toml"\n')
     done = seatlink("-c", str(path), "--attendance", "2026-01", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     rows = {r["agent"]: r for r in csv.DictReader(io.StringIO(
         (tmp_path / "attendance-hq-2026-01.csv").read_text()))}  # fmt: skip
     # the trace logs its seats in within 10 min of 08:00: a2's 07:00 start makes a2 over an
-    # hour late (a half day), a99's seat never logs in (absent)
+    # hour late (a half day), a99 never signs in anywhere (absent)
 
     assert int(rows["a1"]["half_days"]) == 0 and int(rows["a1"]["absences"]) == 0
     assert int(rows["a2"]["half_days"]) >= 1 and int(rows["a2"]["late"]) == 1
     assert int(rows["a99"]["absences"]) == 1
+    assert (rows["a1"]["seats"], rows["a99"]["seats"]) == ("s0001", "")
     assert "a99" in (tmp_path / "attendance-hq-2026-01.html").read_text()
 
 

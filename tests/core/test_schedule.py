@@ -27,7 +27,6 @@ late_early_month_max = 3
 
 [[agent]]
 id = "a101"
-seat = "s101"
 name = "Wang Fang"
 week = ["mon-fri 09:00-18:00"]
 
@@ -39,7 +38,6 @@ week = ["mon-fri 09:00-18:00"]
 
 [[agent]]
 id = "a102"
-seat = "s102"
 hotline = true
 week = ["sat,sun 22:00-06:00", "wed 08:00-16:00"]
 since = 2027-03-01
@@ -60,7 +58,7 @@ def schedule(tmp_path: Path) -> Schedule:
 
 def one_agent(week: Any, zone: str = SHANGHAI, **agent: Any) -> Schedule:
     return Schedule.from_mapping(
-        {"zone": zone, "agent": [{"id": "a1", "seat": "s1", "week": week, **agent}]}
+        {"zone": zone, "agent": [{"id": "a1", "week": week, **agent}]}
     )
 
 
@@ -99,7 +97,7 @@ def test_weekly_pattern_and_per_date_changes(schedule: Schedule) -> None:
 def test_shift_times_are_unix_seconds_in_the_zone(schedule: Schedule) -> None:
     first = schedule.shifts("a101", date(2027, 3, 1), date(2027, 3, 2))[0]
     # 2027-03-01 09:00 +08:00 = 01:00 UTC = 1803862800
-    assert (first.agent, first.seat, first.day) == ("a101", "s101", date(2027, 3, 1))
+    assert (first.agent, first.day) == ("a101", date(2027, 3, 1))
     assert first.start == 1803862800.0
     assert first.seconds == 9 * 3600
 
@@ -135,7 +133,7 @@ def test_hotline_early_arrival_per_agent_or_site(schedule: Schedule) -> None:
     assert schedule.arrival_min(schedule.agent("a101")) is None
     site_wide = Schedule.from_mapping({
         "zone": SHANGHAI, "rules": {"hotline": True, "hotline_arrival_min": 30},
-        "agent": [{"id": "a1", "seat": "s1"}, {"id": "a2", "seat": "s2", "hotline": False}],
+        "agent": [{"id": "a1"}, {"id": "a2", "hotline": False}],
     })  # fmt: skip
     assert site_wide.arrival_min(site_wide.agent("a1")) == 30
     assert site_wide.arrival_min(site_wide.agent("a2")) is None
@@ -197,40 +195,40 @@ def test_day_shift_on_a_dst_day_keeps_its_wall_clock() -> None:
 
 
 def test_shift_at(schedule: Schedule) -> None:
-    assert schedule.shift_at("s101", local("2027-03-01", "08:59")) is None
-    shift = schedule.shift_at("s101", local("2027-03-01", "09:00"))
+    assert schedule.shift_at("a101", local("2027-03-01", "08:59")) is None
+    shift = schedule.shift_at("a101", local("2027-03-01", "09:00"))
     assert shift is not None and shift.day == date(2027, 3, 1)
-    assert schedule.shift_at("s101", local("2027-03-01", "18:00")) is None  # [start, end)
+    assert schedule.shift_at("a101", local("2027-03-01", "18:00")) is None  # [start, end)
     # the night shift that began on Saturday is going on at 03:00 Sunday
-    night = schedule.shift_at("s102", local("2027-03-07", "03:00"))
+    night = schedule.shift_at("a102", local("2027-03-07", "03:00"))
     assert night is not None and night.day == date(2027, 3, 6)
     # on leave (Friday 2027-03-05) there is no working shift
-    assert schedule.shift_at("s101", local("2027-03-05", "10:00")) is None
-    assert schedule.shift_at("s999", local("2027-03-01", "10:00")) is None
+    assert schedule.shift_at("a101", local("2027-03-05", "10:00")) is None
+    assert schedule.shift_at("a999", local("2027-03-01", "10:00")) is None
 
 
 def test_shift_end_for_the_alerts(schedule: Schedule) -> None:
-    assert schedule.shift_end("s101", local("2027-03-01", "17:59")) == local("2027-03-01", "18:00")
-    assert schedule.shift_end("s101", local("2027-03-01", "18:00")) is None  # over
-    assert schedule.shift_end("s102", local("2027-03-07", "05:00")) == local("2027-03-07", "06:00")
+    assert schedule.shift_end("a101", local("2027-03-01", "17:59")) == local("2027-03-01", "18:00")
+    assert schedule.shift_end("a101", local("2027-03-01", "18:00")) is None  # over
+    assert schedule.shift_end("a102", local("2027-03-07", "05:00")) == local("2027-03-07", "06:00")
 
 
 def test_was_the_shift_over_at_t(schedule: Schedule) -> None:
     at = local("2027-03-01", "20:00")
-    assert schedule.off_shift_since("s101", at) == local("2027-03-01", "18:00")
-    assert schedule.off_shift_since("s101", local("2027-03-01", "10:00")) is None  # on shift
+    assert schedule.off_shift_since("a101", at) == local("2027-03-01", "18:00")
+    assert schedule.off_shift_since("a101", local("2027-03-01", "10:00")) is None  # on shift
     # Monday 2027-03-08 07:00: the last shift was Saturday's split shift, over at 18:00
-    prev = schedule.previous_shift("s101", local("2027-03-08", "07:00"))
+    prev = schedule.previous_shift("a101", local("2027-03-08", "07:00"))
     assert prev is not None and prev.end == local("2027-03-06", "18:00")
     # Thursday 2027-03-04 is off: at noon the last shift is Wednesday's, over at 22:00
-    assert schedule.off_shift_since("s101", local("2027-03-04", "12:00")) == local(
+    assert schedule.off_shift_since("a101", local("2027-03-04", "12:00")) == local(
         "2027-03-03", "22:00"
     )
 
 
 # --- mistakes: refused as a whole, named ---------------------------------------------------
 
-GOOD_AGENT = 'id = "a1"\nseat = "s1"\nweek = ["mon-fri 09:00-18:00"]\n'
+GOOD_AGENT = 'id = "a1"\nweek = ["mon-fri 09:00-18:00"]\n'
 
 
 def agent_file(body: str, zone: str = SHANGHAI, extra: str = "") -> str:
@@ -246,30 +244,30 @@ BAD_FILES = [
      "rules: unknown key 'late_min'"),
     ("bad rule value", agent_file(GOOD_AGENT, extra="[rules]\nhalf_day_over_min = -1\n"),
      "rules.half_day_over_min must be a whole number 0..480"),
-    ("hour 25", agent_file('id = "a1"\nseat = "s1"\nweek = ["mon 09:00-25:00"]\n'),
+    ("hour 25", agent_file('id = "a1"\nweek = ["mon 09:00-25:00"]\n'),
      "agent a1: week 'mon 09:00-25:00': '09:00-25:00' is not a shift"),
-    ("one-digit hour", agent_file('id = "a1"\nseat = "s1"\nweek = ["mon 9:00-18:00"]\n'),
+    ("one-digit hour", agent_file('id = "a1"\nweek = ["mon 9:00-18:00"]\n'),
      "is not a shift HH:MM-HH:MM"),
-    ("end equals start", agent_file('id = "a1"\nseat = "s1"\nweek = ["mon 09:00-09:00"]\n'),
+    ("end equals start", agent_file('id = "a1"\nweek = ["mon 09:00-09:00"]\n'),
      "'09:00-09:00' ends when it starts"),
-    ("bad weekday", agent_file('id = "a1"\nseat = "s1"\nweek = ["mo-fr 09:00-18:00"]\n'),
+    ("bad weekday", agent_file('id = "a1"\nweek = ["mo-fr 09:00-18:00"]\n'),
      "agent a1: week entry 'mo-fr 09:00-18:00' is not like"),
     ("unknown zone", agent_file(GOOD_AGENT, zone="Asia/Peking"),
      "zone 'Asia/Peking' is not a known IANA time zone"),
     ("no zone", "[[agent]]\n" + GOOD_AGENT, "zone is missing"),
     ("overlap in the week", agent_file(
-        'id = "a1"\nseat = "s1"\nweek = ["mon-fri 09:00-18:00", "wed 17:00-20:00"]\n'),
+        'id = "a1"\nweek = ["mon-fri 09:00-18:00", "wed 17:00-20:00"]\n'),
      "agent a1: week: wed 09:00-18:00 overlaps wed 17:00-20:00"),
     ("night shift into the next morning", agent_file(
-        'id = "a1"\nseat = "s1"\nweek = ["sun 22:00-06:00", "mon 05:00-13:00"]\n'),
+        'id = "a1"\nweek = ["sun 22:00-06:00", "mon 05:00-13:00"]\n'),
      "agent a1: week: sun 22:00-06:00 overlaps mon 05:00-13:00"),
     ("override overlaps the day before", agent_file(
         GOOD_AGENT + '[agent.days]\n2027-03-02 = "17:00-02:00"\n2027-03-03 = "01:00-09:00"\n'),
      "agent a1: days.2027-03-02: 2027-03-02 17:00-02:00 overlaps 2027-03-03 01:00-09:00"),
-    ("duplicate agent", agent_file(GOOD_AGENT + '[[agent]]\nid = "a1"\nseat = "s2"\n'),
+    ("duplicate agent", agent_file(GOOD_AGENT + '[[agent]]\nid = "a1"\n'),
      "agent a1: id 'a1' is given to another agent too"),
-    ("duplicate seat", agent_file(GOOD_AGENT + '[[agent]]\nid = "a2"\nseat = "s1"\n'),
-     "agent a2: seat 's1' is given to another agent too"),
+    ("the old format: a seat per agent", agent_file(GOOD_AGENT + 'seat = "s1"\n'),
+     "agent a1: seat: the schedule names agents, not seats (issue 19)"),
     ("bad date", agent_file(GOOD_AGENT + '[agent.days]\n2027-02-30 = "off"\n'),
      "agent a1: days.2027-02-30: not a date"),
     ("leave on a free day", agent_file(GOOD_AGENT + '[agent.days]\n2027-03-06 = "leave"\n'),
@@ -280,9 +278,8 @@ BAD_FILES = [
      "agent a1: days.2027-03-01: must be 'off', 'leave', a shift"),
     ("until before since", agent_file(GOOD_AGENT + "since = 2027-03-01\nuntil = 2027-02-01\n"),
      "agent a1: until 2027-02-01 is before since 2027-03-01"),
-    ("bad seat id", agent_file('id = "a1"\nseat = "s 1"\n'),
-     "agent a1: seat 's 1' must be 1-64"),
-    ("a 24-hour shift", agent_file('id = "a1"\nseat = "s1"\nweek = "mon 00:00-24:00"\n'),
+    ("bad agent id", agent_file('id = "a 1"\n'), "agent a 1: id 'a 1' must be 1-64"),
+    ("a 24-hour shift", agent_file('id = "a1"\nweek = "mon 00:00-24:00"\n'),
      "ends when it starts: a shift of 0 or 24 hours"),
     ("no agents", 'zone = "Asia/Shanghai"\n', "no agents"),
 ]  # fmt: skip
@@ -303,9 +300,9 @@ def test_nothing_partial_every_problem_listed() -> None:
     data = {
         "zone": SHANGHAI,
         "agent": [
-            {"id": "a1", "seat": "s1", "week": "mon-fri 09:00-18:00"},  # fine
-            {"id": "a2", "seat": "s2", "week": "mon 09:00-25:00"},
-            {"id": "a3", "seat": "s3", "colour": "red"},
+            {"id": "a1", "week": "mon-fri 09:00-18:00"},  # fine
+            {"id": "a2", "week": "mon 09:00-25:00"},
+            {"id": "a3", "colour": "red"},
         ],
     }
     with pytest.raises(ScheduleError) as info:
