@@ -9,12 +9,12 @@ repeats and orders them). Three steps:
    an agent who moves seats is one timeline; time with nobody signed in is no one's.
    `login_periods(...)` of those: each agent's time logged in (any state but
    `logged_out`), touching intervals merged (a move from seat to seat is one login).
-2. `attendance(schedule, intervals, start, end, sign_ins=..., until=...)`: one `ShiftAttendance` per
-   shift: first login, last logout, late and early-leave seconds, gaps, time logged in after
-   the end, absence.
-3. `monthly(schedule, intervals, year, month, sign_ins=..., until=...)`: one `AgentMonth` per agent, with
-   the month's and the year's counts and the rules' flags; `monthly_csv`, `shifts_csv` and
-   `monthly_html` write them for HR.
+2. `attendance(schedule, intervals, start, end, sign_ins=..., until=...)`: one
+   `ShiftAttendance` per shift: first login, last logout, late and early-leave seconds,
+   gaps, time logged in after the end, absence.
+3. `monthly(schedule, intervals, year, month, sign_ins=..., until=...)`: one `AgentMonth`
+   per agent, with the month's and the year's counts and the rules' flags; `monthly_csv`,
+   `shifts_csv` and `monthly_html` write them for HR.
 
 The product flags; it does not act: every flag reads "flag for HR review".
 """
