@@ -1035,7 +1035,7 @@ def _agent_intervals(r: DailyReport, changed: bool) -> str:
     make the page huge, so those are in the CSV and the API only."""
     hours = per_key(r.agent_hours)
     if not hours:
-        return "<p>No seat was logged in this day.</p>"
+        return "<p>No agent was signed in at a seat logged in this day.</p>"
     out = [
         '<p class="note">Open an agent for its hours (those in which it was logged in '
         "or had calls). Per 15 minutes: the CSV, or the API's /kpis/intervals. Talk, hold "

@@ -382,7 +382,8 @@ def test_an_empty_day_renders_dashes_and_no_data() -> None:
         assert "no data" in svg[name].text
     assert "No queue had calls this day." in section(root, "queues").text
     assert "No queue had calls this day." in section(root, "queue-intervals").text
-    assert "No seat was logged in this day." in section(root, "agent-intervals").text
+    assert "No agent was signed in at a seat logged in this day." in \
+        section(root, "agent-intervals").text  # fmt: skip
     assert "No Not Ready time this day." in section(root, "not-ready").text
     assert "No input was refused." in section(root, "rejected").text
     # a report built by hand with nothing at all
