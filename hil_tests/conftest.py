@@ -17,7 +17,7 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from gateway.rig.qemu import unavailable_reason
-from hil_tests.dut import BACKENDS, INPUTS, Dut, DutError, open_dut
+from hil_tests.dut import AT_REST, BACKENDS, INPUTS, Dut, DutError, open_dut
 from hil_tests.seat import Seat
 from hil_tests.serial_log import attach, log_dir, save, save_for_report
 
@@ -102,12 +102,13 @@ def board(pytestconfig: pytest.Config, backend: str) -> Iterator[Dut]:
 
 @pytest.fixture
 def seat(board: Dut, request: pytest.FixtureRequest) -> Iterator[Seat]:
-    """The board just reset, inputs released, greeted by a fresh host session."""
+    """The board just reset with its desk at rest (the headset on its hanger, nothing
+    pressed), greeted by a fresh host session."""
     attach(request.node, board)  # before anything can fail: its log is saved either way
     board.note(f"test {request.node.nodeid}")
     if board.drives_inputs:
         for name in INPUTS:
-            board.set_input(name, 0)
+            board.set_input(name, AT_REST.get(name, 0))
     handle = Seat(board)
     handle.reboot()
     handle.settle()

@@ -42,6 +42,7 @@ __all__ = [
     "BLUE",
     "COLOUR_NAMES",
     "GREEN",
+    "AT_REST",
     "INPUTS",
     "MAGENTA",
     "OFF",
@@ -66,8 +67,10 @@ WHITE = RED | GREEN | BLUE
 COLOUR_NAMES = {OFF: "off", RED: "red", GREEN: "green", YELLOW: "yellow", BLUE: "blue",
                 MAGENTA: "magenta", GREEN | BLUE: "cyan", WHITE: "white"}  # fmt: skip
 
-INPUTS = ("hook", "ready", "wrap", "help")
+INPUTS = ("hanger", "ready", "wrap", "help", "answer")
 """The seat's inputs by logical name (docs/seat.md, Inputs), all active high."""
+AT_REST = {"hanger": 1}
+"""The levels of a desk nobody touches: the headset on its hanger, nothing pressed."""
 
 BACKENDS = ("qemu", "virtual", "serial")
 
@@ -377,14 +380,15 @@ class VirtualDut(Dut):
 
     backend = "virtual"
     board_name = "virtual"
-    # Input bits of the board interface (boards/*.py `inputs()`): bit0 hook .. bit3 help.
-    INPUT_BITS: ClassVar[dict[str, int]] = {"hook": 1, "ready": 2, "wrap": 4, "help": 8}
+    # Input bits of the board interface (boards/*.py `inputs()`): bit0 hanger .. bit4 answer.
+    INPUT_BITS: ClassVar[dict[str, int]] = {"hanger": 1, "ready": 2, "wrap": 4, "help": 8,
+                                            "answer": 16}  # fmt: skip
 
     def __init__(self, *, uid: bytes = bytes.fromhex("5ea70001"), boot_timeout: float = 5.0):
         super().__init__()
         self.boot_timeout = boot_timeout
         self._uid = uid
-        self._levels = 0
+        self._levels = 1  # the headset on its hanger
         self._lights = LightRecorder()
         self._seat_end: socket.socket | None = None
         self._host_end: socket.socket | None = None

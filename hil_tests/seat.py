@@ -344,11 +344,21 @@ class Seat:
         self.pump(hold_s)
         return self.set_input(name, 0)
 
-    def hook_off(self) -> int:
-        return self.set_input("hook", 1)
+    def lift(self) -> int:
+        """The agent lifts the headset off its hanger."""
+        return self.set_input("hanger", 0)
 
-    def hook_on(self) -> int:
-        return self.set_input("hook", 0)
+    def hang_up(self) -> int:
+        """The agent puts the headset back on its hanger."""
+        return self.set_input("hanger", 1)
+
+    def press_answer(self) -> int:
+        """The headset's call button, pressed and released; the press time (it acts on
+        the press, not the release)."""
+        t = self.set_input("answer", 1)
+        self.pump(0.1)
+        self.set_input("answer", 0)
+        return t
 
     # --- light --------------------------------------------------------------------------
 

@@ -15,13 +15,13 @@ pytestmark = pytest.mark.hil
 @pytest.mark.gpio
 def test_headset_on_hook_in_ready_goes_away(seat: Seat) -> None:
     seat.settings({SettingKey.AWAY_S: 1})
-    seat.hook_off()
+    seat.lift()
     seat.press("ready")
     seat.wait_state(State.READY, why=Why.BUTTON)
     since = seat.mark()
     seat.expect_steady(GREEN, for_s=1.5)  # off hook for longer than away_s: still Ready
     seat.no_state_change(since=since)
-    hung_up = seat.hook_on()
+    hung_up = seat.hang_up()
     seat.wait_state(State.NOT_READY, reason=Reason.AWAY, why=Why.HOOK, timeout=4)
     seat.wait_light(BLUE, since_ns=hung_up)
     seat.expect_steady(BLUE)
@@ -32,7 +32,7 @@ def test_ready_press_during_a_call_waits_for_the_end_of_after_call_work(seat: Se
     seat.login()
     seat.send(messages.offer(501))
     seat.wait_state(State.RINGING)
-    seat.hook_off()
+    seat.lift()
     seat.wait_state(State.TALKING)
     pressed = seat.press("ready")
     pending = seat.wait_event(EventCode.PENDING, state=State.TALKING)
@@ -45,7 +45,7 @@ def test_ready_press_during_a_call_waits_for_the_end_of_after_call_work(seat: Se
     assert snapshot.state is State.TALKING
     assert (snapshot.pending_state, snapshot.pending_reason) == (State.NOT_READY, Reason.MEAL)
 
-    seat.hook_on()
+    seat.hang_up()
     seat.wait_state(State.ACW, why=Why.HOOK)
     assert seat.snapshot().pending_state is State.NOT_READY  # still pending through ACW
     seat.press("wrap")

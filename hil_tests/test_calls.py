@@ -17,7 +17,7 @@ def talk(seat: Seat, call: int) -> None:
     seat.login()
     seat.send(messages.offer(call))
     seat.wait_state(State.RINGING)
-    seat.hook_off()
+    seat.lift()
     seat.wait_state(State.TALKING, why=Why.HOOK)
 
 
@@ -30,7 +30,7 @@ def test_offer_rings_and_lifting_the_handset_answers(seat: Seat) -> None:
     ringing = seat.wait_state(State.RINGING, why=Why.HOST)
     assert ringing.call == 101
     seat.expect_blinking(RED, OFF, cycles=1)
-    seat.hook_off()
+    seat.lift()
     hook = seat.wait_event(EventCode.HOOK, since=offered)
     assert hook.on is True
     answered = seat.wait_event(EventCode.ANSWERED, state=State.RINGING)
@@ -47,7 +47,7 @@ def test_offer_rings_and_lifting_the_handset_answers(seat: Seat) -> None:
 def test_hanging_up_releases_the_call_into_after_call_work(seat: Seat) -> None:
     talk(seat, 102)
     since = seat.mark()
-    seat.hook_on()
+    seat.hang_up()
     assert seat.wait_event(EventCode.HOOK, since=since).on is False
     released = seat.wait_event(EventCode.RELEASED, state=State.TALKING)
     assert released.why is Why.HOOK and released.call == 102
@@ -85,7 +85,7 @@ def test_after_call_work_timer_stays_not_ready_when_set(seat: Seat) -> None:
 @pytest.mark.gpio
 def test_wrap_press_ends_after_call_work_early(seat: Seat) -> None:
     talk(seat, 203)  # default acw_s: 60 s, far longer than this test
-    seat.hook_on()
+    seat.hang_up()
     seat.wait_state(State.ACW)
     seat.wait_light(YELLOW)
     seat.press("wrap")

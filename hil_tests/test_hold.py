@@ -49,12 +49,12 @@ def test_hanging_up_on_hold_does_not_release_the_call(seat: Seat) -> None:
     seat.login()
     seat.send(messages.offer(402))
     seat.wait_state(State.RINGING)
-    seat.hook_off()
+    seat.lift()
     seat.wait_state(State.TALKING, why=Why.HOOK)
     seat.send(messages.hold(402))
     seat.wait_state(State.HOLD)
     since = seat.mark()
-    seat.hook_on()  # the agent steps away with the caller on hold
+    seat.hang_up()  # the agent steps away with the caller on hold
     assert seat.wait_event(EventCode.HOOK, since=since).on is False
     seat.settle()
     seat.no_state_change(since=since)

@@ -1,7 +1,7 @@
 """Emulated-board rig: seat boards in QEMU, driven and watched from the host.
 
     with boot_many(2, firmware=True) as boards:
-        t_in = boards[0].gpio.hook_off()
+        t_in = boards[0].gpio.lift()
         t_out = boards[0].gpio.wait_light(GREEN, since_ns=t_in)
 
 See gateway/rig/README.md for what the emulator does and does not do.

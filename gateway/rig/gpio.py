@@ -106,13 +106,13 @@ class Gpio:
     def release(self, name: str) -> int:
         return self.set_input(name, 0)
 
-    def hook_off(self) -> int:
-        """Lift the handset (hook input 1)."""
-        return self.set_input("hook", 1)
+    def lift(self) -> int:
+        """Lift the headset off its hanger (hanger input 0)."""
+        return self.set_input("hanger", 0)
 
-    def hook_on(self) -> int:
-        """Hang up (hook input 0)."""
-        return self.set_input("hook", 0)
+    def hang_up(self) -> int:
+        """Put the headset back on its hanger (hanger input 1)."""
+        return self.set_input("hanger", 1)
 
     # The light.
 

@@ -27,10 +27,10 @@ def locked_main() -> bytes:
 
 
 def make_mirror_main(*, banner: str = "mirror up") -> bytes:
-    """A main.py that copies hook/ready/wrap to red/green/blue every 2 ms, using the
+    """A main.py that copies hanger/ready/wrap to red/green/blue every 2 ms, using the
     micro:bit pins of boards/microbit.py."""
     pins = read_pins_literal(microbit_board_file())
-    ins = ", ".join(f"microbit.pin{pins[n]}" for n in ("hook", "ready", "wrap"))
+    ins = ", ".join(f"microbit.pin{pins[n]}" for n in ("hanger", "ready", "wrap"))
     outs = ", ".join(f"microbit.pin{pins[n]}" for n in ("red", "green", "blue"))
     return (
         "import microbit\n"

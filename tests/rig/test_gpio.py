@@ -21,7 +21,7 @@ def mirror(board: EmulatedBoard, mirror_main: bytes) -> EmulatedBoard:
 def test_inputs_reach_the_light_with_timestamps(mirror: EmulatedBoard) -> None:
     gpio = mirror.gpio
     gpio.clear_history()
-    t_in = gpio.hook_off()
+    t_in = gpio.hang_up()  # hanger 1: mirrored to red
     t_out = gpio.wait_light(RED, since_ns=t_in, timeout=2)
     assert 0 < t_out - t_in < 500_000_000  # the loop polls every 2 ms
     assert gpio.light() == RED
@@ -31,7 +31,7 @@ def test_inputs_reach_the_light_with_timestamps(mirror: EmulatedBoard) -> None:
     assert gpio.wait_light(RED | GREEN, since_ns=t_in, timeout=2) > t_in
     gpio.press("wrap")
     gpio.wait_light(RED | GREEN | BLUE, timeout=2)
-    gpio.hook_on()
+    gpio.lift()
     gpio.release("ready")
     gpio.release("wrap")
     t_off = gpio.wait_light(0, timeout=2)
@@ -43,24 +43,24 @@ def test_inputs_reach_the_light_with_timestamps(mirror: EmulatedBoard) -> None:
 
 def test_wait_light_takes_a_predicate_and_times_out(mirror: EmulatedBoard) -> None:
     gpio = mirror.gpio
-    t_in = gpio.hook_off()
+    t_in = gpio.hang_up()  # hanger 1: mirrored to red
     assert gpio.wait_light(lambda rgb: bool(rgb & RED), since_ns=t_in, timeout=2) >= t_in
     with pytest.raises(TimeoutError):
         gpio.wait_light(BLUE, timeout=0.2)
 
 
 def test_unknown_input_name(board: EmulatedBoard) -> None:
-    with pytest.raises(KeyError, match="hook"):
+    with pytest.raises(KeyError, match="hanger"):
         board.gpio.press("nope")
 
 
 def test_reset_reapplies_driven_inputs(mirror: EmulatedBoard) -> None:
     gpio = mirror.gpio
-    gpio.hook_off()
+    gpio.hang_up()  # hanger 1: mirrored to red
     gpio.wait_light(RED, timeout=2)
     t_reset = time.monotonic_ns()
     mirror.reset()
-    # Reset turns the outputs off; main.py then mirrors the re-driven hook again.
+    # Reset turns the outputs off; main.py then mirrors the re-driven hanger again.
     t_dark = gpio.wait_light(0, since_ns=t_reset + 1, timeout=2)
     assert gpio.wait_light(RED, since_ns=t_dark + 1, timeout=3) > t_dark
 
@@ -78,7 +78,7 @@ def test_cpu_reset_through_qtest(mirror: EmulatedBoard) -> None:
 def test_firmware_reset_is_noticed(mirror: EmulatedBoard) -> None:
     """machine.reset() from the board: the rig learns of it (QMP RESET) and re-drives."""
     gpio = mirror.gpio
-    gpio.hook_off()
+    gpio.hang_up()  # hanger 1: mirrored to red
     gpio.wait_light(RED, timeout=2)
     t_reset = time.monotonic_ns()
     with mirror.repl() as repl:

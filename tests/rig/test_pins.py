@@ -27,6 +27,6 @@ def test_rgb_bits_follow_red_green_blue() -> None:
 
 def test_unknown_pin_is_refused(tmp_path: Path) -> None:
     board = tmp_path / "b.py"
-    board.write_text("PINS = {'hook': 5, 'red': 13, 'green': 14, 'blue': 15}\n")
+    board.write_text("PINS = {'hanger': 5, 'red': 13, 'green': 14, 'blue': 15}\n")
     with pytest.raises(ValueError, match="micro:bit pin 5"):
         microbit_pins(board_file=board)
