@@ -229,20 +229,22 @@ class SilentHost:
 
 
 def call_cycle(seat: Seat) -> None:
-    """Ready, an offer, answered by hook, held, taken off hold, hung up, after-call work to
-    its end (ACW_S), Ready: as the HIL tests drive it."""
+    """Ready, an offer, answered by lifting the headset, held, taken off hold, ended with
+    the call button, the headset hung up, after-call work to its end (ACW_S), Ready: as the
+    HIL tests drive it."""
     seat.login()
     seat.send(messages.offer(CALL))
     seat.wait_state(State.RINGING)
-    seat.hook_off()
+    seat.lift()
     seat.wait_state(State.TALKING)
     seat.send(messages.hold(CALL))
     seat.wait_state(State.HOLD)
     seat.send(messages.hold(CALL, on=False))
     seat.wait_state(State.TALKING)
-    seat.hook_on()
+    seat.press_answer()
     seat.wait_event(EventCode.RELEASED)
     seat.wait_state(State.ACW)
+    seat.hang_up()
     seat.wait_state(State.READY, timeout=ACW_S + 5)
     seat.settle()
 
