@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.kpi import By
+from gateway.core.kpi import By, SignIns
 from gateway.core.queries import daily_report, interval_kpis
 from gateway.core.report import Targets, day_intervals
 from tests import interval_day
@@ -22,7 +22,8 @@ def test_interval_kpis_from_the_store_are_the_events_figures(store_url: str, by:
     calls, seats = interval_day.events()
     assert stored == day_intervals(calls, seats, interval_day.DAY, interval_day.TZ, by=by,
                                    size_s=size_s, site="hq", targets=targets,
-                                   until=interval_day.DAY_END)  # fmt: skip
+                                   until=interval_day.DAY_END,
+                                   sign_ins=SignIns(interval_day.sign_ins()))  # fmt: skip
     assert len(stored) == 86400 // size_s
     report = daily_report(store_url, interval_day.DAY, interval_day.TZ, site="hq",
                           targets=targets, now=interval_day.DAY_END)  # fmt: skip
