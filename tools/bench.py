@@ -92,7 +92,7 @@ from gateway.seatlink.codec import (
     next_seq,
 )
 from gateway.seatlink.messages import Command, Heartbeat
-from hil_tests.dut import BLUE, GREEN, RED, Dut, QemuDut, open_dut
+from hil_tests.dut import BLUE, GREEN, INPUTS, RED, Dut, QemuDut, open_dut
 from hil_tests.seat import Seat
 from tools import bench_api, bench_core, bench_edge, bench_flash, bench_pbx
 
@@ -228,23 +228,31 @@ class SilentHost:
                 pass  # the tail of a line the session had begun, or a NUL at boot
 
 
+def wear_headset(dut: Dut) -> None:
+    """The agent's headset off its hanger (worn) and nothing pressed, before a boot: a Ready
+    agent wearing it is never away (docs/seat.md), so the presses and rings stay in Ready."""
+    if dut.drives_inputs:
+        for name in INPUTS:
+            dut.set_input(name, 0)
+
+
 def call_cycle(seat: Seat) -> None:
-    """Ready, an offer, answered by lifting the headset, held, taken off hold, ended with
-    the call button, the headset hung up, after-call work to its end (ACW_S), Ready: as the
-    HIL tests drive it."""
+    """Ready with the headset worn, an offer answered with the call button, held, taken
+    off hold, ended by hanging the headset up, after-call work to its end (ACW_S), the
+    headset worn again, Ready: as the HIL tests drive it."""
     seat.login()
     seat.send(messages.offer(CALL))
     seat.wait_state(State.RINGING)
-    seat.lift()
+    seat.press_answer()
     seat.wait_state(State.TALKING)
     seat.send(messages.hold(CALL))
     seat.wait_state(State.HOLD)
     seat.send(messages.hold(CALL, on=False))
     seat.wait_state(State.TALKING)
-    seat.press_answer()
+    seat.hang_up()
     seat.wait_event(EventCode.RELEASED)
     seat.wait_state(State.ACW)
-    seat.hang_up()
+    seat.lift()
     seat.wait_state(State.READY, timeout=ACW_S + 5)
     seat.settle()
 
@@ -342,11 +350,12 @@ def measure(dut: Dut, *, presses: int, rounds: int, probe: BoardProbe | None) ->
             log(f"stack high-water mark {part.replace('_', ' ')}: {water[part]} bytes")
 
     seat = Seat(dut)
+    wear_headset(dut)
     hello = seat.reboot()
     first = seat.heartbeat()  # gc.collect()ed, then measured: the heap the firmware leaves
     log(f"booted: {hello.board} firmware {hello.firmware}, free heap {first.free_heap} bytes")
     stack("after_boot")
-    seat.settings({SettingKey.ACW_S: ACW_S, SettingKey.AWAY_S: 0})
+    seat.settings({SettingKey.ACW_S: ACW_S})
     call_cycle(seat)
     stack("after_call_cycle")
     beats = heartbeats(seat)
@@ -356,7 +365,7 @@ def measure(dut: Dut, *, presses: int, rounds: int, probe: BoardProbe | None) ->
     stack("after_queue_overflow")
 
     seat.reboot()
-    seat.settings({SettingKey.STEP_MS: STEP_MS, SettingKey.AWAY_S: 0,
+    seat.settings({SettingKey.STEP_MS: STEP_MS,
                    SettingKey.MISS_LIMIT: SettingKey.MISS_LIMIT.maximum})  # fmt: skip
     latencies, readback = input_to_light(seat, presses, probe)
     rings = ring_timeouts(seat, rounds)
