@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ import pytest
 
 from gateway.contract.payloads import CallEvent, SeatEvent
 from gateway.contract.topics import Topics
+from gateway.core.kpi import Kpis, SignIns, kpis, state_intervals
 from gateway.core.live import LiveKpis
 from gateway.core.queries import daily_report, interval_kpis
 from gateway.core.report import Targets
@@ -192,18 +194,29 @@ def test_the_live_figures_of_each_agent_are_the_report_s(report: Any) -> None:
     for e in sorted(events, key=lambda e: e.t):
         live.feed([e])
         live.advance(e.t)
+    live.advance(hm(14, 30))
+    # the rolling window (the last 120 whole minutes: 12:31-14:30) as kpis() has it
+    win, rolling = live.rolling(120, by="agent")
+    signed = SignIns([(c["seat"], c["agent"], c["t"], c["id"]) for c in changes])
+    want_rolling = kpis(calls, state_intervals(seats, until=hm(14, 30)), window=win,
+                        by="agent", sign_ins=signed)  # fmt: skip
+    assert set(rolling) == {"ann", "bob"}
+    same(rolling, want_rolling, "rolling agent")
     live.advance(hm(15))
     for by, want in (("agent", report.agents), ("seat", report.seats),
                      ("site", {SITE: report.site_kpis})):  # fmt: skip
-        got = live.window("day", hm(12), by=by)[1]  # type: ignore[arg-type]
-        assert sorted(got) == sorted(want), by
-        for key in want:
-            for name, value in asdict(want[key]).items():
-                live_value = getattr(got[key], name)
-                if isinstance(value, dict):
-                    assert live_value.keys() == value.keys(), (by, key, name)
-                    value, live_value = list(value.values()), list(live_value.values())
-                assert live_value == pytest.approx(value), (by, key, name)
+        same(live.window("day", hm(12), by=by)[1], want, by)  # type: ignore[arg-type]
+
+
+def same(got: dict[str, Kpis], want: Mapping[str, Kpis], where: str) -> None:
+    assert sorted(got) == sorted(want), where
+    for key in want:
+        for name, value in asdict(want[key]).items():
+            live_value = getattr(got[key], name)
+            if isinstance(value, dict):
+                assert live_value.keys() == value.keys(), (where, key, name)
+                value, live_value = list(value.values()), list(live_value.values())
+            assert live_value == pytest.approx(value), (where, key, name)
 
 
 # --- through mosquitto and the worker ---------------------------------------------------------
