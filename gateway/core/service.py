@@ -5,10 +5,11 @@ Design requirements:
 - Nothing lost: an event message is acknowledged to the broker only once the transaction
   that stored it has committed (manual PUBACK on a persistent session). A worker that dies
   leaves its unacknowledged messages to be delivered again; the store drops the repeats.
-- Several workers split the load: each takes its share of `seat/+/event` and `call/+/event`
-  through one shared subscription (`$share/<group>/...`) and stores it; every worker then
-  follows the store's tail (everything any worker stored, in commit order) into its live
-  KPIs and alert engine. So each worker holds the whole site's live state, and the store
+- Several workers split the load: each takes its share of `seat/+/event`, `call/+/event`
+  and `seat/+/agent` (who is signed in where, issue 19) through one shared subscription
+  (`$share/<group>/...`) and stores it; every worker then follows the store's tails
+  (everything any worker stored, in commit order; the sign-ins first) into its live KPIs
+  and alert engine, which book each seat's events to the agent signed in there. So each worker holds the whole site's live state, and the store
   decides who publishes an alert: the worker whose insert made it.
 - The leader (the only worker on SQLite; the holder of an advisory lock on PostgreSQL)
   publishes the live KPIs and the open alerts; every worker publishes its own health.
