@@ -9,8 +9,9 @@ Design requirements:
   and `seat/+/agent` (who is signed in where, issue 19) through one shared subscription
   (`$share/<group>/...`) and stores it; every worker then follows the store's tails
   (everything any worker stored, in commit order; the sign-ins first) into its live KPIs
-  and alert engine, which book each seat's events to the agent signed in there. So each worker holds the whole site's live state, and the store
-  decides who publishes an alert: the worker whose insert made it.
+  and alert engine, which book each seat's events to the agent signed in there. So each
+  worker holds the whole site's live state, and the store decides who publishes an alert:
+  the worker whose insert made it.
 - The leader (the only worker on SQLite; the holder of an advisory lock on PostgreSQL)
   publishes the live KPIs and the open alerts; every worker publishes its own health.
 - Every store call runs on one thread of its own: the event loop never waits on a disk.
