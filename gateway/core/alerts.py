@@ -880,6 +880,10 @@ class AlertEngine:
         if agent is None:
             seat.agent, seat.w = None, seat.own
             return
+        if old is None:  # nobody's windows are not judged while an agent sits here
+            for rule, alert in list(seat.own.windowed.items()):
+                del seat.own.windowed[rule]
+                self._clear(alert, t, alert.measured, f"{agent} signed in at {seat.id}", out)
         before = self._sat.get(agent)
         if before is not None and before != seat.id:  # moved here: its windows come along
             other = self._seats[before]

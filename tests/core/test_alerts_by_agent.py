@@ -92,3 +92,14 @@ def test_the_after_shift_alert_follows_the_agent_s_shift(tmp_path: Path) -> None
     assert core._shift_end("s1", T0 + 60) == T0 + 3600  # ann's shift (T0 is 08:00 UTC)
     assert core._shift_end("s1", T0 + 700) == T0 + 4 * 3600  # bob's, at the same seat
     assert core._shift_end("s2", T0 + 60) is None  # nobody: no shift to be past
+
+
+def test_nobody_s_window_alerts_end_when_an_agent_signs_in() -> None:
+    engine = signed(AlertEngine(AlertSettings(avg_min_calls=2)), ("s1", "ann", 1000))
+    s1 = Seat("s1")
+    changes = feed(engine, [s1.state(0, "ready"), *acw_calls(s1, 1, 0, 2, 90.0),
+                            s1.state(1100, "not_ready", "break")])  # fmt: skip
+    [up] = raised(changes, "avg_acw")
+    [down] = cleared(changes, "avg_acw")
+    assert up.alert.agent is None and down.alert.id == up.alert.id
+    assert down.why == "ann signed in at s1"
