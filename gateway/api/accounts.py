@@ -33,6 +33,15 @@ What it enforces (../shared/design/rules-from-seeds.md §5, from S2 §二.1, §�
   every login and command, since it knows who and from where; the store itself audits only
   what the caller cannot see: an account becoming locked (`login.lockout`).
 
+- **Agents at seats** (issue 19). `sign_in` and `sign_out` keep who is signed in at each
+  seat: one agent at one seat (a sign-in elsewhere signs the agent out of the old seat,
+  cause `moved`), one agent per seat (another agent there is refused, `seat_taken`, unless a
+  supervisor signs in over them, cause `supervisor`), agents with an agent id only, and an
+  agent disabled, no agent any more or with another agent id signed out (cause `account`).
+  `account_seat_agents` holds each seat's latest change as the retained seat/{seat}/agent
+  carries it, with whether the broker took it (`mark_published`); `account_signins` every
+  interval. Unique indexes hold the first two rules in the database too.
+
 Bad input raises `AccountError` (its `code` a short slug, its message naming what is wrong)
 before anything is written, or inside the transaction that is then rolled back: a refused
 call changes nothing. A refused login raises `AuthError`.

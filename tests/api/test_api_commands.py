@@ -32,8 +32,13 @@ def farm(request: pytest.FixtureRequest) -> Iterator[SeatFarm]:
 
 @pytest.fixture
 def floor(tmp_path: Path, mqtt_broker: Any, farm: SeatFarm) -> Iterator[LiveApi]:
-    """Two virtual seats behind a real edge gateway, and the API on the same site."""
+    """Two virtual seats behind a real edge gateway, and the API on the same site, with an
+    agent signed in at s0 through the API before the gateway starts (issue 19: a seat with
+    nobody signed in is logged out once its gateway says so)."""
     with LiveApi(tmp_path, mqtt_broker) as api:
+        with api.client(Role.SUPERVISOR) as c:
+            r = c.put("/signins/s0", json={"username": USERS[Role.AGENT][0]})
+            assert r.status_code == 200 and r.json()["published"], r.text
         write_inventory(tmp_path / "inventory.toml",
                         {"s0": farm.seats[0].uid, "s1": farm.seats[1].uid})  # fmt: skip
         cfg = edge_settings(tmp_path, mqtt_broker, api.topics, [s.url for s in farm.seats],

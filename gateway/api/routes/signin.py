@@ -227,8 +227,7 @@ async def signin_history(request: Request, _: Annotated[Session, Depends(require
     svc = services(request)
     tz = svc.settings.tz
     start = datetime.combine(day, time(0), tz)
-    end = datetime.combine(day + timedelta(days=1), time(0), tz) if day.year < 2999 \
-        else start + timedelta(days=1)  # fmt: skip
+    end = datetime.combine(day + timedelta(days=1), time(0), tz)  # 23 or 25 h: DST days
     found = await run_in_threadpool(lambda: svc.accounts.signins(
         since=start.timestamp(), until=end.timestamp()))
     return SignInHistory(day=day, timezone=tz.key,
