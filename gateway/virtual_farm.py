@@ -59,14 +59,14 @@ from gateway.rig.link_faults import TO_GATEWAY, TO_SEAT, flip_bits
 from gateway.rig.thread_calls import ThreadCalls
 from gateway.seatlink.codec import SettingKey
 from gateway.virtual_repl import VirtualRepl
-from gateway.virtual_seat import RealtimeBoard
+from gateway.virtual_seat import IN_ANSWER, IN_HANGER, IN_HELP, IN_READY, IN_WRAP, RealtimeBoard
 
 __all__ = ["TO_GATEWAY", "TO_SEAT", "FarmBoard", "FarmSeat", "SeatFarm", "SeatStatus",
            "TraceKey", "firmware_stepper"]
 
-IN_HELP = 8  # firmware/agent.py: the HELP button's input bit
 # firmware/tx.py: the index in L of the frames a full queue dropped
 _TX_DROP = constants({"tx.py": (FIRMWARE_DIR / "tx.py").read_text()})["DROP"]
+_INPUTS = frozenset({IN_HANGER, IN_READY, IN_WRAP, IN_HELP, IN_ANSWER})
 _RELIABLE_KINDS = frozenset(b"BSEX")
 _HELLO = ord("B")
 _SLOT_S = 0.001  # seats are spread over the pass period in slots of this length
@@ -521,7 +521,9 @@ class FarmBoard(RealtimeBoard):
 
 class FarmSeat:
     """One seat of a farm: its uid (as the hello reports it), its link's url, its board
-    (set `board.bits` to press buttons: bit 0 hook, 1 READY, 2 WRAP, 3 HELP) and counters.
+    (`board.bits` are the desk's inputs, gateway.virtual_seat's IN_*: bit 0 HANGER, 1 while
+    the headset rests on it, as it does when the farm starts; the buttons READY 1, WRAP 2,
+    HELP 3 and ANSWER 4, 1 while pressed) and counters.
 
     With a load generator running, the farm's thread flips bit 3 of board.bits: a test
     that sets other bits meanwhile may lose one of those flips (read-modify-write)."""
@@ -638,6 +640,12 @@ class SeatStatus:
     pressed: int  # HELP presses so far
     dropped: int  # frames this boot's full queue dropped
     discarded: int  # bytes written that reached nobody
+    inputs: int = IN_HANGER  # the desk's input bits (gateway.virtual_seat's IN_*)
+
+    @property
+    def on_hanger(self) -> bool:
+        """The headset rests on its hanger (else the agent wears it)."""
+        return bool(self.inputs & IN_HANGER)
 
 
 # --- the farm --------------------------------------------------------------------------------
@@ -668,7 +676,9 @@ class SeatFarm:
     A seat whose firmware raises stops alone (seat.error); stop() then raises RuntimeError.
 
     One seat at a time, while the farm runs: reset() (a board reset), unplug() and replug()
-    (its cable, same url), set_noise() (bit flips on its line), status().
+    (its cable, same url), set_noise() (bit flips on its line), status(), and the agent's
+    hands at the desk: set_input() (the headset on or off its hanger) and press() (READY,
+    WRAP, HELP, ANSWER).
     """
 
     def __init__(self, count: int, *, host: str = "127.0.0.1", first_uid: int = 0x5EA70001,
@@ -866,9 +876,44 @@ class SeatFarm:
                               connected=link.connected, connections=link.connections,
                               noise=dict(link.noise), corrupted=dict(link.corrupted),
                               pressing=seat.pressing, pressed=seat.pressed,
-                              dropped=seat.dropped, discarded=link.discarded)  # fmt: skip
+                              dropped=seat.dropped, discarded=link.discarded,
+                              inputs=seat.board.bits)  # fmt: skip
 
         return self._call(do)
+
+    def set_input(self, index: int, bit: int, level: bool) -> bool:
+        """The desk's input `bit` (gateway.virtual_seat's IN_*) of seat `index` at `level`:
+        IN_HANGER True puts the headset on its hanger, False lifts it; a button True holds
+        it down. Set on the scheduler thread, between passes, so the load generator's HELP
+        presses are not lost. Returns False if it was at that level already."""
+        if bit not in _INPUTS:
+            raise ValueError(f"no input bit {bit}: one of {sorted(_INPUTS)}")
+        board = self._seat(index).board
+
+        def do() -> bool:
+            was = bool(board.bits & bit)
+            if level:
+                board.bits |= bit
+            else:
+                board.bits &= ~bit
+            return was != level
+
+        return self._call(do)
+
+    def press(self, index: int, bit: int, hold_s: float = 0.1) -> None:
+        """A button of seat `index` pressed for `hold_s` and let go, then as long again
+        before returning: longer than the firmware's debounce lockout (30 ms), so each press
+        and the next are taken. Blocks the caller meanwhile."""
+        if bit == IN_HANGER:
+            raise ValueError("the hanger is not a button: set_input() lifts or hangs it")
+        if not 0 < hold_s <= 60:
+            raise ValueError(f"a press is held for more than 0 and at most 60 s, not {hold_s}")
+        self.set_input(index, bit, True)
+        try:
+            time.sleep(hold_s)
+        finally:
+            self.set_input(index, bit, False)
+        time.sleep(min(hold_s, 0.1))
 
     def first_writes(self) -> dict[TraceKey, float]:
         """(uid, boot, seq) -> time.time() of the first write of that reliable seat frame,

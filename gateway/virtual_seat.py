@@ -1,8 +1,9 @@
 """A seat whose firmware runs under CPython in real time, behind a socket.
 
 The firmware is the exact bundle a micro:bit gets; only the board differs: the
-clock is the host's, inputs are bits the caller sets, the light is recorded
-and the serial link is one end of a socket pair.
+clock is the host's, inputs are bits the caller sets (firmware/agent.py's: bit 0
+HANGER, 1 = the headset rests on it; 1 READY, 2 WRAP, 3 HELP, 4 ANSWER, 1 = pressed),
+the light is recorded and the serial link is one end of a socket pair.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from pathlib import Path
 from gateway.firmware_host import SeatStopped, load_firmware
 
 TICKS_MASK = 0x3FFFFFFF  # MicroPython's ticks_ms period (2**30)
+# firmware/agent.py's input bits, as the board reads them: HANGER is 1 with the headset
+# resting on its hanger, the buttons 1 while pressed
+IN_HANGER, IN_READY, IN_WRAP, IN_HELP, IN_ANSWER = 1, 2, 4, 8, 16
 
 
 class RealtimeBoard:
@@ -35,7 +39,7 @@ class RealtimeBoard:
                  on_light: Callable[[int], None] | None = None) -> None:
         self.UID = uid
         self.STORE = str(store) + "/"
-        self.bits = 0
+        self.bits = IN_HANGER  # a desk at rest: the headset on its hanger, nothing pressed
         self.rgb = 0
         self.stopping = threading.Event()
         self._link = link

@@ -9,14 +9,16 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import serial
 
-from gateway.seatlink.codec import Kind
+from gateway.seatlink import messages
+from gateway.seatlink.codec import EventCode, Frame, Kind, State, Why
+from gateway.seatlink.messages import Event, Snapshot
 from gateway.seatlink.session import Session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,3 +184,62 @@ def test_without_stdin_the_seats_run_on(stdin: str) -> None:
         farm.proc.send_signal(signal.SIGTERM)
         assert farm.proc.wait(timeout=TIMEOUT_S) == 0, farm.stderr()
         assert farm.lines.get(timeout=TIMEOUT_S) is None  # no answer without a command
+
+
+def test_the_agent_commands_lift_answer_and_hang_up_at_a_seat() -> None:
+    """lift, ready, answer and hang act on the seat's desk inputs as an agent's hands; the
+    seat, a host on its link, reports each as the firmware does (why: 2 hanger, 5 ANSWER)."""
+
+    def event(code: EventCode, state: State | None = None, a: int | None = None
+              ) -> Callable[[Frame], bool]:  # fmt: skip
+        def match(f: Frame) -> bool:
+            if f.kind is not Kind.EVENT:
+                return False
+            e = Event.from_frame(f)
+            return e.code is code and state in (None, e.state) and a in (None, e.a)
+
+        return match
+
+    with seats("-n", "2") as farm:
+        (uid0, url0), _ = farm.seats
+        assert "lift SEAT | hang SEAT | answer SEAT | ready SEAT [MS] | wrap SEAT" in \
+            farm.ask("help")  # fmt: skip
+        assert farm.ask("status 0").endswith(", headset on its hanger")  # an empty desk
+        assert farm.ask("status").endswith(", 0 headsets lifted")
+        for bad, says in (("lift 2", "no seat '2': the seats are 0..1"),
+                          ("hang x", "no seat 'x'"), ("answer", "usage: answer SEAT"),
+                          ("ready 0 0", "bad press length '0'"),
+                          ("ready 0 fast", "bad press length 'fast'"),
+                          ("wrap 0 1", "usage: wrap SEAT")):  # fmt: skip
+            answer = farm.ask(bad)
+            assert answer.startswith("error: ") and says in answer, (bad, answer)
+        port = serial.serial_for_url(url0, timeout=0.01)
+        try:
+            session = Session(port, read_timeout=0.01)
+            session.sync()
+            snap = Snapshot.from_frame(session.wait_for(lambda f: f.kind is Kind.SNAPSHOT,
+                                                        timeout=TIMEOUT_S, since=0))
+            assert not snap.off_hook  # the headset rests on its hanger
+            assert farm.ask("lift 0") == f"ok seat 0 {uid0}: headset lifted"
+            assert farm.ask("lift 0") == f"ok seat 0 {uid0}: headset lifted already"
+            session.wait_for(event(EventCode.HOOK, a=1), timeout=TIMEOUT_S)
+            assert farm.ask("status 0").endswith(", headset lifted")
+            assert farm.ask("status").endswith(", 1 headsets lifted")
+            assert farm.ask("ready 0") == f"ok seat 0 {uid0}: READY pressed"
+            session.wait_for(event(EventCode.STATE, State.READY), timeout=TIMEOUT_S)
+            session.send(messages.offer(41))
+            session.wait_for(event(EventCode.STATE, State.RINGING), timeout=TIMEOUT_S)
+            assert farm.ask("answer 0") == f"ok seat 0 {uid0}: ANSWER pressed"
+            session.wait_for(event(EventCode.STATE, State.TALKING, Why.ANSWER_BUTTON),
+                             timeout=TIMEOUT_S)  # fmt: skip
+            assert farm.ask("hang 0") == f"ok seat 0 {uid0}: headset on its hanger"
+            session.wait_for(event(EventCode.RELEASED, a=Why.HOOK), timeout=TIMEOUT_S)
+            session.wait_for(event(EventCode.STATE, State.ACW), timeout=TIMEOUT_S)
+            assert farm.ask("wrap 0") == f"ok seat 0 {uid0}: WRAP pressed"
+            session.wait_for(event(EventCode.STATE, State.READY, Why.BUTTON), timeout=TIMEOUT_S)
+            assert farm.ask("ready 0 3500") == f"ok seat 0 {uid0}: READY pressed for 3500 ms"
+            session.wait_for(event(EventCode.STATE, State.LOGGED_OUT), timeout=TIMEOUT_S)
+        finally:
+            port.close()
+        assert farm.ask("quit") == "ok stopping"
+        assert farm.proc.wait(timeout=TIMEOUT_S) == 0, farm.stderr()

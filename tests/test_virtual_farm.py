@@ -24,6 +24,7 @@ from gateway.bundle import FIRMWARE_DIR, constants
 from gateway.seatlink.codec import EventCode, Frame, FrameError, Kind, decode, encode
 from gateway.seatlink.session import Session
 from gateway.virtual_farm import TO_GATEWAY, TO_SEAT, SeatFarm
+from gateway.virtual_seat import IN_HANGER, IN_READY
 
 HELP_BIT = 8
 HELP_FLAG = 1  # snapshot flags, bit 0: help requested
@@ -504,3 +505,28 @@ def test_an_unplugged_pty_stays_open_and_passes_nothing_until_replug() -> None:
                   "the help events resent once replugged")  # fmt: skip
             session.sync()
         assert farm.status(0).plugged and seat.dropped == 0
+
+
+def test_the_agents_hands_lift_the_headset_and_press_buttons_between_passes() -> None:
+    with SeatFarm(2) as farm:
+        assert all(farm.status(i).on_hanger for i in range(2))  # empty desks
+        port = serial.serial_for_url(farm.seats[0].url, timeout=0.01)
+        try:
+            session = Session(port, read_timeout=0.01)
+            session.sync()
+            assert farm.set_input(0, IN_HANGER, False) is True  # the agent wears it
+            assert farm.set_input(0, IN_HANGER, False) is False  # lifted already
+            assert not farm.status(0).on_hanger and farm.status(1).on_hanger
+            farm.press(0, IN_READY)
+            ready = session.wait_for(lambda f: f.kind is Kind.EVENT and f.fields[:2] == (
+                EventCode.STATE, 1), timeout=5)  # fmt: skip
+            assert ready.fields[4] == 1  # why: the button
+            assert farm.seats[0].board.bits == 0  # let go: only the headset worn
+        finally:
+            port.close()
+        with pytest.raises(ValueError, match="no input bit 32"):
+            farm.set_input(0, 32, True)
+        with pytest.raises(ValueError, match="not a button"):
+            farm.press(0, IN_HANGER)
+        with pytest.raises(IndexError):
+            farm.set_input(2, IN_HANGER, True)

@@ -14,12 +14,16 @@ from pathlib import Path
 from types import FrameType
 
 from gateway.virtual_farm import TO_GATEWAY, TO_SEAT, SeatFarm, SeatStatus
+from gateway.virtual_seat import IN_ANSWER, IN_HANGER, IN_READY, IN_WRAP
 
 _POLL_S = 0.5  # how often the farm is checked for a failed seat (and a signal noticed)
 
 HELP = ("ok commands: status [SEAT] | reset SEAT | unplug SEAT | replug SEAT | "
-        "noise SEAT P [both|to-seat|to-gateway] | load [HZ] | quit | help "
+        "noise SEAT P [both|to-seat|to-gateway] | load [HZ] | lift SEAT | hang SEAT | "
+        "answer SEAT | ready SEAT [MS] | wrap SEAT | quit | help "
         "(SEAT: its index from 0, or its uid)")  # fmt: skip
+_PRESS_MS = 100  # a button press: longer than the firmware's 30 ms debounce
+_LONG_MS_MAX = 10_000  # the firmware's long press is at most 10 s (setting long_press_ms)
 
 _DIRECTIONS = {"both": None, "to-seat": TO_SEAT, "to_seat": TO_SEAT,
                "to-gateway": TO_GATEWAY, "to_gateway": TO_GATEWAY}  # fmt: skip
@@ -45,6 +49,14 @@ commands on stdin (SEAT: its index from 0, or its uid):
   load [HZ]             HELP presses a second per seat: 0 pauses, more resumes; alone: the
                         load now
   status [SEAT]         one seat, or the whole farm counted
+the agent's hands at a seat's desk (its headset starts on its hanger):
+  lift SEAT             lift the headset off its hanger (wear it): answers a ringing call
+  hang SEAT             put the headset on its hanger: releases a call being talked; Ready
+                        with the headset there is Not Ready (away) after away_s
+  answer SEAT           press the headset's call button: answers a ringing call, releases
+                        a talking one
+  ready SEAT [MS]       press READY (for MS ms, default 100; held 3000 logs the seat out)
+  wrap SEAT             press WRAP: ends after-call work
   help                  the commands
   quit                  stop, as Ctrl-C
 
@@ -96,7 +108,9 @@ class Console:
         name, args = words[0].lower(), words[1:]
         command = {"help": self._help, "status": self._status, "reset": self._reset,
                    "unplug": self._unplug, "replug": self._replug, "noise": self._noise,
-                   "load": self._load, "quit": self._quit}.get(name)  # fmt: skip
+                   "load": self._load, "lift": self._lift, "hang": self._hang,
+                   "answer": self._answer, "ready": self._ready, "wrap": self._wrap,
+                   "quit": self._quit}.get(name)  # fmt: skip
         if command is None:
             return f"error: unknown command {words[0]!r} ('help' lists them)"
         try:
@@ -127,7 +141,8 @@ class Console:
                 f"{sum(s.pressing for s in seats)} pressing, "
                 f"{sum(not s.running for s in seats)} not running (REPL or failed), "
                 f"{sum(s.pressed for s in seats)} pressed, "
-                f"{sum(s.dropped for s in seats)} dropped")  # fmt: skip
+                f"{sum(s.dropped for s in seats)} dropped, "
+                f"{sum(not s.on_hanger for s in seats)} headsets lifted")  # fmt: skip
 
     def _reset(self, args: list[str]) -> str:
         _arity("reset", args, 1, 1, "SEAT")
@@ -182,6 +197,43 @@ class Console:
         after = ", each seat once a host has connected" if self.farm.load_after_connect else ""
         return f"ok load {_num(hz)} presses/s per seat{after}"
 
+    def _lift(self, args: list[str]) -> str:
+        _arity("lift", args, 1, 1, "SEAT")
+        index = self._index(args[0])
+        done = self.farm.set_input(index, IN_HANGER, False)
+        return f"ok {self._name(index)}: headset lifted{'' if done else ' already'}"
+
+    def _hang(self, args: list[str]) -> str:
+        _arity("hang", args, 1, 1, "SEAT")
+        index = self._index(args[0])
+        done = self.farm.set_input(index, IN_HANGER, True)
+        return f"ok {self._name(index)}: headset on its hanger{'' if done else ' already'}"
+
+    def _answer(self, args: list[str]) -> str:
+        _arity("answer", args, 1, 1, "SEAT")
+        index = self._index(args[0])
+        self.farm.press(index, IN_ANSWER, _PRESS_MS / 1000)
+        return f"ok {self._name(index)}: ANSWER pressed"
+
+    def _ready(self, args: list[str]) -> str:
+        _arity("ready", args, 1, 2, "SEAT [MS]")
+        index = self._index(args[0])
+        ms = _PRESS_MS
+        if len(args) > 1:
+            ms = int(args[1]) if args[1].isdigit() else 0
+            if not 1 <= ms <= _LONG_MS_MAX + 1000:
+                raise _Refused(f"bad press length {args[1]!r}: milliseconds, 1 to "
+                               f"{_LONG_MS_MAX + 1000}")  # fmt: skip
+        self.farm.press(index, IN_READY, ms / 1000)
+        held = "" if len(args) < 2 else f" for {ms} ms"
+        return f"ok {self._name(index)}: READY pressed{held}"
+
+    def _wrap(self, args: list[str]) -> str:
+        _arity("wrap", args, 1, 1, "SEAT")
+        index = self._index(args[0])
+        self.farm.press(index, IN_WRAP, _PRESS_MS / 1000)
+        return f"ok {self._name(index)}: WRAP pressed"
+
     def _quit(self, args: list[str]) -> str:
         _arity("quit", args, 0, 0, "")
         self._on_quit()
@@ -227,7 +279,8 @@ def _describe(s: SeatStatus) -> str:
             f"{'running' if s.running else 'not running (REPL or failed)'}, {link}, {hosts}, "
             f"noise {_pairs(s.noise)}, "
             f"corrupted {_pairs(s.corrupted)}, {'pressing' if s.pressing else 'not pressing'}, "
-            f"{s.pressed} pressed, {s.dropped} dropped")  # fmt: skip
+            f"{s.pressed} pressed, {s.dropped} dropped, "
+            f"headset {'on its hanger' if s.on_hanger else 'lifted'}")  # fmt: skip
 
 
 def _foreground(fd: int) -> bool:

@@ -29,8 +29,7 @@ from gateway.edge.service import EdgeService
 from gateway.rig.link_faults import FaultyLink
 from gateway.seatlink.codec import Kind, encode
 from gateway.virtual_farm import SeatFarm
-
-IN_HOOK, IN_HELP = 1, 8
+from gateway.virtual_seat import IN_HANGER, IN_HELP
 
 
 async def press(seat: Any, bit: int) -> None:
@@ -55,7 +54,7 @@ def test_seat_events_state_and_health_reach_subscribers(tmp_path: Path, mqtt_bro
                 await until(lambda: all(sub.last("seat_state", seat=s) for s in seats), 10,
                             "every seat's state")  # fmt: skip
                 await press(farm.seats[1], IN_HELP)
-                farm.seats[2].board.bits |= IN_HOOK
+                farm.seats[2].board.bits &= ~IN_HANGER  # the headset lifted off its hanger
                 await until(lambda: (sub.last("seat_state", seat="s1") or {}).get("help"), 5)
                 await until(lambda: (sub.last("seat_state", seat="s2") or {}).get("off_hook"), 5)
                 await until(lambda: all(sub.last("seat_health", seat=s) for s in seats), 10)
@@ -75,7 +74,7 @@ def test_seat_events_state_and_health_reach_subscribers(tmp_path: Path, mqtt_bro
                 assert events[0]["type"] == "hello" and events[0]["board"] == uid
                 assert all(e["id"] == f"{uid}-{e['boot']}-{e['seq']}" for e in events)
             kinds = [e["data"]["event"] for e in sub.events("s2") if e["type"] == "event"]
-            assert kinds == ["hook"]  # off hook while logged out: no state change
+            assert kinds == ["hook"]  # lifted while logged out: no state change
             helps = [e["data"]["a"] for e in sub.events("s1") if e["type"] == "event"]
             assert helps == [1]
             # a clean stop says offline: the seats, then the gateway
