@@ -1,6 +1,8 @@
 """Whole calls through the real path: the simulated PBX publishes seat commands, the edge
-gateway carries them to virtual seats running the real firmware bundle, agents lift and hang
-up the headset at the desk, and every step comes back as a call event on a real mosquitto.
+gateway carries them to virtual seats running the real firmware bundle, agents signed in at
+their seats answer and end calls at the desk (the headset's call button, or the headset
+lifted off and put on its hanger), and every step comes back as a call event on a real
+mosquitto.
 
 Ring cadence is 1 s here (the seat's shortest) so that ring limits pass in seconds; the
 hold test waits the real 35 s, since the seat's hold limit (30 s) is what it checks."""
@@ -14,20 +16,24 @@ from typing import Any
 
 import pytest
 from edge_support import until
-from pbx_support import call_site, run
+from pbx_support import IN_READY, call_site, run
 
 from gateway.pbx.calls import Action
 from gateway.pbx.compliance import DoNotCallList
+from gateway.seatlink.codec import Why
 
 FAST = {"ring_ms": 1000}
 
 
-def test_answer_by_hook_hold_past_the_limit_release_acw_ready(tmp_path: Path,
-                                                              mqtt_broker: Any) -> None:
+def test_answer_by_the_hanger_hold_past_the_limit_release_acw_ready(tmp_path: Path,
+                                                                    mqtt_broker: Any) -> None:
     async def flow() -> None:
         async with call_site(tmp_path, mqtt_broker, 2, queues={"support": ["s0", "s1"]},
                              **FAST) as site:  # fmt: skip
-            await site.login("s1", "s0")  # s1 has waited longest
+            # s1 has waited longest; its agent leaves the headset on its hanger between calls
+            # (a call within away_s: lifting it answers)
+            await site.login("s1", wear=False)
+            await site.login("s0")
             call = site.pbx.arrive("support", number="+862161234567", talk_s=45.0,
                                    actions=(Action(after_s=1, do="hold"),
                                             Action(after_s=36, do="unhold")))
@@ -38,6 +44,8 @@ def test_answer_by_hook_hold_past_the_limit_release_acw_ready(tmp_path: Path,
             site.lift("s1")
             answer = await site.until_step(call, "answer")
             assert answer["seat"] == "s1" and answer["rings"] == 2
+            await site.until_state("s1", "talking")
+            assert site.why("s1", "talking") == Why.HOOK  # the hanger answered
             assert 1.0 <= answer["ring_s"] < 2.0 and answer["number"] == "***4567"
             await site.until_step(call, "hold")
             await site.until_state("s1", "hold")
@@ -74,14 +82,18 @@ def test_no_answer_requeues_to_the_next_agent(tmp_path: Path, mqtt_broker: Any) 
             await site.until_state("s0", "not_ready")  # the seat paused itself (RONA)
             assert site.state("s0")["reason"] == "no_answer"
             await site.until_state("s1", "ringing")
-            site.lift("s1")
+            await site.answer("s1")  # the headset's call button
             answer = await site.until_step(call, "answer")
             assert answer["seat"] == "s1"
-            await asyncio.sleep(0.5)
-            site.hang_up("s1")  # the agent ends it
+            await site.until_state("s1", "talking")
+            assert site.why("s1", "talking") == Why.ANSWER_BUTTON
+            site.hang_up("s1")  # the agent ends it: the headset back on its hanger
             release = await site.until_step(call, "release")
             assert release["by"] == "agent"
             await site.until_state("s1", "acw")
+            released = [e for e in site.sub.events("s1") if e["type"] == "event"
+                        and e["data"]["event"] == "released"]  # fmt: skip
+            assert [e["data"]["a"] for e in released] == [Why.HOOK]
             assert site.steps(call) == [("enter_queue", None), ("offer", "s0"),
                                         ("ring_no_answer", "s0"), ("offer", "s1"),
                                         ("answer", "s1"), ("release", "s1")]  # fmt: skip
@@ -116,7 +128,7 @@ def test_blind_and_consultative_transfers(tmp_path: Path, mqtt_broker: Any) -> N
             await site.login("s0")
             call = site.pbx.arrive("support")
             await site.until_state("s0", "ringing")
-            site.lift("s0")
+            await site.answer("s0")
             await site.until_step(call, "answer")
             await site.login("s1", "s2")
 
@@ -142,7 +154,7 @@ def test_blind_and_consultative_transfers(tmp_path: Path, mqtt_broker: Any) -> N
             assert transfer["target"] == {"v": 1, "kind": "consultative", "seat": "s2",
                                           "queue": None, "note": "refund over the limit"}
             await site.until_state("s2", "ringing")
-            site.lift("s2")
+            await site.answer("s2")
             await until(lambda: [e for e in site.calls(call) if e["type"] == "answer"
                                  and e["seat"] == "s2"], 5, "s2 answers")  # fmt: skip
             await site.until_state("s0", "hold")  # the caller waits while the agents talk
@@ -155,11 +167,10 @@ def test_blind_and_consultative_transfers(tmp_path: Path, mqtt_broker: Any) -> N
 
             # blind to s0 (Ready again after ACW), who answers: s2 is released
             await site.until_state("s0", "ready", timeout=5)
-            site.hang_up("s0")
             await site.command({"v": 1, "id": "t4", "command": "transfer", "call": call,
                                 "kind": "blind", "seat": "s0"})
             await site.until_state("s0", "ringing")
-            site.lift("s0")
+            await site.answer("s0")
             await site.until_state("s2", "acw")
             await site.until_state("s0", "talking")
             kinds = [e["type"] for e in site.calls(call)]
@@ -306,5 +317,77 @@ def test_a_campaign_dials_through_the_gate_and_connects_answers(tmp_path: Path,
             health = site.pbx.health().campaigns["renewals"]
             assert (health.dialled, health.denied, health.answered, health.dropped,
                     health.remaining) == (1, 2, 1, 0, 0)  # fmt: skip
+
+    run(flow)
+
+
+def test_a_seat_with_nobody_signed_in_refuses_its_login_until_an_agent_signs_in(
+        tmp_path: Path, mqtt_broker: Any) -> None:  # fmt: skip
+    async def flow() -> None:
+        async with call_site(tmp_path, mqtt_broker, 1, queues={"support": ["s0"]},
+                             **FAST) as site:  # fmt: skip
+            await site.until_state("s0", "logged_out")
+            site.lift("s0")  # the headset on: READY, with nobody signed in at the desk
+            # until the gateway has told the seat "nobody" (sign_in_wait_s after it
+            # subscribed) the seat takes a login: press until it refuses one
+            for _ in range(20):
+                await site.press("s0", IN_READY)
+                await until(lambda: site.refusals("s0") or site.changes("s0", "ready"), 5,
+                            "the login refused, or taken before the wait")  # fmt: skip
+                if site.refusals("s0"):
+                    break
+                await site.press("s0", IN_READY, hold_s=3.5)  # taken too soon: log out
+                await site.until_state("s0", "logged_out")
+            refused = site.refusals("s0")
+            assert refused and refused[-1]["data"]["a"] == 1  # 1: nobody signed in
+            assert site.state("s0")["state"] == "logged_out"
+            ready = len(site.changes("s0", "ready"))
+            assert "s0" not in site.pbx.acd.ready_seats_any()
+            call = site.pbx.arrive("support", patience_s=30.0)
+            await site.until_step(call, "enter_queue")
+            assert site.steps(call) == [("enter_queue", None)]  # nobody to offer it to
+
+            await site.press("s0", IN_READY)  # again: refused again, the caller waits on
+            await until(lambda: len(site.refusals("s0")) == len(refused) + 1, 5,
+                        "the second login refused")  # fmt: skip
+            assert len(site.changes("s0", "ready")) == ready
+            assert site.steps(call) == [("enter_queue", None)]
+            await site.sign_in("s0")  # the agent signs in at the desk's page ...
+            await site.press_ready_until("s0", "ready")  # ... and READY is taken
+            assert site.why("s0", "ready") == Why.BUTTON
+            offer = await site.until_step(call, "offer")  # the waiting caller comes
+            assert offer["seat"] == "s0"
+            await site.until_state("s0", "ringing")
+            await site.answer("s0")
+            assert (await site.until_step(call, "answer"))["seat"] == "s0"
+
+    run(flow)
+
+
+def test_auto_answer_takes_an_offer_with_no_hand_on_the_desk(tmp_path: Path,
+                                                            mqtt_broker: Any) -> None:
+    async def flow() -> None:
+        async with call_site(tmp_path, mqtt_broker, 1, queues={"support": ["s0"]},
+                             seat_defaults={"auto_answer_ms": 1500}, **FAST) as site:
+            await site.login("s0")  # the headset worn
+            inputs = site.seats["s0"].board.bits
+            call = site.pbx.arrive("support", talk_s=3.0)
+            await site.until_state("s0", "ringing")
+            answer = await site.until_step(call, "answer", timeout=5)
+            assert answer["seat"] == "s0" and answer["rings"] == 2  # 1.5 s: the second ring
+            assert 1.4 <= answer["ring_s"] <= 2.0, answer
+            await site.until_state("s0", "talking")
+            assert site.why("s0", "talking") == Why.AUTO_ANSWER
+            assert site.seats["s0"].board.bits == inputs  # nobody touched the desk
+            release = await site.until_step(call, "release", timeout=10)
+            assert release["by"] == "caller"
+            await site.until_state("s0", "ready", timeout=10)  # after acw_s
+
+            # with the headset on its hanger nobody is there to talk: it rings to the limit
+            site.hang_up("s0")
+            missed = site.pbx.arrive("support")
+            rona = await site.until_step(missed, "ring_no_answer", timeout=8)
+            assert rona["seat"] == "s0" and rona["rings"] == 3
+            assert not [e for e in site.calls(missed) if e["type"] == "answer"]
 
     run(flow)
