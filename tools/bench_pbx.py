@@ -9,29 +9,30 @@ loopback port, never the machine's 1883; tools.bench_edge.start_broker), a seat 
 agents at its desks (gateway.virtual_farm: the real firmware under CPython, one TCP link per
 seat; the agent robot in the same process acts on the seats' inputs, driven by what it hears
 on the broker), the edge gateway (`seatlink edge --config FILE`, inventory defaults
-`away_s = 0`, `acw_s = 10`), the PBX (`python -m tools.bench_pbx _pbx`: `seatlink pbx`'s
+`acw_s = 10`), the PBX (`python -m tools.bench_pbx _pbx`: `seatlink pbx`'s
 PbxService from the same settings file, with the bench's arrivals and a JSON line protocol
 on stdin/stdout to read its statistics) and this process, whose aiomqtt subscriber (QoS 1)
 counts every call event, deduplicated by its id. SIGUSR1 to the farm or the PBX worker
 writes its asyncio tasks' and threads' stacks to its log. Inbound calls only: no outbound
 campaign runs.
 
-The run: every seat is logged in (a READY press each, staggered) and the window starts once
-the PBX sees all of them Ready (the warm-up, not counted). For `seconds`, callers arrive
+The run: an agent is signed in at every seat (the retained seat/{seat}/agent, published by
+the farm's process as the API would: the bench runs no API), each agent puts the headset on
+and logs in (READY) once its seat's sign-in is heard, and the window starts once the PBX sees
+all of them Ready (the warm-up, not counted). For `seconds`, callers arrive
 (Poisson, `rate` a minute, queue "support" served by every seat, talk time lognormal mean
 45 s sd 20 s, at least 5 s, patience exponential mean 60 s, the default ring cadence 5000 ms
 x 3; fixed seed). Then arrivals stop and the calls in progress finish (the drain, at most
 `drain` seconds: by default as long as the window, at least 30 s and at most 180 s; a call
 still in progress after it is counted as such, not as lost).
 
-The agent robot, per seat: offered a call (the PBX's `offer` on seat/{seat}/cmd), it lifts
-the headset after 1-8 s with probability 0.97 (once the seat's state says ringing), else lets
-it ring out (RONA: the seat pauses itself Not Ready, reason no_answer, and the robot presses
-READY again after 5-15 s); when the call is released (the PBX's `released` command or the
-call's `release` event for the seat: 0.5-2 s later, so the seat takes the PBX's release
-first, as at a desk; the seat leaving talking: at once) it hangs the headset up. A press the
-seat missed is made again, a headset left lifted outside a call is hung up (`agents` counts
-every action and retry).
+The agent robot (gateway.demo.agents.Robot), per seat: it wears the headset; offered a call
+(the PBX's `offer` on seat/{seat}/cmd), it presses the headset's call button (ANSWER) after
+1-8 s with probability 0.97 (once the seat's state says ringing), else lets it ring out
+(RONA: the seat pauses itself Not Ready, reason no_answer, and the robot presses READY again
+after 5-15 s). The caller ends every call (the PBX's talk time; the bench's robots end none
+and take no breaks, so the load is the arrivals' alone). A press the seat missed is made
+again (`agents` counts every action and retry).
 
 The figures, all measured, none asserted (goals are printed next to them): see
 FIGURE_NOTES. Progress goes to stderr; stdout is the JSON object only.
@@ -65,7 +66,7 @@ from types import FrameType
 from typing import Any
 
 from gateway.contract.topics import Topics
-from gateway.demo.agents import IN_HOOK, Robot
+from gateway.demo.agents import IN_HANGER, Robot, people
 from tools.bench_edge import (
     REPO,
     CpuClock,
@@ -86,7 +87,7 @@ FIRST_UID = 0x5EA71001
 SEED = 4242
 LATENCY_GOAL_P99_MS = 5.0
 LOST_GOAL = 0
-SEAT_DEFAULTS = {"away_s": 0, "acw_s": 10}
+SEAT_DEFAULTS = {"acw_s": 10}  # the agents wear their headsets: no seat is away
 PBX_STATS = ("received", "ignored", "published", "dropped", "stale_commands", "reconnects",
              "last_error")  # fmt: skip
 TERMINAL = ("abandon", "no_answer", "drop")  # and a release without a leg's detail
@@ -330,8 +331,8 @@ async def _pbx_main(service: Any, *, rate: float, seed: int) -> None:
 
 def farm_worker(argv: Sequence[str]) -> int:
     """`python -m tools.bench_pbx _farm ...`: a SeatFarm and its agent robot, driven by lines
-    on stdin, each answered with one JSON line on stdout: `login`, `stats`, `quit` (also at
-    EOF and on SIGTERM)."""
+    on stdin, each answered with one JSON line on stdout: `login` (an agent signed in at
+    every seat: the robots then log in), `stats`, `quit` (also at EOF and on SIGTERM)."""
     from gateway.virtual_farm import SeatFarm
 
     p = argparse.ArgumentParser(prog="bench_pbx _farm")
@@ -358,7 +359,8 @@ async def _farm_main(farm: Any, *, port: int, seed: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, commands.put_nowait, "quit")
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
-    robot = Robot(farm, topics=Topics(site=SITE, root=ROOT), port=port, rng=random.Random(seed))
+    robot = Robot(farm, topics=Topics(site=SITE, root=ROOT), port=port, rng=random.Random(seed),
+                  breaks=False, ends_p=0.0)  # fmt: skip
     tasks = [
         asyncio.create_task(robot.run(), name="agents"),
         asyncio.create_task(robot.sweep(), name="sweep"),
@@ -371,7 +373,8 @@ async def _farm_main(farm: Any, *, port: int, seed: int) -> None:
             if cmd in ("", "quit"):
                 break
             if cmd == "login":
-                await robot.login()
+                await robot.sign_in_all({seat: (p.agent, p.name) for seat, p in zip(
+                    robot.agents, people(len(robot.agents)), strict=True)})  # fmt: skip
                 reply(t=time.time())
             elif cmd == "stats":
                 seats = farm.seats
@@ -379,7 +382,7 @@ async def _farm_main(farm: Any, *, port: int, seed: int) -> None:
                     t=time.time(),
                     robot=dict(sorted(robot.counts.items())),
                     robot_connections=robot.connections,
-                    headsets_lifted=sum(bool(s.board.bits & IN_HOOK) for s in seats),
+                    headsets_on_hanger=sum(bool(s.board.bits & IN_HANGER) for s in seats),
                     seats_connected=sum(s.connected for s in seats),
                     connections_max=max(s.connections for s in seats),
                     discarded_bytes=sum(s.discarded for s in seats),
@@ -743,7 +746,7 @@ async def _run(
     )  # fmt: skip
     pbx = Worker("PBX", pbx_proc)
     await pbx.ask(None, timeout=60)
-    log(f"PBX online (pid {pbx_proc.pid}); logging every seat in")
+    log(f"PBX online (pid {pbx_proc.pid}); an agent signed in at every seat, each logs in")
     t_login = time.time()
     await farm.ask("login", timeout=60)
     ready = {"n": 0}
@@ -857,7 +860,7 @@ async def _run(
         "seat_cmd_result_problems": dict(sub.result_details.most_common(8)),
         "seat_states_at_end": dict(states),
         "agents": robot["robot"],
-        "headsets_lifted_at_end": robot["headsets_lifted"],
+        "headsets_on_hanger_at_end": robot["headsets_on_hanger"],
         "gateway_health": {k: edge_health.get(k) for k in (
             "links_open", "seats_online", "quarantined", "outbox_depth",
             "outbox_dropped_total", "published", "reconnects")},  # fmt: skip
