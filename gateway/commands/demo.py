@@ -18,7 +18,7 @@ from gateway.virtual_seat import VirtualSeat
 
 COLOURS = {0: "off", 1: "red", 2: "green", 3: "yellow", 4: "blue", 5: "magenta",
            6: "cyan", 7: "white"}
-READY_BIT, HOOK_BIT = 2, 1
+READY_BIT, HANGER_BIT, ANSWER_BIT = 2, 1, 16  # gateway.virtual_seat's IN_READY, ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
                   f"--bundle {info.release} {targets}")
         user, password = info.supervisor
         admin, admin_password = info.admin
+        first = next(iter(info.agents.items()), None)
+        agents = (f"{len(info.agents)} robot agents, each with an agent account of its own, "
+                  "signed in at its seat" + ("" if first is None else
+                                             f" (e.g. {first[1].name} at {first[0]})"))
         if info.microbits:
             firmware = info.microbits[0].firmware
             rows = "\n".join(f"  {m.seat}  board {m.uid}  {m.url}  QEMU pid {m.pid}"
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
   API docs    {info.url}/docs
   supervisor  {user}  password {password}
   admin       {admin}  password {admin_password}
+  agents      {agents}
   broker      127.0.0.1:{info.broker_port} (site "demo")
   work dir    {info.work}{'' if args.keep else ' (removed at the end)'}
   processes   {', '.join(f'{name} {pid}' for name, pid in info.pids.items())}
@@ -99,7 +104,11 @@ The fleet as facilities see it:
 A remote firmware update, seat by seat with roll-back, to a release stamped {release}:
   {update}
 
-Callers arrive about {args.rate:g} a minute; the agents answer them. Ctrl-C stops everything.
+Callers arrive about {args.rate:g} a minute. The robot agents wear their headsets and answer
+with its call button, end some calls themselves, and now and then hang the headset up for a
+break (the seat shows them away). A seat a supervisor sets Not Ready stays so until the
+supervisor releases it or its agent presses READY: the demo's robots return to Ready after
+20 to 40 s, as an agent would. Ctrl-C stops everything.
 """, flush=True)  # fmt: skip
         while not stop.wait(1.0):
             failed = system.failed()
@@ -132,16 +141,21 @@ def _one_seat(args: argparse.Namespace) -> int:
         # a short working day: shorter ACW and hold limits than the seeds' defaults
         session.send(messages.settings({SettingKey.ACW_S: 6, SettingKey.HOLD_REMIND_S: 5,
                                         SettingKey.HOLD_LIMIT_S: 10}))
+        signed_in = messages.agent_signed_in(True)
         script: list[tuple[float, str, object]] = [
-            (1, "agent presses READY (login)", ("press", READY_BIT)),
-            (3, "PBX offers call 101", messages.offer(101)),
-            (7, "agent lifts the headset", ("set", HOOK_BIT)),
+            (1, "the agent signs in at the desk (the gateway's N 1)", signed_in),
+            (1.5, "agent lifts the headset off its hanger (wears it)", ("clear", HANGER_BIT)),
+            (2, "agent presses READY (login)", ("press", READY_BIT)),
+            (4, "PBX offers call 101", messages.offer(101)),
+            (7, "agent presses the headset's call button (answers)", ("press", ANSWER_BIT)),
             (10, "PBX puts the caller on hold", messages.hold(101)),
             (22, "PBX takes the caller off hold", messages.hold(101, on=False)),
-            (25, "agent hangs up", ("clear", HOOK_BIT)),
-            (34, "agent lifts the headset", ("set", HOOK_BIT)),
-            (35, "PBX offers call 102 (nobody answers)", messages.offer(102)),
-            (53, "demo over", None),
+            (25, "agent presses the call button (ends the call)", ("press", ANSWER_BIT)),
+            (33, "PBX offers call 102 (the agent lets it ring)", messages.offer(102)),
+            (50, "agent presses READY", ("press", READY_BIT)),
+            (51, "agent hangs the headset on its hanger and steps away (away in 10 s)",
+             ("set", HANGER_BIT)),
+            (64, "demo over", None),
         ]
         try:
             for at, what, action in script:

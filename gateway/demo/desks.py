@@ -2,8 +2,9 @@
 (`python -m gateway.demo.desks --seats N --broker-port P --map FILE ...`).
 
 One process of its own, so the seats' loop passes share no interpreter lock with the gateway
-or the PBX. Once the robot hears the broker, every seat is logged in (a READY press each,
-staggered); it then runs until SIGTERM or SIGINT."""
+or the PBX. Each desk's headset rests on its hanger until its agent is signed in there (the
+demo signs every agent in through the API, as the desk's page does); the agent then puts it
+on and presses READY. It runs until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         farm.start()
         topics = Topics(site=args.site, root=args.root)
         asyncio.run(serve(lambda: Robot(farm, topics=topics, port=args.broker_port,
-                                        rng=random.Random(args.seed)), "desks"))  # fmt: skip
+                                        rng=random.Random(args.seed), breaks=True),
+                          "desks"))  # fmt: skip
     finally:
         farm.stop()
     return 0
@@ -47,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def serve(make_robot: Callable[[], Robot], what: str,
                 watch: Callable[[], str | None] | None = None) -> int:  # fmt: skip
     """The robot at its seats until SIGTERM or SIGINT (0), or until `watch` (asked every
-    second) names a fault (1): it hears the broker, logs every seat in, and goes on."""
+    second) names a fault (1): it hears the broker, and each agent logs in once signed in
+    at its seat."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,8 +71,9 @@ async def serve(make_robot: Callable[[], Robot], what: str,
              asyncio.create_task(watching(), name="watch")]  # fmt: skip
     try:
         await asyncio.wait_for(robot.ready.wait(), 30)
-        await robot.login()
-        print(f"{what}: {len(robot.agents)} seats logged in", file=sys.stderr, flush=True)
+        print(f"{what}: {len(robot.agents)} desks; each agent logs in once signed in at its "
+              "seat", file=sys.stderr, flush=True)  # fmt: skip
+        tasks.append(asyncio.create_task(logged_in(robot, what), name="logged in"))
         await stop.wait()
     finally:
         for task in tasks:
@@ -78,6 +82,13 @@ async def serve(make_robot: Callable[[], Robot], what: str,
     for why in fault:
         print(f"{what}: {why}", file=sys.stderr, flush=True)
     return 1 if fault else 0
+
+
+async def logged_in(robot: Robot, what: str) -> None:
+    """Says once when every desk's agent is logged in."""
+    while robot.logged_in() < len(robot.agents):
+        await asyncio.sleep(1.0)
+    print(f"{what}: {len(robot.agents)} agents logged in", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ Its hello is awaited before the map is written: the firmware is then in its loop
 first READY press would be lost during the 0.3 s main.py waits at boot), and the map's uid is
 the one the board reports.
 The robot is gateway.demo.agents.Robot, as at the virtual seats: it acts through each
-board's input pins (GpioInputs: the hook, READY, WRAP and HELP bits driven over qtest).
+board's input pins (GpioInputs: the HANGER, READY, WRAP, HELP and ANSWER bits driven over
+qtest). Each board's headset is put on its hanger once the board runs (an unwired hanger pin
+reads 0, a worn headset), until the agent signed in there puts it on.
 
 Once every board runs, the map (`{"seats": [{"seat", "uid", "url", "pid", "board",
 "firmware"}]}`) is written; the process then runs until SIGTERM or SIGINT, and stops every
@@ -39,20 +41,25 @@ from gateway.rig.qemu import QemuMicrobit
 from gateway.rig.qtest import QtestError
 from gateway.seatlink.codec import FrameError, Kind, decode
 from gateway.seatlink.messages import Hello
+from gateway.virtual_seat import IN_ANSWER, IN_HANGER, IN_HELP, IN_READY, IN_WRAP
 
 FIRST_UID = 0x5EA7DE0000000001  # the demo's emulated boards: 16 hex digits, as a micro:bit's
-INPUT_PINS = {1: "hook", 2: "ready", 4: "wrap", 8: "help"}  # firmware/agent.py's input bits
+# firmware/agent.py's input bits, by the pins' names in boards/microbit.py
+INPUT_PINS = {IN_HANGER: "hanger", IN_READY: "ready", IN_WRAP: "wrap", IN_HELP: "help",
+              IN_ANSWER: "answer"}  # fmt: skip
 
 
 class GpioInputs:
-    """An emulated board's inputs as the robot's `bits` (firmware/agent.py's IN_HOOK,
-    IN_READY, IN_WRAP, IN_HELP): setting them drives each pin that changed."""
+    """An emulated board's inputs as the robot's `bits` (gateway.virtual_seat's IN_HANGER,
+    IN_READY, IN_WRAP, IN_HELP, IN_ANSWER): setting them drives each pin that changed. It
+    starts with the headset on its hanger (the pin driven to 1), as an empty desk."""
 
     def __init__(self, gpio: Gpio, seat: str) -> None:
         self._gpio = gpio
         self._seat = seat
-        self._bits = 0
+        self._bits = 0  # the pins as QEMU starts them: all low
         self.errors = 0
+        self.bits = IN_HANGER
 
     @property
     def bits(self) -> int:
@@ -157,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return f"the QEMU of {', '.join(down)} ended" if down else None
 
         return asyncio.run(serve(lambda: Robot(topics=topics, port=args.broker_port,
-                                               rng=random.Random(args.seed), boards=inputs),
+                                               rng=random.Random(args.seed), boards=inputs,
+                                               breaks=True),
                                  "microbits", watch=stopped))  # fmt: skip
     finally:
         for board in boards.values():

@@ -15,7 +15,10 @@ Design requirements:
   - the PBX connector (`seatlink pbx`), with callers arriving all the time (Poisson);
   - the policy/KPI core (`seatlink core`) on SQLite;
   - the supervisor API and wallboard (`seatlink api`), with two personal demo accounts
-    whose passwords are made up at start and printed.
+    whose passwords are made up at start and printed, and a personal agent account for
+    the robot at every seat (gateway.demo.agents.people), each signed in at its seat
+    through the API's sign-in route (POST /me/signin with the agent's own login), as the
+    desk's page does: the edge then lets the seat take its agent's READY.
 - Every child gets a parent-death signal (gateway.rig.spawn), so nothing outlives the demo
   even when it is killed. `stop()` ends them in the reverse order of their start (SIGTERM,
   then SIGKILL after STOP_S), and removes the work directory unless asked to keep it. The
@@ -37,17 +40,24 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.demo.agents import Person, people
 from gateway.fleet.flash import firmware_version, write_bundle
 from gateway.rig.spawn import spawn
 
 SITE = "demo"
 ROOT = "seatlink"
-SEAT_DEFAULTS = {"away_s": 0, "acw_s": 10}  # robots take their breaks elsewhere
+# short after-call work, so the wallboard moves; the robots wear their headsets, and one
+# who takes a break hangs it on its hanger: the seat shows it away after away_s (10 s)
+SEAT_DEFAULTS = {"acw_s": 10}
+SIGN_IN_S = 30.0  # for each agent's sign-in, the API up (the floor learns the seats)
 # the demo's accounts: personal names, as the product asks for
 SUPERVISOR = ("sam.okafor", "Sam Okafor", "supervisor")
 ADMIN = ("ada.lovelace", "Ada Lovelace", "admin")
@@ -86,6 +96,7 @@ class DemoInfo:
     url: str
     supervisor: tuple[str, str]  # username, password
     admin: tuple[str, str]
+    agents: dict[str, Person]  # seat -> the robot agent's account, signed in there
     work: Path
     broker_port: int
     release: Path  # a firmware release to try the remote update with (seatlink update)
@@ -141,7 +152,7 @@ class DemoSystem:
         self._edge(work, broker_port, seats)
         self._pbx(work, broker_port)
         self._core(work, broker_port)
-        info = self._api(work, broker_port)
+        info = self._api(work, broker_port, [f"s{i + 1:03d}" for i in range(len(seats))])
         info.pids = {name: proc.pid for name, proc, _ in self._children}
         info.microbits = microbits
         info.notes = list(self._notes)
@@ -279,7 +290,7 @@ class DemoSystem:
                        f'[broker]\nhost = "127.0.0.1"\nport = {port}\n')  # fmt: skip
         self._start("core", _seatlink("core", cfg), work)
 
-    def _api(self, work: Path, port: int) -> DemoInfo:
+    def _api(self, work: Path, port: int, seats: list[str]) -> DemoInfo:
         o = self.options
         api_port = o.api_port if o.api_port and not _listening(o.api_port, o.api_host) \
             else _free_port()  # fmt: skip
@@ -299,14 +310,63 @@ class DemoSystem:
             if done.returncode != 0:
                 raise DemoError(f"could not add the demo account {username}: {done.stderr}")
             accounts[role] = (username, password)
+        agents = dict(zip(seats, people(len(seats)), strict=True))
+        passwords = self._agent_accounts(cfg, agents)
         self._start("api", _seatlink("api", cfg), work)
         url = f"http://{o.api_host}:{api_port}"
         self._wait("api", lambda: _healthy(url), f"{url}/health answering")
+        self._sign_in(url, agents, passwords)
         # this checkout's firmware stamped as a release: the seats run the unstamped one
         release = work / "release.json"
         write_bundle(release, kinds=["microbit"], version=f"{firmware_version()}+demo")
         return DemoInfo(url=url, supervisor=accounts["supervisor"], admin=accounts["admin"],
-                        work=work, broker_port=port, release=release)  # fmt: skip
+                        agents=agents, work=work, broker_port=port,
+                        release=release)  # fmt: skip
+
+    def _agent_accounts(self, cfg: Path, agents: dict[str, Person]) -> dict[str, str]:
+        """A personal agent account for the robot at each seat, with its agent id, added as
+        `seatlink api --add-user NAME --role agent --agent ID --no-change` adds one (the
+        same store calls, in this process: one process for them all, not one each).
+        Returns each username's password, made up here."""
+        from gateway.api.accounts import AccountError, Role, StoreError, open_accounts
+        from gateway.api.settings import load_settings
+
+        passwords = {p.username: _password() for p in agents.values()}
+        try:
+            with open_accounts(load_settings(cfg).accounts) as store:
+                for p in agents.values():
+                    store.create_user(username=p.username, password=passwords[p.username],
+                                      full_name=p.name, role=Role.AGENT, agent=p.agent)
+                    store.audit(action="user_create", outcome="ok", actor=None,
+                                target=p.username, detail={"role": "agent", "agent": p.agent,
+                                                           "via": "seatlink demo"})
+        except (AccountError, StoreError, OSError, ValueError) as exc:
+            raise DemoError(f"could not add the robot agents' accounts: {exc}") from exc
+        return passwords
+
+    def _sign_in(self, url: str, agents: dict[str, Person], passwords: dict[str, str]) -> None:
+        """Each robot agent logs in to the API with its own account and signs in at its
+        seat (POST /me/signin), as at the desk's page: the API publishes the retained
+        seat/{seat}/agent, the edge tells the seat, and the robot there puts its headset on
+        and presses READY. A seat the API's floor has not heard of yet (404) is tried again
+        until SIGN_IN_S."""
+
+        def sign_in(seat: str, p: Person) -> None:
+            deadline = time.monotonic() + SIGN_IN_S
+            token = _token(url, p.username, passwords[p.username])
+            while True:
+                status, answer = _post_json(url + "/me/signin", {"seat": seat}, token)
+                if status == 200:
+                    return
+                if status != 404 or time.monotonic() > deadline:
+                    raise DemoError(f"the API did not sign {p.name} ({p.username}) in at "
+                                    f"{seat}: {status} {answer}")  # fmt: skip
+                time.sleep(0.5)
+
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="sign-in") as pool:
+            for done in [pool.submit(sign_in, seat, p) for seat, p in agents.items()]:
+                done.result()
+        self._say(f"{len(agents)} robot agents signed in at their seats through the API")
 
     # --- stop -------------------------------------------------------------------------------
 
@@ -365,6 +425,30 @@ def _listening(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
+
+
+def _token(url: str, username: str, password: str) -> str:
+    """An API login (POST /auth/token, the OAuth2 password form): the bearer token."""
+    form = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    request = urllib.request.Request(url + "/auth/token", data=form, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return str(json.loads(answer.read())["access_token"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise DemoError(f"the API refused the login of {username}: {exc}") from exc
+
+
+def _post_json(url: str, body: object, token: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except OSError as exc:
+        return 0, str(exc)
 
 
 def _healthy(url: str) -> bool:
