@@ -25,7 +25,8 @@ def source_reachable() -> bool:
 
 
 def _stanzas(text: str) -> list[dict[str, str]]:
-    stanzas, current = [], {}
+    stanzas: list[dict[str, str]] = []
+    current: dict[str, str] = {}
     for line in text.splitlines() + [""]:
         if not line.strip():
             if current:
