@@ -750,6 +750,15 @@ class SeatLink:
     def sign_in_changed(self) -> None:
         self._kick.set()
 
+    @property
+    def told(self) -> SignIn | None:
+        """What the seat's running boot was last told (N) about who is signed in; None: not
+        told yet, and the seat takes any login."""
+        if self._told is None or self._told[:2] != (self.board, self.boot):
+            return None
+        agent = self._told[2]
+        return SignIn(agent=agent if isinstance(agent, str) else None)
+
     async def _send_request(self, request: Request) -> None:
         if self.clock() >= request.deadline:
             self._result(request, "expired", detail="not delivered before its deadline")
