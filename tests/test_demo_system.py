@@ -156,8 +156,26 @@ def test_the_demo_shows_live_calls_and_stops_everything(tmp_path: Path) -> None:
         while firmware() != {"s001": release, "s002": release}:
             assert time.monotonic() < deadline, f"the API shows {firmware()}, not {release}"
             time.sleep(0.2)
-        # a call answered at each emulated micro:bit: its robot lifted the hook on its pin
+        # a call answered at each emulated micro:bit: its robot pressed ANSWER on its pin
         assert answered.wait(EMULATED, 60), f"talking on a call: {sorted(answered.calls)}"
+        # agents at seats, end to end: each robot signed in with its own account (the API),
+        # its seat took the login (edge, seat), the tiles name it (API), and the core books
+        # the micro:bit's calls to the agent signed in there, not to the desk
+        seats = httpx.get(base + "/seats", headers=headers).json()
+        agents = {s["seat"]: (s["agent"], s["agent_name"]) for s in seats}
+        assert all(a and n for a, n in agents.values()), agents
+        assert len({a for a, _ in agents.values()}) == 10, agents  # one agent per seat
+        agent = agents[EMULATED[0]][0]
+
+        def handled() -> int:
+            got = httpx.get(f"{base}/kpis/agent/{agent}", headers=headers)
+            return int(got.json()["windows"]["today"]["handled"]) if got.status_code == 200 else 0
+
+        deadline = time.monotonic() + 90  # a call to end, then the agents' 15 s publishing
+        while handled() < 1:
+            assert time.monotonic() < deadline, f"no handled call booked to {agent}"
+            time.sleep(1)
+        assert httpx.get(f"{base}/kpis/agent/{EMULATED[0]}", headers=headers).status_code == 404
     finally:
         if answered is not None:
             answered.stop()
