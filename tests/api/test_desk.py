@@ -57,15 +57,24 @@ def test_an_agent_signs_in_at_the_desk_and_out(api: LiveApi, page: Any) -> None:
     with api.client(Role.SUPERVISOR) as c:
         assert [(s["seat"], s["agent"]) for s in c.get("/signins").json()] == [("s101", "a1")]
 
-    # an alert at the agent's seat shows on its page, without a reload
+    # the agent's own alerts show on its page, without a reload: the one at its seat and one
+    # from the seat it sat at before; not the one of the agent before it at this seat
     now = time.time()
+
+    def alert(ident: str, seat: str, agent: str, message: str) -> dict[str, Any]:
+        return {"v": 1, "id": ident, "rule": "hold", "seed": "S3 1.6",
+                "rule_text": "a single hold must not exceed 30 s", "seat": seat, "call": 7,
+                "since": now - 40, "raised": now - 5, "measured": 31.0, "threshold": 30.0,
+                "unit": "s", "severity": "warning", "message": message, "status": "raised",
+                "t": now, "who": None, "note": "", "agent": agent}  # fmt: skip
+
     api.publish("alerts_open", {"v": 1, "t": now, "more": 0, "alerts": [
-        {"v": 1, "id": "hold-s101-1", "rule": "hold", "seed": "S3 1.6",
-         "rule_text": "a single hold must not exceed 30 s", "seat": "s101", "call": 7,
-         "since": now - 40, "raised": now - 5, "measured": 31.0, "threshold": 30.0,
-         "unit": "s", "severity": "warning", "message": "s101: call 7 on hold for 31 s",
-         "status": "raised", "t": now, "who": None, "note": ""}]})  # fmt: skip
-    expect(page.locator("#my-alerts li")).to_contain_text(["on hold for 31 s"], timeout=WAIT_MS)
+        alert("hold-s101-1", "s101", "a1", "s101 (a1): call 7 on hold for 31 s"),
+        alert("hold-s101-0", "s101", "a9", "s101 (a9): call 6 on hold for 45 s"),
+        alert("hold-s102-1", "s102", "a1", "s102 (a1): call 5 on hold for 33 s")]})
+    expect(page.locator("#my-alerts li")).to_contain_text(
+        ["on hold for 31 s", "on hold for 33 s"], timeout=WAIT_MS)  # fmt: skip
+    expect(page.locator("#my-alerts li")).to_have_count(2)
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#message")).to_have_text("Signed out of s101.")

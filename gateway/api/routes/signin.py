@@ -184,8 +184,9 @@ async def sign_me_out(request: Request,
 async def my_desk(request: Request,
                   session: Annotated[Session, Depends(require(AGENTS))]) -> MyDesk:
     """Your own page: your sign-in, your seat's state, your live KPIs (the core's
-    kpi/agent/<your agent id>) with the site's targets, and the open alerts of your seat.
-    Only your own: nobody else's figures or alerts."""
+    kpi/agent/<your agent id>) with the site's targets, and your open alerts (the core names
+    the agent signed in when an alert is raised), wherever you sat. Only your own: nobody
+    else's figures or alerts, not even those of the agent before you at your seat."""
     svc = services(request)
     user = await run_in_threadpool(svc.accounts.user, session.username)
     if user is None:
@@ -195,10 +196,10 @@ async def my_desk(request: Request,
     floor = svc.floor
     seat = None
     alerts: list[dict[str, Any]] = []
-    if now is not None:
-        if now.seat in floor.seats:
-            seat = Seat(**floor.seat(now.seat))
-        alerts = [a for a in floor.alerts_open.get("alerts", []) if a.get("seat") == now.seat]
+    if now is not None and now.seat in floor.seats:
+        seat = Seat(**floor.seat(now.seat))
+    if user.agent is not None:
+        alerts = [a for a in floor.alerts_open.get("alerts", []) if a.get("agent") == user.agent]
     kpis = None if user.agent is None else floor.kpis.get("agent", {}).get(user.agent)
     return MyDesk(username=user.username, full_name=user.full_name, agent=user.agent,
                   signin=None if now is None else _out(now), last_signout=_interval(last),
