@@ -1,6 +1,6 @@
 // The desk's page (issue 19): an agent signs in at the seat of the desk's link
 // (/desk?seat=s101) with its own account, and sees its seat, its figures today and its
-// seat's open alerts (GET /me/desk).
+// own open alerts (GET /me/desk).
 //
 // Plain ES2020 like the wallboard: no build step, nothing from elsewhere, server text set with
 // textContent only, the token in this tab's sessionStorage only.
