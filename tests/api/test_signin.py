@@ -343,18 +343,20 @@ def test_the_agents_own_page_shows_its_own_only(api: LiveApi) -> None:
                "rule_text": "a single hold must not exceed 30 s", "seat": s, "call": 7,
                "since": now - 40, "raised": now - 5, "measured": 31.0, "threshold": 30.0,
                "unit": "s", "severity": "warning", "message": f"{s}: hold 31 s",
-               "status": "raised", "t": now, "who": None, "note": ""} for s in ("s1", "s2")]
+               "status": "raised", "t": now, "who": None, "note": "", "agent": agent}
+              for s, agent in (("s1", "a1"), ("s2", "a2"))]  # fmt: skip
     api.publish("alerts_open", {"v": 1, "t": now, "more": 0, "alerts": alerts})
     wait(lambda: len(api.floor.kpis.get("agent", {})) == 2
          and len(api.floor.alerts_open["alerts"]) == 2, "KPIs and alerts on the floor")
     with api.client(Role.AGENT) as c:
         page = c.get("/me/desk").json()
-        assert page["signin"] is None and page["alerts"] == [] and page["seat"] is None
+        assert page["signin"] is None and page["seat"] is None
+        assert [a["seat"] for a in page["alerts"]] == ["s1"]  # its own, signed in or not
         assert page["kpis"]["key"] == "a1" and page["targets"]["avg_acw_s"] == 60.0
         c.post("/me/signin", json={"seat": "s1"})
         page = c.get("/me/desk").json()
         assert page["signin"]["seat"] == "s1" and page["seat"]["seat"] == "s1"
-        assert [a["seat"] for a in page["alerts"]] == ["s1"]  # not s2's
+        assert [a["seat"] for a in page["alerts"]] == ["s1"]  # not a2's at s2
         assert page["kpis"]["windows"]["today"]["avg_acw_s"] == 71.0
         # and no other agent's figures, nor the floor's alerts
         assert c.get("/kpis/agent/a2").status_code == 403
