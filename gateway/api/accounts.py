@@ -690,7 +690,9 @@ class _Postgres:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            # keyed by schema too: account stores in other schemas never wait on this one
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
+                               (_LOCK_KEY,))  # fmt: skip
             yield
 
     def tables(self, names: Sequence[str]) -> set[str]:

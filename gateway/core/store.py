@@ -104,8 +104,11 @@ TOPIC_CACHE = 100_000  # topics parsed once (one per seat and call)
 SEAT_EVENT_NAMES = frozenset(code.name.lower() for code in EventCode)
 
 _BIGINT = 2**63 - 1
-_LOCK_KEY = 0x5EA7C0BE  # PostgreSQL advisory lock of the store's writers and migrations
-_LEADER_KEY = 0x5EA7C0BF  # ... and of the core worker that leads
+# PostgreSQL advisory locks, each keyed by (this key, a hash of the schema the store's tables
+# are in): stores in other schemas of one database (other sites, tests) never wait on each
+# other or take each other's lead
+_LOCK_KEY = 0x5EA7C0BE  # the store's writers and migrations
+_LEADER_KEY = 0x5EA7C0BF  # the core worker that leads
 
 
 AlertAction = Literal["acknowledged", "resolved", "cleared"]
@@ -491,7 +494,8 @@ class _Postgres:
             yield
 
     def lock(self) -> None:
-        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
+                           (_LOCK_KEY,))  # fmt: skip
 
     def reconnect(self) -> None:
         """A new connection if the server dropped this one (a restart, a killed backend):
@@ -509,7 +513,8 @@ class _Postgres:
     def try_lead(self) -> bool:
         # held by this connection until it closes: a worker that dies hands over at once
         if not self._leading:
-            ((got,),) = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_KEY,))
+            ((got,),) = self._conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (_LEADER_KEY,))
             self._leading = bool(got)
         return self._leading
 

@@ -35,6 +35,7 @@ from gateway.core.store import (
     StoreError,
     open_store,
 )
+from tests.databases import empty_database
 
 NOW = 1_795_430_600.0  # the store's clock in these tests
 SITE = Topics(site="hq")
@@ -577,3 +578,19 @@ def test_a_batch_of_ten_thousand_events(store_url: str) -> None:
         assert store.counts()["db"]["events"] == 10_000
         print(f"\n{store.dialect}: 10,000 events in one batch in {elapsed * 1000:.0f} ms, "
               f"{10_000 / elapsed:,.0f} events/s")  # fmt: skip
+
+
+def test_stores_in_two_schemas_of_one_postgresql_database_each_have_a_leader(
+    tmp_path: Path,
+) -> None:
+    # two sites (or two test runs) in one database: neither waits on the other's writers
+    # nor takes the other's lead; two workers of one store still share one leader
+    with empty_database("postgresql", tmp_path, "site_a") as a_url, \
+            empty_database("postgresql", tmp_path, "site_b") as b_url:  # fmt: skip
+        with opened(a_url) as a1, opened(a_url) as a2, opened(b_url) as b:
+            assert a1.try_lead() is True
+            assert a2.try_lead() is False
+            assert b.try_lead() is True
+            with a1._db.transaction():  # a writer of site a holds its lock...
+                a1._db.lock()
+                assert b.ingest([seat_msg(seq=1)]).stored == 1  # ...site b writes on
