@@ -82,8 +82,10 @@ image: deps venv
 	$(BIN)/seatlink image --out $(IMAGE) $(if $(filter true,$(CI)),--fresh)
 
 # The HIL suite on the emulated micro:bit v1 running the image (QEMU).
+# Two workers, a test file to each (its fixtures and broker stay in one process): most of
+# the suite's time is waiting on brokers, boards and processes. The 15 slowest are printed.
 test: deps image lint typecheck typecheck-boards
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 	$(BIN)/pytest hil_tests
 
 # The HIL suite against emulated micro:bits (QEMU); PORT=/dev/ttyACM0 for a real board.
