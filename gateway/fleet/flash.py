@@ -67,7 +67,7 @@ import serial
 from gateway.bundle import FIRMWARE_DIR, PART_PREFIX, firmware_bundle
 from gateway.edge.inventory import Inventory
 from gateway.rig.board import FS_BYTES
-from gateway.rig.rawrepl import RawRepl, RemoteError, ReplError, ReplTimeout
+from gateway.rig.rawrepl import RawRepl, RemoteError, ReplError, ReplTimeout, literal
 from gateway.seatlink.codec import Kind, encode
 from gateway.seatlink.messages import EXIT_MAGIC
 
@@ -663,10 +663,11 @@ class Identity:
     free: int  # heap free at the REPL, bytes
 
 
+
 def identify(repl: RawRepl) -> Identity:
     stdout, _ = repl.exec(IDENTIFY)
     try:
-        sysname, machine, uid, free = ast.literal_eval(stdout.strip())
+        sysname, machine, uid, free = literal(stdout.strip())
         if not (isinstance(sysname, str) and isinstance(machine, str)
                 and isinstance(uid, bytes) and uid and isinstance(free, int)):  # fmt: skip
             raise ValueError
@@ -771,7 +772,7 @@ def _raw_listing(repl: RawRepl) -> dict[str, tuple[int, str]]:
     out = {}
     for line in stdout.splitlines():
         if line.strip():
-            name, size, crc = ast.literal_eval(line)
+            name, size, crc = literal(line)
             out[str(name)] = (int(size), f"{int(crc):08x}")
     return out
 
@@ -882,7 +883,7 @@ class Mpremote:
         out = {}
         for text in self.runner(self.listing_line()).splitlines():
             if text.startswith("("):
-                name, size, digest = ast.literal_eval(text)
+                name, size, digest = literal(text)
                 if int(size) >= 0:
                     out[str(name)] = (int(size), str(digest))
         return out

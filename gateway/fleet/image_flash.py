@@ -21,7 +21,6 @@ Requirements (issue 16):
 
 from __future__ import annotations
 
-import ast
 import importlib
 import importlib.util
 import os
@@ -50,7 +49,7 @@ from gateway.fleet.flash import (
 )
 from gateway.rig.drive import DETAILS, FAIL, HTM
 from gateway.rig.hexfile import HexError, read_image_file
-from gateway.rig.rawrepl import RawRepl, ReplError
+from gateway.rig.rawrepl import RawRepl, ReplError, literal
 from gateway.seatlink.codec import FrameError, Kind, decode, encode
 from gateway.seatlink.messages import Heartbeat, Hello, MessageError, parse_message
 from gateway.seatlink.receiver import LineSplitter
@@ -431,7 +430,7 @@ def await_repl(port: str, *, timeout: float) -> ReplGreeting:
                                  f"flash: {exc}") from None  # fmt: skip
             time.sleep(0.1)
     try:
-        sysname, version, uid, files = ast.literal_eval(stdout.strip())
+        sysname, version, uid, files = literal(stdout.strip())
         return ReplGreeting(str(sysname), str(version), bytes(uid).hex().upper(),
                             tuple(str(f) for f in files))  # fmt: skip
     except (ValueError, SyntaxError, TypeError):

@@ -16,10 +16,11 @@ from __future__ import annotations
 import ast
 import hashlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import serial
 
@@ -30,6 +31,18 @@ RING = 63
 """Bytes the firmware can buffer unread: its ring has 64 slots and keeps one free."""
 READ_CHUNK = 128
 FILE_ATTEMPTS = 3
+
+
+# CPython 3.11's AST constructor keeps its recursion depth per interpreter, not per thread:
+# boards flashed in parallel (gateway.fleet.flash_many's threads) parsing at once failed with
+# "SystemError: AST constructor recursion depth mismatch". One parse at a time; they are tiny.
+_AST = threading.Lock()
+
+
+def literal(text: str) -> Any:
+    """ast.literal_eval, one thread at a time."""
+    with _AST:
+        return ast.literal_eval(text)
 
 
 class ReplError(RuntimeError):
@@ -192,7 +205,7 @@ class RawRepl:
     def eval(self, expression: str, *, timeout: float = 10.0) -> object:
         """Value of a Python-literal expression on the board (via repr)."""
         stdout, _ = self.exec(f"print(repr({expression}))", timeout=timeout)
-        return ast.literal_eval(stdout.strip())
+        return literal(stdout.strip())
 
     def _run(
         self, source: bytes, *, timeout: float = 5.0, check: bool = True, shown: str = ""
@@ -329,7 +342,7 @@ def _text(raw: bytes) -> str:
 
 
 def _bytes_literal(line: str) -> bytes:
-    value = ast.literal_eval(line)
+    value = literal(line)
     if not isinstance(value, bytes):
         raise ReplError(f"expected a bytes repr, got {line!r}")
     return value
