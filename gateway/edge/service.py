@@ -277,8 +277,9 @@ class EdgeService:
         if self.settings.sign_in:
             await client.subscribe(self.topics.subscription("seat_agent"), qos=1)
             if self._sign_ins_from is None:
+                # each link asks sign_in() on every pass of its loop (at least every 0.25 s):
+                # once the wait is over, a seat with no sign-in known is told "nobody"
                 self._sign_ins_from = time.monotonic()
-                self._spawn(self._sign_in_wait_over(), "sign-in wait")
         await client.subscribe(self.topics.topic("firmware_cmd", gateway=self.gateway), qos=1)
         await self._retain(client, self.topics.gateway_status(self.gateway),
                            GatewayStatus(gateway=self.gateway, status="online",
@@ -417,11 +418,6 @@ class EdgeService:
         )  # fmt: skip
 
     # --- commands ---------------------------------------------------------------------------
-
-    async def _sign_in_wait_over(self) -> None:
-        await asyncio.sleep(self.settings.sign_in_wait_s)
-        for link in self.links:
-            link.sign_in_changed()  # seats with no sign-in known are told "nobody" now
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         firmware_cmd = self.topics.topic("firmware_cmd", gateway=self.gateway)
